@@ -1,0 +1,1 @@
+"""Recorded Postscript interactions and the harness that replays, verifies and records them."""

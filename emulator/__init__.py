@@ -1,0 +1,1 @@
+"""The Postscript emulator, Segment Engage traffic and the baseline destination."""

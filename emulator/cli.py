@@ -1,0 +1,17 @@
+"""`pslab`: the one program that fronts the lab.
+
+Each sub-command lives next to the thing it drives; this module only wires
+them together, so it is the one place that may import both the emulator and
+the engine (the engine itself never imports the emulator).
+"""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="pslab",
+    help="Postscript audience sync lab: emulator, traffic generator, sync engine, contracts.",
+    no_args_is_help=True,
+    add_completion=False,
+)

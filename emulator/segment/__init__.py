@@ -1,0 +1,1 @@
+"""Segment Engage traffic: events, scenarios, delivery faults, strategies and the baseline."""

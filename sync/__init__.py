@@ -1,0 +1,1 @@
+"""The sync engine: parse -> ledger -> plan -> client."""
