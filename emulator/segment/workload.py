@@ -1,0 +1,152 @@
+"""Ready-made traffic: subscribers to seed, Segment lines as delivered, expected membership.
+
+`build_workload("standard")` is the workload of SPEC §9 (10,000 shoppers,
+8 audiences, backfill p=0.3, three rounds flipping 10%, 10% duplicates,
+windows of 500, 2% late; about 35,000 lines). `build_workload("quick")` is the
+same shape at CI size (500 shoppers, 4 audiences, windows of 100; about 900
+lines). Any `WorkloadConfig` field can be overridden by keyword.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import cached_property
+from typing import Any
+
+from emulator.segment.delivery import DeliveryConfig, deliver
+from emulator.segment.events import format_timestamp
+from emulator.segment.scenario import GroundTruth, Scenario, ScenarioConfig
+
+__all__ = ["PRESETS", "Workload", "WorkloadConfig", "build_workload"]
+
+
+@dataclass(frozen=True)
+class WorkloadConfig:
+    users: int = 500
+    audiences: int = 4
+    backfill_p: float = 0.3
+    rounds: int = 3
+    flip_rate: float = 0.1
+    tie_rate: float = 0.005
+    duplicate_rate: float = 0.1
+    shuffle_window: int = 100
+    late_rate: float = 0.02
+    batch_size: int = 0
+    unseeded_rate: float = 0.0
+    seed: int = 1
+
+
+PRESETS: dict[str, WorkloadConfig] = {
+    "standard": WorkloadConfig(users=10_000, audiences=8, shuffle_window=500),
+    "quick": WorkloadConfig(users=500, audiences=4, shuffle_window=100),
+}
+
+
+class Workload:
+    """One seeded workload; every property and `iter_lines()` is deterministic."""
+
+    def __init__(self, config: WorkloadConfig) -> None:
+        self.config = config
+        self.scenario = Scenario(
+            ScenarioConfig(
+                users=config.users,
+                audiences=config.audiences,
+                backfill_p=config.backfill_p,
+                rounds=config.rounds,
+                flip_rate=config.flip_rate,
+                tie_rate=config.tie_rate,
+                seed=config.seed,
+            )
+        )
+        self.delivery = DeliveryConfig(
+            duplicate_rate=config.duplicate_rate,
+            shuffle_window=config.shuffle_window,
+            late_rate=config.late_rate,
+            batch_size=config.batch_size,
+            seed=config.seed,
+        )
+
+    def iter_lines(self) -> Iterator[str]:
+        """NDJSON lines (no trailing newline) in delivery order; re-iterable."""
+        return deliver(self.scenario.events(), self.delivery)
+
+    @cached_property
+    def truth(self) -> GroundTruth:
+        return self.scenario.ground_truth()
+
+    @cached_property
+    def seeded(self) -> list[bool]:
+        """Which shoppers exist in Postscript before the sync (all, unless `unseeded_rate`)."""
+        rng = random.Random(f"{self.config.seed}:seeding")
+        return [rng.random() >= self.config.unseeded_rate for _ in range(self.config.users)]
+
+    @property
+    def subscribers(self) -> list[dict[str, Any]]:
+        """Items for `POST /_emulator/subscribers` (`{"subscribers": [...]}`)."""
+        start = self.scenario.config.start
+        items: list[dict[str, Any]] = []
+        for index, shopper in enumerate(self.scenario.population.shoppers()):
+            if not self.seeded[index]:
+                continue
+            item: dict[str, Any] = {}
+            if shopper.phone:
+                item["phone_number"] = shopper.phone
+            if shopper.email:
+                item["email"] = shopper.email
+            created = start - timedelta(days=30) + timedelta(seconds=index)
+            item["created_at"] = format_timestamp(created)
+            items.append(item)
+        return items
+
+    @property
+    def expected(self) -> list[dict[str, Any]]:
+        """Final membership of every seeded (subscriber, audience) the traffic mentions."""
+        return self._memberships(seeded=True)
+
+    @property
+    def unseeded_expected(self) -> list[dict[str, Any]]:
+        """What the traffic says about shoppers who are not subscribers (parked by an engine)."""
+        return self._memberships(seeded=False)
+
+    @property
+    def expected_event_count(self) -> int:
+        """Postscript events a correct engine posts draining everything in one run."""
+        return sum(
+            1 for (user, _), member in self.truth.final.items() if member and self.seeded[user]
+        )
+
+    def _memberships(self, *, seeded: bool) -> list[dict[str, Any]]:
+        population = self.scenario.population
+        audiences = population.all_audiences()
+        rows = []
+        for (user, audience), member in sorted(self.truth.final.items()):
+            if self.seeded[user] != seeded:
+                continue
+            shopper = population.shopper(user)
+            rows.append(
+                {
+                    "phone_number": shopper.phone,
+                    "email": shopper.email,
+                    "audience_key": audiences[audience].key,
+                    "member": member,
+                }
+            )
+        return rows
+
+
+def build_workload(preset: str = "quick", **overrides: Any) -> Workload:
+    """The named preset (`standard` or `quick`), with any `WorkloadConfig` field overridden."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(sorted(PRESETS))}")
+    known = {f.name for f in dataclasses.fields(WorkloadConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(
+            f"unknown workload setting(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}"
+        )
+    chosen = {name: value for name, value in overrides.items() if value is not None}
+    return Workload(dataclasses.replace(PRESETS[preset], **chosen))

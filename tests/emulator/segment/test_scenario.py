@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from emulator.segment.scenario import Scenario, ScenarioConfig
+from emulator.segment.workload import build_workload
+
+from .helpers import SubscriberIndex, fold_by_version, parse_all
+
+
+def _as_state(expected: list[dict[str, object]]) -> dict[tuple[str, str], bool]:
+    return {
+        (str(row["phone_number"] or row["email"]), str(row["audience_key"])): bool(row["member"])
+        for row in expected
+    }
+
+
+def test_expected_membership_equals_applying_the_delivered_events_in_version_order() -> None:
+    workload = build_workload("quick", tie_rate=0.05)
+    index = SubscriberIndex(workload.subscribers)
+    folded = fold_by_version(parse_all(workload.iter_lines()), index)
+    assert folded == _as_state(workload.expected)
+
+
+def test_history_is_yielded_in_version_order_per_pair() -> None:
+    last: dict[tuple[int, int], object] = {}
+    for change in Scenario(ScenarioConfig(users=200, audiences=3, tie_rate=0.2)).changes():
+        pair = (change.user, change.audience)
+        previous = last.get(pair)
+        assert previous is None or previous < change.version  # type: ignore[operator]
+        last[pair] = change.version
+
+
+def test_timestamp_ties_are_won_by_the_greater_message_id() -> None:
+    scenario = Scenario(ScenarioConfig(users=50, audiences=2, tie_rate=1.0))
+    by_pair: dict[tuple[int, int], list[tuple[object, str, bool]]] = {}
+    for change in scenario.changes():
+        by_pair.setdefault((change.user, change.audience), []).append(
+            (change.timestamp, change.message_id, change.member)
+        )
+    truth = scenario.ground_truth()
+    tied = 0
+    for pair, history in by_pair.items():
+        last_instant = max(h[0] for h in history)  # type: ignore[type-var]
+        contenders = [h for h in history if h[0] == last_instant]
+        tied += len(contenders) > 1
+        assert truth.final[pair] is max(contenders, key=lambda h: h[1])[2]
+    assert tied > 0
+
+
+def test_transitions_alternate_from_not_member_and_end_in_the_final_state() -> None:
+    truth = Scenario(ScenarioConfig(users=300, audiences=4)).ground_truth()
+    for pair, transitions in truth.transitions.items():
+        assert transitions[::2] == ["Entered"] * len(transitions[::2])
+        assert transitions[1::2] == ["Exited"] * len(transitions[1::2])
+        assert truth.final[pair] is (len(transitions) % 2 == 1)
+
+
+def test_standard_preset_has_the_spec_9_shape() -> None:
+    workload = build_workload("standard")
+    lines = sum(1 for _ in workload.iter_lines())
+    assert 33_000 <= lines <= 37_000
+    share_members = sum(workload.truth.final.values()) / (10_000 * 8)
+    assert 0.27 <= share_members <= 0.33
