@@ -1,0 +1,337 @@
+"""Where a contract's request is sent: the emulator (state set up through its
+admin surface) or a live shop (state limited to the one test subscriber).
+
+A target turns a contract into an `Exchange`: it sets up what `given` asks
+for, binds references such as `subscriber.alice.id`, sends the request and
+returns the answer with live phones/emails already mapped back to the
+contract's fixtures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from aiolimiter import AsyncLimiter
+
+from contracts.contract import Contract, fill
+
+INVALID_KEY = "sk_invalid_pslab_contract"
+NEUTRAL_FAULTS: dict[str, Any] = {
+    "error_rate": 0.0,
+    "timeout_rate": 0.0,
+    "latency_ms": [0, 0],
+    "rate_limit_rps": 0,
+}
+RATE_LIMIT_BURST = 20
+RATE_LIMIT_ROUNDS = 5
+
+
+class SkipContract(Exception):
+    """This contract cannot run against this target; the message says why."""
+
+
+class TargetError(Exception):
+    """The target cannot be used at all (for instance the test subscriber is missing)."""
+
+
+@dataclass
+class Exchange:
+    """One answer to a contract's request, in fixture terms."""
+
+    status: int
+    body: Any
+    bindings: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def decode(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return response.text
+
+
+def replace_strings(value: Any, mapping: Mapping[str, str]) -> Any:
+    """`value` with every occurrence of each mapping key replaced inside every string."""
+    if isinstance(value, str):
+        for old in sorted(mapping, key=len, reverse=True):
+            if old:
+                value = value.replace(old, mapping[old])
+        return value
+    if isinstance(value, list):
+        return [replace_strings(item, mapping) for item in value]
+    if isinstance(value, dict):
+        return {
+            replace_strings(key, mapping): replace_strings(item, mapping)
+            for key, item in value.items()
+        }
+    return value
+
+
+async def first_rate_limited(send: Callable[[], Awaitable[httpx.Response]]) -> httpx.Response:
+    """Send bursts until one answer is a 429 (or give up and return the last answer)."""
+    last: httpx.Response | None = None
+    for _ in range(RATE_LIMIT_ROUNDS):
+        answers = await asyncio.gather(*(send() for _ in range(RATE_LIMIT_BURST)))
+        for answer in answers:
+            if answer.status_code == httpx.codes.TOO_MANY_REQUESTS:
+                return answer
+        last = answers[-1]
+        await asyncio.sleep(0)
+    assert last is not None
+    return last
+
+
+class Target:
+    """What every target does; `prepare` and `substitutions` differ."""
+
+    kind = "target"
+
+    def __init__(self, client: httpx.AsyncClient, secret_key: str) -> None:
+        self.client = client
+        self.secret_key = secret_key
+
+    async def start(self) -> None:
+        """Called once before the first contract."""
+
+    async def finish(self) -> None:
+        """Called once after the last contract."""
+
+    async def prepare(self, contract: Contract) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def outgoing(self) -> dict[str, str]:
+        """Fixture values to replace in the request (live: fixture phone -> test phone)."""
+        return {}
+
+    def incoming(self) -> dict[str, str]:
+        """Values to replace in the answer (live: test phone -> fixture phone)."""
+        return {}
+
+    def request_body(self, contract: Contract, body: Any) -> tuple[Any, list[str]]:
+        return body, []
+
+    async def before_send(self, contract: Contract) -> None:
+        """Last step before the request (the emulator turns rate limiting on here)."""
+
+    def headers(self, contract: Contract) -> dict[str, str]:
+        if contract.request.auth == "none":
+            return {}
+        key = self.secret_key if contract.request.auth == "valid" else INVALID_KEY
+        return {"Authorization": f"Bearer {key}"}
+
+    async def exchange(self, contract: Contract) -> Exchange:
+        """Set up, send and answer one contract; raises SkipContract or TargetError."""
+        bindings = await self.prepare(contract)
+        values = {name: str(value) for name, value in bindings.items()}
+        outgoing = self.outgoing()
+        path = replace_strings(fill(contract.request.path, values), outgoing)
+        params = [
+            (key, replace_strings(fill(value, values), outgoing))
+            for key, many in contract.request.query.items()
+            for value in many
+        ]
+        body, notes = self.request_body(
+            contract, replace_strings(fill(contract.request.json, values), outgoing)
+        )
+        headers = self.headers(contract)
+
+        async def send() -> httpx.Response:
+            await self.pace()
+            kwargs: dict[str, Any] = {"params": params, "headers": headers}
+            if body is not None:
+                kwargs["json"] = body
+            return await self.client.request(contract.request.method, path, **kwargs)
+
+        await self.before_send(contract)
+        if contract.given.get("rate_limit_exceeded"):
+            response = await first_rate_limited(send)
+        else:
+            response = await send()
+        answer = replace_strings(decode(response), self.incoming())
+        return Exchange(response.status_code, answer, bindings, notes)
+
+    async def pace(self) -> None:
+        """Wait, if needed, before a request (live shops are paced under their limit)."""
+
+
+class EmulatorTarget(Target):
+    """The Postscript emulator, in-process or at a base URL; state set up via `/_emulator`."""
+
+    kind = "emulator"
+
+    def __init__(self, client: httpx.AsyncClient, secret_key: str) -> None:
+        super().__init__(client, secret_key)
+        self._original_faults: dict[str, Any] | None = None
+
+    async def start(self) -> None:
+        answer = await self.client.get("/_emulator/faults")
+        if answer.status_code != httpx.codes.OK:
+            raise TargetError(
+                f"{self.client.base_url} has no emulator admin surface (GET /_emulator/faults "
+                f"answered {answer.status_code}); use --live for a real shop"
+            )
+        self._original_faults = answer.json()
+
+    async def finish(self) -> None:
+        await self._admin("POST", "/_emulator/reset")
+        if self._original_faults is not None:
+            await self._admin("PUT", "/_emulator/faults", self._original_faults)
+
+    async def _admin(self, method: str, path: str, body: Any = None) -> Any:
+        answer = await self.client.request(method, path, json=body)
+        if answer.is_error:
+            raise TargetError(f"{method} {path} answered {answer.status_code}: {answer.text[:200]}")
+        return decode(answer)
+
+    async def prepare(self, contract: Contract) -> dict[str, Any]:
+        await self._admin("POST", "/_emulator/reset")
+        await self._admin("PUT", "/_emulator/faults", NEUTRAL_FAULTS)
+        bindings: dict[str, Any] = {}
+        seeds: list[dict[str, Any]] = []
+        refs: list[str] = []
+        for item in contract.given.get("subscribers", []):
+            body = {k: v for k, v in item.items() if k not in ("ref", "copies")}
+            for _ in range(int(item.get("copies", 1))):
+                seeds.append(body)
+                refs.append(str(item.get("ref", "")))
+        if seeds:
+            stored = (await self._admin("POST", "/_emulator/subscribers", {"subscribers": seeds}))[
+                "subscribers"
+            ]
+            for ref, subscriber in zip(refs, stored, strict=True):
+                if ref:
+                    bindings.setdefault(f"subscriber.{ref}.id", subscriber["id"])
+        return bindings
+
+    async def before_send(self, contract: Contract) -> None:
+        faults = dict(contract.given.get("faults") or {})
+        if contract.given.get("rate_limit_exceeded"):
+            faults["rate_limit_rps"] = 1
+        if faults:
+            await self._admin("PUT", "/_emulator/faults", {**NEUTRAL_FAULTS, **faults})
+
+
+@dataclass
+class TestSubscriber:
+    id: str
+    phone_number: str
+    email: str | None
+
+
+class LiveTarget(Target):
+    """A real shop (or an emulator standing in for one): no admin surface, and only
+    the subscriber with `test_phone` is ever read or written."""
+
+    kind = "live"
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        secret_key: str,
+        test_phone: str,
+        *,
+        allow_flow_events: bool = False,
+        rate_limit: float = 10.0,
+    ) -> None:
+        super().__init__(client, secret_key)
+        self.test_phone = test_phone
+        self.allow_flow_events = allow_flow_events
+        self.limiter = AsyncLimiter(rate_limit, 1) if rate_limit > 0 else None
+        self.subscriber: TestSubscriber | None = None
+        self._fixtures: dict[str, str] = {}
+
+    async def pace(self) -> None:
+        if self.limiter is not None:
+            await self.limiter.acquire()
+
+    async def start(self) -> None:
+        await self.pace()
+        answer = await self.client.get(
+            "/api/v2/subscribers",
+            params={"phone_number__eq": self.test_phone},
+            headers={"Authorization": f"Bearer {self.secret_key}"},
+        )
+        if answer.status_code == httpx.codes.UNAUTHORIZED:
+            raise TargetError(
+                "the shop refused POSTSCRIPT_SECRET_KEY (401); set a valid secret key"
+            )
+        found = (
+            decode(answer).get("subscribers", []) if answer.status_code == httpx.codes.OK else []
+        )
+        if not found:
+            raise TargetError(
+                f"no subscriber has POSTSCRIPT_TEST_PHONE on this shop (lookup answered "
+                f"{answer.status_code}); set it to the phone of a test subscriber you own"
+            )
+        doc = found[0]
+        self.subscriber = TestSubscriber(
+            doc["id"], doc["phone_number"] or self.test_phone, doc["email"]
+        )
+
+    async def prepare(self, contract: Contract) -> dict[str, Any]:
+        if contract.live_skip_reason:
+            raise SkipContract(contract.live_skip_reason)
+        if contract.given.get("faults"):
+            raise SkipContract("faults cannot be injected into a live shop")
+        people = contract.given.get("subscribers", [])
+        if len(people) > 1 or any(int(p.get("copies", 1)) > 1 for p in people):
+            raise SkipContract(
+                "needs several subscribers; live runs touch only the test subscriber"
+            )
+        posts_event = contract.request.method == "POST" and contract.request.path.startswith(
+            "/api/v2/events"
+        )
+        if posts_event and not self.allow_flow_events and "event_type" not in contract.live:
+            raise SkipContract(
+                "posts an event with no safe `live.event_type`; pass --allow-flow-events"
+            )
+        self._fixtures = {}
+        if not people:
+            return {}
+        assert self.subscriber is not None, "start() finds the test subscriber first"
+        person = people[0]
+        if person.get("phone_number"):
+            self._fixtures[person["phone_number"]] = self.subscriber.phone_number
+        if person.get("email"):
+            if self.subscriber.email is None and self._mentions(contract, person["email"]):
+                raise SkipContract("the test subscriber has no email to look up")
+            if self.subscriber.email is not None:
+                self._fixtures[person["email"]] = self.subscriber.email
+        if person.get("properties"):
+            await self.pace()
+            answer = await self.client.patch(
+                f"/api/v2/subscribers/{self.subscriber.id}",
+                json={"properties": person["properties"]},
+                headers={"Authorization": f"Bearer {self.secret_key}"},
+            )
+            if answer.is_error:
+                raise TargetError(
+                    f"could not set up the test subscriber's properties ({answer.status_code})"
+                )
+        return {f"subscriber.{person.get('ref', 'test')}.id": self.subscriber.id}
+
+    @staticmethod
+    def _mentions(contract: Contract, text: str) -> bool:
+        request = contract.request
+        return text in json.dumps([request.path, request.query, request.json])
+
+    def outgoing(self) -> dict[str, str]:
+        return dict(self._fixtures)
+
+    def incoming(self) -> dict[str, str]:
+        back = {real: fixture for fixture, real in self._fixtures.items()}
+        back[self.secret_key] = "<redacted>"
+        return back
+
+    def request_body(self, contract: Contract, body: Any) -> tuple[Any, list[str]]:
+        safe_type = contract.live.get("event_type")
+        if isinstance(body, dict) and "type" in body and safe_type and not self.allow_flow_events:
+            note = f"event type {body['type']!r} was sent as {safe_type!r}, which starts no flow"
+            return {**body, "type": safe_type}, [note]
+        return body, []
