@@ -1,0 +1,236 @@
+"""The Postscript REST calls the engine makes, paced, retried and counted.
+
+Pacing is strictly spaced (one request every 1/rate seconds), so no one-second
+window ever holds more than `rate` requests and a token bucket of capacity
+`rate` on the server side never runs dry. Retries (stamina: exponential
+backoff with jitter, `Retry-After` honoured) cover 429, 5xx, timeouts and
+connection errors. `calls` counts every HTTP attempt, retries included.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+import stamina
+from aiolimiter import AsyncLimiter
+
+from sync.errors import (
+    ApiError,
+    AuthenticationError,
+    BadRequestError,
+    NotFoundError,
+    RateLimitedError,
+    ServerError,
+    UnreachableError,
+)
+
+__all__ = ["ENDPOINTS", "PostscriptClient"]
+
+ENDPOINTS = ("me", "subscribers.list", "subscribers.get", "subscribers.patch", "events.create")
+RETRY_ATTEMPTS = 8
+RETRY_TIMEOUT_S = 120.0
+RETRY_WAIT_MAX_S = 10.0
+RETRY_AFTER_CAP_S = 60.0
+
+
+class PostscriptClient:
+    """Async client for the part of Postscript API v2 the engine uses."""
+
+    def __init__(
+        self,
+        base_url: str,
+        secret_key: str,
+        *,
+        rate_limit: float = 15.0,
+        timeout_s: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._secret_key = secret_key
+        self._rate_limit = rate_limit
+        self._timeout_s = timeout_s
+        self._transport = transport
+        self._http: httpx.AsyncClient | None = None
+        self._limiter: AsyncLimiter | None = None
+        self.calls: Counter[str] = Counter()
+
+    async def __aenter__(self) -> Self:
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {self._secret_key}", "Accept": "application/json"},
+            timeout=httpx.Timeout(self._timeout_s),
+            transport=self._transport,
+        )
+        if self._rate_limit > 0:
+            self._limiter = AsyncLimiter(1, 1 / self._rate_limit)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    async def me(self) -> dict[str, Any]:
+        """`GET /api/v2/me`: who the key belongs to (a cheap key check)."""
+        return await self._call("me", "GET", "/api/v2/me")
+
+    async def find_subscribers(
+        self, *, phones: Iterable[str] = (), emails: Iterable[str] = ()
+    ) -> list[dict[str, Any]]:
+        """Subscribers whose phone is in `phones`, then those whose email is in `emails`.
+
+        One query per non-empty filter (Postscript ANDs filters), following every page.
+        """
+        found: list[dict[str, Any]] = []
+        for field, values in (("phone_number__in", list(phones)), ("email__in", list(emails))):
+            if values:
+                found.extend(await self._list_all({field: ",".join(values)}))
+        return found
+
+    async def get_subscriber(self, subscriber_id: str) -> dict[str, Any]:
+        """`GET /api/v2/subscribers/{id}`."""
+        return await self._call("subscribers.get", "GET", f"/api/v2/subscribers/{subscriber_id}")
+
+    async def patch_subscriber(
+        self, subscriber_id: str, *, properties: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """`PATCH /api/v2/subscribers/{id}` with `properties` (merged key by key)."""
+        return await self._call(
+            "subscribers.patch",
+            "PATCH",
+            f"/api/v2/subscribers/{subscriber_id}",
+            json={"properties": dict(properties)},
+        )
+
+    async def post_event(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """`POST /api/v2/events` (a custom event)."""
+        return await self._call("events.create", "POST", "/api/v2/events", json=dict(body))
+
+    async def _list_all(self, query: dict[str, str]) -> list[dict[str, Any]]:
+        subscribers: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            body = await self._call(
+                "subscribers.list", "GET", "/api/v2/subscribers", params={**query, "page": page}
+            )
+            subscribers.extend(body.get("subscribers") or [])
+            total_pages = int((body.get("page_info") or {}).get("total_pages") or 1)
+            if page >= total_pages:
+                return subscribers
+            page += 1
+
+    async def _call(
+        self,
+        endpoint: str,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+    ) -> dict[str, Any]:
+        try:
+            async for attempt in stamina.retry_context(
+                on=_retry_hook,
+                attempts=RETRY_ATTEMPTS,
+                timeout=RETRY_TIMEOUT_S,
+                wait_max=RETRY_WAIT_MAX_S,
+            ):
+                with attempt:
+                    return await self._send(endpoint, method, path, params=params, json=json)
+        except (httpx.TimeoutException, httpx.TransportError) as exc:
+            raise UnreachableError(
+                f"{endpoint}: could not reach {self.base_url} ({type(exc).__name__}) "
+                "after retries; check --base-url and the network"
+            ) from None
+        raise AssertionError("unreachable: stamina either returns or raises")
+
+    async def _send(
+        self,
+        endpoint: str,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None,
+        json: Any,
+    ) -> dict[str, Any]:
+        assert self._http is not None, "use PostscriptClient as an async context manager"
+        if self._limiter is not None:
+            await self._limiter.acquire()
+        self.calls[endpoint] += 1
+        response = await self._http.request(method, path, params=params, json=json)
+        if response.is_success:
+            body = response.json() if response.content else {}
+            return body if isinstance(body, dict) else {"items": body}
+        raise _error_for(endpoint, response)
+
+
+def _retry_hook(exc: Exception) -> bool | float:
+    if isinstance(exc, RateLimitedError):
+        return exc.retry_after if exc.retry_after is not None else True
+    return isinstance(exc, ServerError | httpx.TimeoutException | httpx.TransportError)
+
+
+def _error_for(endpoint: str, response: httpx.Response) -> ApiError:
+    status = response.status_code
+    message = _message(response)
+    if status in (401, 403):
+        return AuthenticationError(
+            status, f"{message} (the secret key was refused; check --secret-key)", endpoint
+        )
+    if status == 404:
+        return NotFoundError(status, message, endpoint)
+    if status in (400, 422):
+        return BadRequestError(status, message, endpoint)
+    if status == 429:
+        return RateLimitedError(status, message, endpoint, _retry_after(response))
+    if status >= 500:
+        return ServerError(status, message, endpoint)
+    return ApiError(status, message, endpoint)
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200] or response.reason_phrase
+    if isinstance(body, dict):
+        for field in ("error_message", "error", "message", "detail"):
+            if isinstance(body.get(field), str):
+                return str(body[field])
+        errors = body.get("errors")
+        if isinstance(errors, Sequence) and errors:
+            return "; ".join(_describe(error) for error in errors)
+    return str(body)[:200]
+
+
+def _describe(error: object) -> str:
+    if isinstance(error, Mapping):
+        location = ".".join(str(part) for part in error.get("loc") or [])
+        text = str(error.get("msg", error))
+        return f"{location}: {text}" if location else text
+    return str(error)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    return min(max(seconds, 0.0), RETRY_AFTER_CAP_S)

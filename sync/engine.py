@@ -1,0 +1,368 @@
+"""The engine: Segment events in, converged Postscript membership out.
+
+`ingest` streams events through the parser into the ledger (bounded memory,
+batched transactions). `drain` then works the ledger off:
+
+1. finish writes a crashed run journaled but did not confirm (SPEC §4.4);
+2. make parked changes pending again;
+3. walk the pending identities in chunks of `lookup_batch`: one bulk lookup
+   by phone, then one by email for the rest; group the changes by subscriber;
+   plan each subscriber once; journal, PATCH, post the events, settle.
+
+Writes for one subscriber never overlap; a few subscribers are written at a
+time, all through the one paced client.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import tempfile
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import anyio
+import httpx
+
+from sync.client import PostscriptClient
+from sync.errors import BadRequestError, NotFoundError
+from sync.ledger import Identity, IngestCounts, Intent, Ledger
+from sync.parse import AudienceChange, Rejection, parse_line, parse_payload
+from sync.plan import Plan, plan_subscriber
+from sync.report import Report
+from sync.settings import Settings
+
+__all__ = ["Engine", "PlanCallback", "ProgressCallback"]
+
+Queue = dict[str, list[Identity]]  # lookup value (phone or email) -> identities carrying it
+ProgressCallback = Callable[[str, int, int | None], None]
+PlanCallback = Callable[[Plan], None]
+INGEST_SLICE = 5000
+
+
+class Engine:
+    """One engine over one state file; use as a context manager (it holds the state lock)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        transport: httpx.AsyncBaseTransport | None = None,
+        *,
+        on_plan: PlanCallback | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        self.settings = settings
+        self._transport = transport
+        self._on_plan = on_plan
+        self._progress = progress
+        self.report = Report(lookup_batch=settings.lookup_batch, dry_run=settings.dry_run)
+        self._scratch: tempfile.TemporaryDirectory[str] | None = None
+        self._guard: Ledger | None = None
+        self.ledger = self._open_ledger()
+        self.run_id = self.ledger.start_run()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.ledger.close()
+        if self._guard is not None:
+            self._guard.close()
+        if self._scratch is not None:
+            self._scratch.cleanup()
+
+    def _open_ledger(self) -> Ledger:
+        path = Path(self.settings.state_path)
+        if not self.settings.dry_run:
+            return Ledger(path).__enter__()
+        # A dry run works on a copy, so that nothing, not even the state, is written.
+        self._guard = Ledger(path).__enter__()
+        self._scratch = tempfile.TemporaryDirectory(prefix="pslab-dry-run-")
+        copy = Path(self._scratch.name) / "state.sqlite"
+        with sqlite3.connect(copy) as target:
+            self._guard.db.backup(target)
+        target.close()
+        return Ledger(copy).__enter__()
+
+    # -- ingest ---------------------------------------------------------------
+
+    def ingest(self, source: Iterable[str | Mapping[str, Any]]) -> IngestCounts:
+        """Parse and store events: NDJSON lines (str) or event / batch objects."""
+        total = IngestCounts()
+        region = self.settings.default_region
+        results: list[AudienceChange | Rejection] = []
+        for line_no, item in enumerate(source, start=1):
+            if isinstance(item, str):
+                results.extend(parse_line(item, line_no, default_region=region))
+            else:
+                results.extend(parse_payload(item, line_no, default_region=region))
+            if len(results) >= INGEST_SLICE:
+                self._record(results, total)
+                results = []
+        self._record(results, total)
+        return total
+
+    def _record(self, results: list[AudienceChange | Rejection], total: IngestCounts) -> None:
+        counts = self.ledger.record(results, self.run_id)
+        for name in ("received", "duplicates", "stale", "rejected", "accepted"):
+            value = getattr(counts, name)
+            setattr(total, name, getattr(total, name) + value)
+            setattr(self.report, name, getattr(self.report, name) + value)
+        if self._progress is not None:
+            self._progress("ingest", self.report.received, None)
+
+    def rejections(self) -> Iterable[dict[str, Any]]:
+        """This run's rejected events (and changes Postscript refused), with reasons."""
+        return self.ledger.rejections(self.run_id)
+
+    # -- drain ----------------------------------------------------------------
+
+    def run(self, source: Iterable[str | Mapping[str, Any]] = ()) -> Report:
+        """Blocking helper: ingest `source`, then drain."""
+        self.ingest(source)
+        return anyio.run(self.drain)
+
+    async def drain(self) -> Report:
+        """Write every pending change to Postscript; returns the run's report."""
+        settings = self.settings
+        client = PostscriptClient(
+            settings.base_url,
+            settings.secret_key,
+            rate_limit=settings.rate_limit,
+            timeout_s=settings.timeout_s,
+            transport=self._transport,
+        )
+        try:
+            async with client:
+                self._client = client
+                await self._resume()
+                self.report.unparked += self.ledger.unpark()
+                await self._work_off_pending()
+        finally:
+            self.report.api_calls.update(client.calls)
+            self._count_leftovers()
+        return self.report
+
+    def _count_leftovers(self) -> None:
+        counts = self.ledger.status_counts()
+        self.report.parked = counts.get("parked", 0)
+        self.report.parked_identities = self.ledger.parked_identities()
+        self.report.pending = counts.get("pending", 0) + counts["intents"]
+
+    async def _resume(self) -> None:
+        for intent in self.ledger.unfinished_intents():
+            if not self.settings.dry_run:
+                await self._finish(intent)
+            self.report.resumed += 1
+
+    async def _finish(self, intent: Intent) -> None:
+        """Complete a journaled write: the PATCH is recomputed from a fresh read (idempotent)."""
+        if intent.patch is not None and not intent.patched:
+            fresh = await self._client.get_subscriber(intent.subscriber_id)
+            redo = plan_subscriber(fresh, intent.winners, post_events=False)
+            if redo.patch_properties is not None:
+                await self._client.patch_subscriber(
+                    intent.subscriber_id, properties=redo.patch_properties
+                )
+            self.ledger.mark_patched(intent.id)
+        for seq, body, posted in intent.events:
+            if not posted:
+                await self._post(intent.id, seq, body)
+        self.ledger.settle(intent.subscriber_id, intent.winners, intent.superseded, intent.id)
+
+    async def _post(self, intent_id: int, seq: int, body: Mapping[str, Any]) -> None:
+        try:
+            await self._client.post_event(body)
+        except BadRequestError as refused:
+            reason = f"Postscript refused the event: {refused.message}"
+            self.ledger.record_refusal(body, reason, self.run_id)
+            self.report.refused += 1
+        else:
+            self.report.events_posted += 1
+        self.ledger.mark_posted(intent_id, seq)
+
+    async def _work_off_pending(self) -> None:
+        self.ledger.begin_resolution()
+        await self._resolve_pending()
+        await self._write_resolved()
+
+    async def _resolve_pending(self) -> None:
+        """Find every pending identity's subscriber: by phone, then by email (SPEC §4.5)."""
+        batch = self.settings.lookup_batch
+        total = self.ledger.count_pending_identities()
+        by_phone: Queue = {}
+        by_email: Queue = {}
+        last_key = ""
+        for done, identity in enumerate(self.ledger.pending_identities(), start=1):
+            key = identity.name  # identities come sorted, so equal keys are adjacent
+            if identity.phone:
+                if identity.phone not in by_phone and len(by_phone) >= batch:
+                    _merge(by_email, await self._resolve_phones(by_phone))
+                    by_phone = {}
+                    while len(by_email) >= batch:
+                        by_email = await self._resolve_emails(by_email, batch)
+                by_phone.setdefault(identity.phone, []).append(identity)
+            else:
+                if key not in by_email and len(by_email) >= batch:
+                    by_email = await self._resolve_emails(by_email, batch)
+                by_email.setdefault(key, []).append(identity)
+            if key != last_key:
+                self.report.identities += 1
+                last_key = key
+            self._report_progress("resolve", done, total)
+        if by_phone:
+            _merge(by_email, await self._resolve_phones(by_phone))
+        while by_email:
+            by_email = await self._resolve_emails(by_email, batch)
+
+    async def _resolve_phones(self, by_phone: Queue) -> Queue:
+        """One lookup for these phones; returns the not-found identities that have an email."""
+        found = await self._client.find_subscribers(phones=sorted(by_phone))
+        by_digits: dict[str, dict[str, Any]] = {}
+        for subscriber in sorted(found, key=_created):  # most recent last, so it wins
+            by_digits[_digits(subscriber.get("phone_number"))] = subscriber
+        fallback: Queue = {}
+        unknown: list[Identity] = []
+        for phone, identities in by_phone.items():
+            match = by_digits.get(_digits(phone))
+            if match is not None:
+                self.ledger.resolve(identities, match, via="phone")
+                continue
+            for identity in identities:
+                if identity.email:
+                    fallback.setdefault(identity.email, []).append(identity)
+                else:
+                    unknown.append(identity)
+        self._park(unknown)
+        return fallback
+
+    async def _resolve_emails(self, by_email: Queue, batch: int) -> Queue:
+        """One lookup for the first `batch` emails; returns the emails still to look up."""
+        emails = list(by_email)[:batch]
+        found = await self._client.find_subscribers(emails=emails)
+        matches: dict[str, list[dict[str, Any]]] = {}
+        for subscriber in found:
+            email = str(subscriber.get("email") or "").strip().lower()
+            matches.setdefault(email, []).append(subscriber)
+        unknown: list[Identity] = []
+        for email in emails:
+            candidates = matches.get(email)
+            if not candidates:
+                unknown.extend(by_email[email])
+                continue
+            if len({str(candidate["id"]) for candidate in candidates}) > 1:
+                self.report.ambiguous += 1
+            winner = max(candidates, key=_created)  # SPEC §4.5: the most recently created
+            self.ledger.resolve(by_email[email], winner, via="email")
+        self._park(unknown)
+        return {email: by_email[email] for email in list(by_email)[batch:]}
+
+    def _park(self, identities: Sequence[Identity]) -> None:
+        if identities and not self.settings.dry_run:
+            self.ledger.park(identities)
+
+    async def _write_resolved(self) -> None:
+        """One plan, and at most one PATCH, per subscriber; a few subscribers at a time."""
+        total = self.ledger.count_resolved_subscribers()
+        done = 0
+        workers = anyio.CapacityLimiter(max(1, self.settings.workers))
+
+        async def write(subscriber: dict[str, Any], identities: list[Identity]) -> None:
+            async with workers:
+                await self._write_subscriber(subscriber, identities)
+
+        for chunk in self.ledger.resolved_subscribers(page=self.settings.lookup_batch):
+            try:
+                async with anyio.create_task_group() as tasks:
+                    for subscriber, identities in chunk:
+                        tasks.start_soon(write, subscriber, identities)
+            except BaseExceptionGroup as failures:
+                raise _first_leaf(failures) from None
+            done += len(chunk)
+            self._report_progress("write", done, total)
+
+    def _report_progress(self, stage: str, done: int, total: int) -> None:
+        if self._progress is not None:
+            self._progress(stage, done, total)
+
+    async def _write_subscriber(
+        self, subscriber: dict[str, Any], identities: list[Identity]
+    ) -> None:
+        subscriber_id = str(subscriber["id"])
+        changes = self.ledger.pending_changes(identities)
+        plan = plan_subscriber(
+            subscriber,
+            changes,
+            applied=self.ledger.applied_versions(subscriber_id),
+            post_events=self.settings.post_events,
+        )
+        if self._on_plan is not None and (plan.patch_properties is not None or plan.events):
+            self._on_plan(plan)
+        self.report.stale += len(plan.stale)
+        if self.settings.dry_run:
+            self._count_plan(plan)
+            return
+        if plan.patch_properties is None and not plan.events:
+            self.ledger.settle(subscriber_id, plan.winners.values(), plan.stale)
+            self.report.applied += len(plan.winners)
+            return
+        intent_id = self.ledger.begin_intent(plan)
+        if plan.patch_properties is not None:
+            try:
+                await self._client.patch_subscriber(subscriber_id, properties=plan.patch_properties)
+            except NotFoundError:
+                self.ledger.abandon_intent(intent_id)
+                self.ledger.park(identities)
+                return
+            except BadRequestError as refused:
+                self.ledger.abandon_intent(intent_id)
+                reason = f"Postscript refused the PATCH of {subscriber_id}: {refused.message}"
+                self.ledger.refuse([*plan.winners.values()], reason, self.run_id)
+                self.report.refused += len(plan.winners)
+                return
+            self.ledger.mark_patched(intent_id)
+        for seq, body in enumerate(plan.events):
+            await self._post(intent_id, seq, body)
+        self.ledger.settle(subscriber_id, plan.winners.values(), plan.stale, intent_id)
+        self._count_plan(plan)
+
+    def _count_plan(self, plan: Plan) -> None:
+        self.report.applied += len(plan.winners)
+        self.report.changed += len(plan.flips)
+        if plan.patch_properties is not None:
+            self.report.subscribers_patched += 1
+        if self.settings.dry_run:
+            self.report.events_posted += len(plan.events)
+
+
+def _merge(into: Queue, more: Mapping[str, list[Identity]]) -> None:
+    for key, identities in more.items():
+        into.setdefault(key, []).extend(identities)
+
+
+def _digits(phone: object) -> str:
+    return re.sub(r"\D", "", str(phone or ""))
+
+
+def _created(subscriber: Mapping[str, Any]) -> datetime:
+    try:
+        instant = datetime.fromisoformat(str(subscriber.get("created_at")))
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
+    return instant if instant.tzinfo is not None else instant.replace(tzinfo=UTC)
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first

@@ -1,0 +1,589 @@
+"""The engine's memory between runs: one SQLite file (the `--state` of SPEC §6).
+
+Tables:
+- `seen`        every accepted messageId (duplicates are recognised across runs);
+- `winners`     the greatest version per (identity, audience) and whether it is
+                `pending` (not yet written), `parked` (no subscriber yet) or `done`;
+- `intents`     planned writes not yet confirmed (the crash journal of SPEC §4.4),
+                with `intent_events`, each marked once posted;
+- `applied`     per (subscriber, audience) the version the engine last settled,
+                so a stale event arriving through another identity changes nothing;
+- `identities`  the identity -> subscriber cache;
+- `rejections`  rejected events with their reasons, per run.
+
+One process at a time: an exclusive `flock` on `<state>.lock`, taken on open.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Self
+
+from sync.errors import StateLockedError
+from sync.parse import AudienceChange, Rejection, Version, format_instant
+from sync.plan import Plan
+
+__all__ = ["Identity", "IngestCounts", "Intent", "Ledger"]
+
+INGEST_TRANSACTION_ROWS = 5000
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS seen (message_id TEXT PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS winners (
+    phone TEXT NOT NULL,
+    email TEXT NOT NULL,
+    audience_key TEXT NOT NULL,
+    audience_id TEXT,
+    member INTEGER NOT NULL,
+    ts TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    PRIMARY KEY (phone, email, audience_key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS winners_by_status ON winners (status, phone, email);
+CREATE TABLE IF NOT EXISTS intents (
+    id INTEGER PRIMARY KEY,
+    subscriber_id TEXT NOT NULL,
+    changes TEXT NOT NULL,
+    patch TEXT,
+    patched INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS intent_events (
+    intent_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    posted INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (intent_id, seq)
+);
+CREATE TABLE IF NOT EXISTS applied (
+    subscriber_id TEXT NOT NULL,
+    audience_key TEXT NOT NULL,
+    ts TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    member INTEGER NOT NULL,
+    PRIMARY KEY (subscriber_id, audience_key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS identities (
+    phone TEXT NOT NULL,
+    email TEXT NOT NULL,
+    subscriber_id TEXT NOT NULL,
+    via TEXT NOT NULL,
+    PRIMARY KEY (phone, email)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY, started_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rejections (
+    id INTEGER PRIMARY KEY,
+    run INTEGER NOT NULL,
+    line INTEGER,
+    reason TEXT NOT NULL,
+    event TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True, order=True)
+class Identity:
+    """Who a change is about, as the events said it: phone (E.164) and/or email."""
+
+    phone: str | None
+    email: str | None
+
+    @classmethod
+    def of(cls, change: AudienceChange) -> Identity:
+        return cls(change.phone, change.email)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.phone or "", self.email or "")
+
+    @property
+    def name(self) -> str:
+        """The identity key of SPEC §9's expectations: phone, else email."""
+        return self.phone or self.email or ""
+
+
+@dataclass
+class IngestCounts:
+    """What one ingest did with its input."""
+
+    received: int = 0
+    duplicates: int = 0
+    stale: int = 0
+    rejected: int = 0
+    accepted: int = 0
+
+
+@dataclass(frozen=True)
+class Intent:
+    """A journaled write: the changes it settles, its PATCH, its events and their progress."""
+
+    id: int
+    subscriber_id: str
+    winners: list[AudienceChange]
+    superseded: list[AudienceChange]
+    patch: dict[str, Any] | None
+    patched: bool
+    events: list[tuple[int, dict[str, Any], bool]] = field(default_factory=list)
+
+
+class Ledger:
+    """The SQLite state file; open it with `with Ledger(path) as ledger:`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock_file: IO[str] | None = None
+        self._db: sqlite3.Connection | None = None
+
+    def __enter__(self) -> Self:
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_file = _lock(self.path)
+        db = sqlite3.connect(self.path, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(SCHEMA)
+        self._db = db
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        if self._lock_file is not None:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        assert self._db is not None, "the ledger is not open"
+        return self._db
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # -- ingest -------------------------------------------------------------
+
+    def start_run(self) -> int:
+        cursor = self.db.execute(
+            "INSERT INTO runs (started_at) VALUES (?)", (datetime.now().astimezone().isoformat(),)
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def record(self, results: Iterable[AudienceChange | Rejection], run: int) -> IngestCounts:
+        """Store parsed events: dedupe, keep the winner per (identity, audience)."""
+        counts = IngestCounts()
+        db = self.db
+        rows = 0
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for result in results:
+                counts.received += 1
+                if isinstance(result, Rejection):
+                    counts.rejected += 1
+                    db.execute(
+                        "INSERT INTO rejections (run, line, reason, event) VALUES (?, ?, ?, ?)",
+                        (run, result.line, result.reason, _dump(result.event)),
+                    )
+                elif not _insert_seen(db, result.version.message_id):
+                    counts.duplicates += 1
+                elif _upsert_winner(db, result, "pending"):
+                    counts.accepted += 1
+                else:
+                    counts.stale += 1
+                rows += 1
+                if rows % INGEST_TRANSACTION_ROWS == 0:
+                    db.execute("COMMIT")
+                    db.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return counts
+
+    def rejections(self, run: int) -> Iterator[dict[str, Any]]:
+        cursor = self.db.execute(
+            "SELECT line, reason, event FROM rejections WHERE run = ? ORDER BY id", (run,)
+        )
+        for line, reason, event in cursor:
+            yield {"line": line, "reason": reason, "event": json.loads(event)}
+
+    # -- drain ----------------------------------------------------------------
+
+    def unpark(self) -> int:
+        """Parked changes become pending again (each run retries them)."""
+        sql = "UPDATE winners SET status = 'pending' WHERE status = 'parked'"
+        return self.db.execute(sql).rowcount
+
+    def pending_identities(self, page: int = 500) -> Iterator[Identity]:
+        """Every identity with a pending change, in key order; safe while rows change status."""
+        last = ("", "")
+        first = True
+        while True:
+            rows = self.db.execute(
+                "SELECT DISTINCT phone, email FROM winners WHERE status = 'pending' "
+                "AND (? OR (phone, email) > (?, ?)) ORDER BY phone, email LIMIT ?",
+                (first, *last, page),
+            ).fetchall()
+            if not rows:
+                return
+            for phone, email in rows:
+                yield Identity(phone or None, email or None)
+            last = rows[-1]
+            first = False
+
+    def pending_changes(self, identities: Iterable[Identity]) -> list[AudienceChange]:
+        changes: list[AudienceChange] = []
+        for identity in identities:
+            cursor = self.db.execute(
+                "SELECT audience_key, audience_id, member, ts, message_id FROM winners "
+                "WHERE phone = ? AND email = ? AND status = 'pending'",
+                identity.key,
+            )
+            for key, audience_id, member, ts, message_id in cursor:
+                changes.append(
+                    AudienceChange(
+                        identity.phone,
+                        identity.email,
+                        key,
+                        audience_id,
+                        bool(member),
+                        Version(datetime.fromisoformat(ts), message_id),
+                    )
+                )
+        return changes
+
+    def park(self, identities: Iterable[Identity]) -> int:
+        parked = 0
+        with self.transaction() as db:
+            for identity in identities:
+                parked += db.execute(
+                    "UPDATE winners SET status = 'parked' "
+                    "WHERE phone = ? AND email = ? AND status = 'pending'",
+                    identity.key,
+                ).rowcount
+        return parked
+
+    def begin_resolution(self) -> None:
+        """Scratch tables for one drain: identity -> subscriber, and the subscribers as read."""
+        self.db.executescript(
+            "CREATE TEMP TABLE IF NOT EXISTS resolved (phone TEXT NOT NULL, email TEXT NOT NULL, "
+            "subscriber_id TEXT NOT NULL, PRIMARY KEY (phone, email));"
+            "CREATE TEMP TABLE IF NOT EXISTS fetched "
+            "(subscriber_id TEXT PRIMARY KEY, body TEXT NOT NULL);"
+            "DELETE FROM temp.resolved; DELETE FROM temp.fetched;"
+        )
+
+    def resolve(
+        self, identities: Iterable[Identity], subscriber: Mapping[str, Any], via: str
+    ) -> None:
+        """Identities found as `subscriber` (as Postscript returned it); also cached for good."""
+        subscriber_id = str(subscriber["id"])
+        rows = [(*identity.key, subscriber_id) for identity in identities]
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO temp.fetched (subscriber_id, body) VALUES (?, ?)",
+                (subscriber_id, _dump(subscriber)),
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO temp.resolved (phone, email, subscriber_id) "
+                "VALUES (?, ?, ?)",
+                rows,
+            )
+            db.executemany(
+                "INSERT INTO identities (phone, email, subscriber_id, via) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (phone, email) DO UPDATE SET "
+                "subscriber_id = excluded.subscriber_id, via = excluded.via",
+                [(*row, via) for row in rows],
+            )
+
+    def resolved_subscribers(
+        self, page: int = 50
+    ) -> Iterator[list[tuple[dict[str, Any], list[Identity]]]]:
+        """Pages of (subscriber as read this drain, the identities that resolved to it)."""
+        last = ""
+        while True:
+            ids = [
+                row[0]
+                for row in self.db.execute(
+                    "SELECT subscriber_id FROM temp.fetched WHERE subscriber_id > ? "
+                    "ORDER BY subscriber_id LIMIT ?",
+                    (last, page),
+                )
+            ]
+            if not ids:
+                return
+            chunk = []
+            for subscriber_id in ids:
+                body = self.db.execute(
+                    "SELECT body FROM temp.fetched WHERE subscriber_id = ?", (subscriber_id,)
+                ).fetchone()[0]
+                identities = [
+                    Identity(phone or None, email or None)
+                    for phone, email in self.db.execute(
+                        "SELECT phone, email FROM temp.resolved WHERE subscriber_id = ? "
+                        "ORDER BY phone, email",
+                        (subscriber_id,),
+                    )
+                ]
+                chunk.append((json.loads(body), identities))
+            yield chunk
+            last = ids[-1]
+
+    def cached_subscriber(self, identity: Identity) -> str | None:
+        row = self.db.execute(
+            "SELECT subscriber_id FROM identities WHERE phone = ? AND email = ?", identity.key
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def count_resolved_subscribers(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM temp.fetched").fetchone()[0])
+
+    def applied_versions(self, subscriber_id: str) -> dict[str, Version]:
+        cursor = self.db.execute(
+            "SELECT audience_key, ts, message_id FROM applied WHERE subscriber_id = ?",
+            (subscriber_id,),
+        )
+        return {key: Version(datetime.fromisoformat(ts), mid) for key, ts, mid in cursor}
+
+    def begin_intent(self, plan: Plan) -> int:
+        """Journal a planned write before any of it reaches Postscript."""
+        changes = {
+            "winners": [_change_dict(change) for change in plan.winners.values()],
+            "superseded": [_change_dict(change) for change in plan.stale],
+        }
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO intents (subscriber_id, changes, patch) VALUES (?, ?, ?)",
+                (plan.subscriber_id, _dump(changes), _dump(plan.patch_properties)),
+            )
+            intent_id = cursor.lastrowid
+            assert intent_id is not None
+            db.executemany(
+                "INSERT INTO intent_events (intent_id, seq, body) VALUES (?, ?, ?)",
+                [(intent_id, seq, _dump(body)) for seq, body in enumerate(plan.events)],
+            )
+        return intent_id
+
+    def mark_patched(self, intent_id: int) -> None:
+        self.db.execute("UPDATE intents SET patched = 1 WHERE id = ?", (intent_id,))
+
+    def mark_posted(self, intent_id: int, seq: int) -> None:
+        self.db.execute(
+            "UPDATE intent_events SET posted = 1 WHERE intent_id = ? AND seq = ?", (intent_id, seq)
+        )
+
+    def unfinished_intents(self) -> list[Intent]:
+        intents = []
+        for intent_id, subscriber_id, changes, patch, patched in self.db.execute(
+            "SELECT id, subscriber_id, changes, patch, patched FROM intents ORDER BY id"
+        ).fetchall():
+            events = [
+                (seq, json.loads(body), bool(posted))
+                for seq, body, posted in self.db.execute(
+                    "SELECT seq, body, posted FROM intent_events WHERE intent_id = ? ORDER BY seq",
+                    (intent_id,),
+                )
+            ]
+            settled = json.loads(changes)
+            intents.append(
+                Intent(
+                    intent_id,
+                    subscriber_id,
+                    _load_changes(settled["winners"]),
+                    _load_changes(settled["superseded"]),
+                    json.loads(patch),
+                    bool(patched),
+                    events,
+                )
+            )
+        return intents
+
+    def settle(
+        self,
+        subscriber_id: str,
+        winners: Iterable[AudienceChange],
+        superseded: Iterable[AudienceChange] = (),
+        intent_id: int | None = None,
+    ) -> None:
+        """The write is confirmed: record what was applied, close the rows and the intent."""
+        with self.transaction() as db:
+            for change in winners:
+                db.execute(
+                    "INSERT INTO applied (subscriber_id, audience_key, ts, message_id, member) "
+                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (subscriber_id, audience_key) DO UPDATE "
+                    "SET ts = excluded.ts, message_id = excluded.message_id, "
+                    "member = excluded.member "
+                    "WHERE (excluded.ts, excluded.message_id) > (applied.ts, applied.message_id)",
+                    (subscriber_id, change.audience_key, *_version_row(change), change.member),
+                )
+                _close(db, change)
+            for change in superseded:
+                _close(db, change)
+            if intent_id is not None:
+                db.execute("DELETE FROM intent_events WHERE intent_id = ?", (intent_id,))
+                db.execute("DELETE FROM intents WHERE id = ?", (intent_id,))
+
+    def refuse(self, changes: Sequence[AudienceChange], reason: str, run: int) -> None:
+        """Postscript refused the write (a 400): keep the reason, stop retrying those rows."""
+        with self.transaction() as db:
+            for change in changes:
+                db.execute(
+                    "INSERT INTO rejections (run, line, reason, event) VALUES (?, ?, ?, ?)",
+                    (run, None, reason, _dump(_change_dict(change))),
+                )
+                _close(db, change, status="refused")
+
+    def record_refusal(self, body: object, reason: str, run: int) -> None:
+        self.db.execute(
+            "INSERT INTO rejections (run, line, reason, event) VALUES (?, ?, ?, ?)",
+            (run, None, reason, _dump(body)),
+        )
+
+    def count_pending_identities(self) -> int:
+        row = self.db.execute(
+            "SELECT COUNT(*) FROM (SELECT DISTINCT phone, email FROM winners "
+            "WHERE status = 'pending')"
+        ).fetchone()
+        return int(row[0])
+
+    def abandon_intent(self, intent_id: int) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM intent_events WHERE intent_id = ?", (intent_id,))
+            db.execute("DELETE FROM intents WHERE id = ?", (intent_id,))
+
+    def status_counts(self) -> dict[str, int]:
+        counts = dict(
+            self.db.execute("SELECT status, COUNT(*) FROM winners GROUP BY status").fetchall()
+        )
+        counts["intents"] = self.db.execute("SELECT COUNT(*) FROM intents").fetchone()[0]
+        return counts
+
+    def parked_identities(self) -> int:
+        row = self.db.execute(
+            "SELECT COUNT(*) FROM (SELECT DISTINCT phone, email FROM winners "
+            "WHERE status = 'parked')"
+        ).fetchone()
+        return int(row[0])
+
+
+def _lock(path: Path) -> IO[str]:
+    lock_path = path.with_name(path.name + ".lock")
+    handle = open(lock_path, "a+")  # noqa: SIM115 -- held open for the ledger's lifetime
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise StateLockedError(
+            f"the state file {path} is in use by another pslab sync (pid {holder}); "
+            "wait for it to finish or pass a different --state"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+def _insert_seen(db: sqlite3.Connection, message_id: str) -> bool:
+    cursor = db.execute("INSERT OR IGNORE INTO seen (message_id) VALUES (?)", (message_id,))
+    return cursor.rowcount == 1
+
+
+def _upsert_winner(db: sqlite3.Connection, change: AudienceChange, status: str) -> bool:
+    cursor = db.execute(
+        "INSERT INTO winners (phone, email, audience_key, audience_id, member, ts, message_id, "
+        "status) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (phone, email, audience_key) DO UPDATE SET "
+        "audience_id = excluded.audience_id, member = excluded.member, ts = excluded.ts, "
+        "message_id = excluded.message_id, status = excluded.status "
+        "WHERE (excluded.ts, excluded.message_id) > (winners.ts, winners.message_id)",
+        (
+            change.phone or "",
+            change.email or "",
+            change.audience_key,
+            change.audience_id,
+            change.member,
+            *_version_row(change),
+            status,
+        ),
+    )
+    return cursor.rowcount == 1
+
+
+def _close(db: sqlite3.Connection, change: AudienceChange, status: str = "done") -> None:
+    """Close the row only if it still holds this version (a newer one stays pending)."""
+    db.execute(
+        "UPDATE winners SET status = ? WHERE phone = ? AND email = ? AND audience_key = ? "
+        "AND ts = ? AND message_id = ? AND status IN ('pending', 'parked')",
+        (
+            status,
+            change.phone or "",
+            change.email or "",
+            change.audience_key,
+            *_version_row(change),
+        ),
+    )
+
+
+def _version_row(change: AudienceChange) -> tuple[str, str]:
+    return (format_instant(change.version.timestamp), change.version.message_id)
+
+
+def _change_dict(change: AudienceChange) -> dict[str, Any]:
+    return {
+        "phone": change.phone,
+        "email": change.email,
+        "audience_key": change.audience_key,
+        "audience_id": change.audience_id,
+        "member": change.member,
+        "timestamp": format_instant(change.version.timestamp),
+        "message_id": change.version.message_id,
+    }
+
+
+def _load_changes(items: list[dict[str, Any]]) -> list[AudienceChange]:
+    return [
+        AudienceChange(
+            item["phone"],
+            item["email"],
+            item["audience_key"],
+            item["audience_id"],
+            item["member"],
+            Version(datetime.fromisoformat(item["timestamp"]), item["message_id"]),
+        )
+        for item in items
+    ]
+
+
+def _dump(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)

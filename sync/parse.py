@@ -1,0 +1,234 @@
+"""SPEC §3: one Segment Engage event -> one audience membership change, or a rejection.
+
+Pure: values in, values out; no clock, no I/O. Every rejection carries a
+reason a person can act on, and never stops the rest of the input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import phonenumbers
+
+__all__ = [
+    "AudienceChange",
+    "Rejection",
+    "Version",
+    "parse_event",
+    "parse_line",
+    "parse_payload",
+]
+
+AUDIENCE_CLASSES = ("audience", "journey_step")
+TIMESTAMP_FIELDS = ("timestamp", "originalTimestamp", "receivedAt")
+
+
+@dataclass(frozen=True, order=True)
+class Version:
+    """The order of events for one (subscriber, audience): instant first, then messageId."""
+
+    timestamp: datetime
+    message_id: str
+
+    @property
+    def sort_key(self) -> str:
+        """A string whose order is the version order (stored in the ledger)."""
+        return f"{format_instant(self.timestamp)}|{self.message_id}"
+
+
+@dataclass(frozen=True)
+class AudienceChange:
+    """One valid event: `member` is whether the identity is in `audience_key` as of `version`."""
+
+    phone: str | None
+    email: str | None
+    audience_key: str
+    audience_id: str | None
+    member: bool
+    version: Version
+
+    @property
+    def identity(self) -> str:
+        """The identity key: the phone in E.164, else the lower-cased email."""
+        identity = self.phone or self.email
+        assert identity is not None
+        return identity
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """An event the engine will not apply, and why."""
+
+    reason: str
+    event: object
+    line: int | None = None
+
+
+def format_instant(instant: datetime) -> str:
+    """UTC with fixed width, so that string order is time order."""
+    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_line(
+    line: str, line_no: int | None = None, *, default_region: str = "US"
+) -> list[AudienceChange | Rejection]:
+    """One NDJSON line: an event or a `{"batch":[…]}`; bad JSON rejects the line alone."""
+    text = line.strip()
+    if not text:
+        return []
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as exc:
+        where = f"line {line_no}" if line_no is not None else "the line"
+        reason = f"{where} is not valid JSON ({exc.msg} at column {exc.colno}); fix or drop it"
+        return [Rejection(reason, text[:200], line_no)]
+    return list(parse_payload(payload, line_no, default_region=default_region))
+
+
+def parse_payload(
+    payload: object, line_no: int | None = None, *, default_region: str = "US"
+) -> Iterator[AudienceChange | Rejection]:
+    """A single event or a Segment batch, one result per event."""
+    if isinstance(payload, Mapping) and "batch" in payload and "type" not in payload:
+        batch = payload["batch"]
+        if not isinstance(batch, list):
+            yield Rejection('"batch" must be a list of events', payload, line_no)
+            return
+        for event in batch:
+            yield _located(parse_event(event, default_region=default_region), line_no)
+    else:
+        yield _located(parse_event(payload, default_region=default_region), line_no)
+
+
+def _located(result: AudienceChange | Rejection, line_no: int | None) -> AudienceChange | Rejection:
+    if isinstance(result, Rejection) and line_no is not None:
+        return Rejection(result.reason, result.event, line_no)
+    return result
+
+
+def parse_event(event: object, *, default_region: str = "US") -> AudienceChange | Rejection:
+    """SPEC §3 rules 1–9, in order; the first rule that fails is the reason."""
+    if not isinstance(event, Mapping):
+        return Rejection("the event is not a JSON object", event)
+    try:
+        return _parse(event, default_region)
+    except _Rejected as rejected:
+        return Rejection(str(rejected), event)
+
+
+class _Rejected(Exception):
+    pass
+
+
+def _parse(event: Mapping[str, Any], default_region: str) -> AudienceChange:
+    kind = event.get("type")
+    if kind not in ("identify", "track"):
+        raise _Rejected(
+            f"type is {kind!r}; only identify and track events carry audience membership"
+        )
+    context = _object(event.get("context"))
+    personas = _object(context.get("personas"))
+    computation_class = personas.get("computation_class")
+    if computation_class not in AUDIENCE_CLASSES:
+        raise _Rejected(
+            f"context.personas.computation_class is {computation_class!r}; "
+            "expected 'audience' or 'journey_step' (is this an Engage audience event?)"
+        )
+    audience_key = personas.get("computation_key")
+    if not isinstance(audience_key, str) or not audience_key.strip():
+        raise _Rejected("context.personas.computation_key (the audience key) is missing or empty")
+    audience_id = personas.get("computation_id")
+    member = _membership(event, kind, audience_key, computation_class)
+    traits = _object(event.get("traits"))
+    context_traits = _object(context.get("traits"))
+    email = _email(traits.get("email")) or _email(context_traits.get("email"))
+    phone = _phone(traits.get("phone"), default_region) or _phone(
+        context_traits.get("phone"), default_region
+    )
+    if email is None and phone is None:
+        raise _Rejected(
+            "either email or phone is required (traits or context.traits; "
+            "a phone must be a possible number)"
+        )
+    return AudienceChange(
+        phone=phone,
+        email=email,
+        audience_key=audience_key,
+        audience_id=str(audience_id) if audience_id not in (None, "") else None,
+        member=member,
+        version=Version(_instant(event), _message_id(event)),
+    )
+
+
+def _object(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _membership(
+    event: Mapping[str, Any], kind: str, audience_key: str, computation_class: str
+) -> bool:
+    primary, fallback = ("properties", "traits") if kind == "track" else ("traits", "properties")
+    values = _object(event.get(primary)) or _object(event.get(fallback))
+    value = values.get(audience_key)
+    if value is None and computation_class == "journey_step":
+        return True
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    if value is None:
+        raise _Rejected(
+            f"{primary} has no value for the audience key {audience_key!r}; "
+            "an audience event must say true or false"
+        )
+    raise _Rejected(
+        f"the value of {audience_key!r} is {value!r}; expected true/false or 'true'/'false'"
+    )
+
+
+def _email(value: object) -> str | None:
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return value.strip().lower()
+
+
+def _phone(value: object, default_region: str) -> str | None:
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        return None
+    try:
+        number = phonenumbers.parse(str(value), default_region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(number):
+        return None
+    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+
+
+def _instant(event: Mapping[str, Any]) -> datetime:
+    for field in TIMESTAMP_FIELDS:
+        raw = event.get(field)
+        if raw is None or raw == "":
+            continue
+        if not isinstance(raw, str):
+            raise _Rejected(f"{field} is {raw!r}; expected an ISO-8601 timestamp string")
+        try:
+            instant = datetime.fromisoformat(raw.strip())
+        except ValueError:
+            raise _Rejected(f"{field} is {raw!r}, which is not an ISO-8601 timestamp") from None
+        if instant.tzinfo is None:  # Segment timestamps are UTC when no offset is given
+            instant = instant.replace(tzinfo=UTC)
+        return instant.astimezone(UTC)
+    raise _Rejected("the event has no timestamp, originalTimestamp or receivedAt")
+
+
+def _message_id(event: Mapping[str, Any]) -> str:
+    message_id = event.get("messageId")
+    if isinstance(message_id, str | int) and not isinstance(message_id, bool) and message_id != "":
+        return str(message_id)
+    canonical = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()

@@ -1,0 +1,59 @@
+"""What one run did, as the `--json` summary of `pslab sync` prints it."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["Report"]
+
+
+@dataclass
+class Report:
+    """Counts for one engine run (ingest + drain).
+
+    Every accepted event ends the run in exactly one bucket: written or found
+    already in place (`applied`), superseded by a newer version (`stale`),
+    refused by Postscript (`refused`), `parked`, or still `pending` (only when
+    the drain stopped early).
+    """
+
+    received: int = 0  # events read (batches count each event), rejected ones included
+    duplicates: int = 0  # messageIds seen before (this run or an earlier one)
+    stale: int = 0  # not newer than what the engine already knew or wrote
+    rejected: int = 0  # failed SPEC §3, reasons in --rejects-out
+    accepted: int = 0  # new winners stored in the ledger
+    applied: int = 0  # winning changes settled against Postscript
+    changed: int = 0  # list entries added or removed
+    refused: int = 0  # changes Postscript refused (400), with reasons in --rejects-out
+    parked: int = 0  # changes waiting for a subscriber (all runs), after this drain
+    parked_identities: int = 0
+    pending: int = 0  # changes not yet settled (0 when drained)
+    unparked: int = 0  # parked changes retried at the start of this run
+    resumed: int = 0  # unfinished writes of a crashed run, completed
+    identities: int = 0  # distinct identities (phone, email) looked up this run
+    subscribers_patched: int = 0
+    events_posted: int = 0
+    ambiguous: int = 0  # emails that matched several subscribers
+    lookup_batch: int = 50
+    dry_run: bool = False
+    api_calls: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def lower_bound(self) -> int:
+        """SPEC §5: ceil(identities / lookup batch) + patched subscribers + posted events."""
+        lookups = math.ceil(self.identities / self.lookup_batch) if self.lookup_batch else 0
+        return lookups + self.subscribers_patched + self.events_posted
+
+    @property
+    def drained(self) -> bool:
+        return self.pending == 0
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        calls = dict(sorted(self.api_calls.items()))
+        data["api_calls"] = {"total": sum(calls.values()), **calls}
+        data["lower_bound"] = self.lower_bound
+        return data

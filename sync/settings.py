@@ -1,0 +1,24 @@
+"""What one engine run needs to know: where Postscript is, the key, the state file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["Settings"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Engine settings; the CLI fills them from flags and the environment."""
+
+    secret_key: str = field(repr=False)
+    state_path: Path
+    base_url: str = "https://api.postscript.io"
+    rate_limit: float = 15.0  # requests per second; 0 turns pacing off
+    post_events: bool = True
+    default_region: str = "US"
+    lookup_batch: int = 50
+    timeout_s: float = 10.0
+    dry_run: bool = False
+    workers: int = 4  # subscribers written concurrently (never two writes to one subscriber)
