@@ -9,9 +9,19 @@ from __future__ import annotations
 
 import typer
 
+from emulator.postscript.command import emulator_command
+
 app = typer.Typer(
     name="pslab",
     help="Postscript audience sync lab: emulator, traffic generator, sync engine, contracts.",
     no_args_is_help=True,
     add_completion=False,
 )
+
+
+@app.callback()
+def main() -> None:
+    """Postscript audience sync lab: emulator, traffic generator, sync engine, contracts."""
+
+
+app.command("emulator")(emulator_command)

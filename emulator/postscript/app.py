@@ -1,0 +1,56 @@
+"""`create_app`: the Postscript emulator as a Starlette app.
+
+Middleware, outermost first: journal -> auth -> rate limit -> faults -> routes.
+"""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from emulator.postscript import admin, api
+from emulator.postscript.auth import AuthMiddleware
+from emulator.postscript.config import EmulatorConfig
+from emulator.postscript.emulator import Emulator
+from emulator.postscript.errors import ApiError, error_body
+from emulator.postscript.faults import FaultMiddleware
+from emulator.postscript.journal import JournalMiddleware
+from emulator.postscript.openapi import openapi_document
+from emulator.postscript.rate_limit import RateLimitMiddleware
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return JSONResponse(exc.body, status_code=exc.status)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse(
+        error_body(exc.status_code), status_code=exc.status_code, headers=exc.headers
+    )
+
+
+async def _openapi(request: Request) -> Response:
+    return JSONResponse(openapi_document())
+
+
+def create_app(config: EmulatorConfig | None = None) -> Starlette:
+    config = config or EmulatorConfig()
+    emulator = Emulator.from_config(config)
+    app = Starlette(
+        routes=[*api.routes, *admin.routes, Route("/openapi.json", _openapi, methods=["GET"])],
+        middleware=[
+            Middleware(JournalMiddleware, journal=emulator.journal),
+            Middleware(AuthMiddleware, secret_key=config.secret_key),
+            Middleware(RateLimitMiddleware, limiter=emulator.rate_limiter),
+            Middleware(FaultMiddleware, faults=emulator.faults),
+        ],
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error},
+    )
+    app.state.emulator = emulator
+    return app

@@ -1,0 +1,82 @@
+"""`pslab emulator`: serve the Postscript emulator until interrupted."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from emulator.postscript import bodies
+from emulator.postscript.app import create_app
+from emulator.postscript.config import DEFAULT_SECRET_KEY, EmulatorConfig
+from emulator.postscript.emulator import Emulator
+from emulator.postscript.errors import InvalidInputError
+from emulator.postscript.serve import serve_forever
+
+
+def _seed(emulator: Emulator, path: Path) -> int:
+    try:
+        body = bodies.read_json_object(path.read_bytes())
+        drafts = bodies.seed_subscribers(body, emulator.config.default_region)
+        return len(emulator.store.create(drafts))
+    except OSError as error:
+        raise typer.BadParameter(
+            f"cannot read {path}: {error.strerror}", param_hint="--seed"
+        ) from None
+    except InvalidInputError as error:
+        first = error.problems[0]
+        raise typer.BadParameter(
+            f"{path} is not a valid seed ({'.'.join(map(str, first['loc']))}: {first['msg']}); "
+            'it must look like {"subscribers": [{"phone_number": "+15555550100"}]}',
+            param_hint="--seed",
+        ) from None
+
+
+def emulator_command(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (0 picks a free one).")] = 8787,
+    secret_key: Annotated[
+        str,
+        typer.Option(
+            envvar="PSLAB_EMULATOR_SECRET_KEY",
+            help="The API key clients must send (Bearer, or Basic with the key as user).",
+            show_default=True,
+        ),
+    ] = DEFAULT_SECRET_KEY,
+    rate_limit: Annotated[
+        float, typer.Option(help="Requests per second per key before 429s (0 = no limit).", min=0)
+    ] = 15.0,
+    seed: Annotated[
+        Path | None,
+        typer.Option(help="Subscribers to load at start: the body of POST /_emulator/subscribers."),
+    ] = None,
+    state: Annotated[
+        Path | None,
+        typer.Option(help="SQLite file that keeps subscribers and events across restarts."),
+    ] = None,
+) -> None:
+    """Serve the Postscript API emulator (and its /_emulator admin surface) until interrupted."""
+    config = EmulatorConfig(secret_key=secret_key, rate_limit_rps=rate_limit, state_path=state)
+    try:
+        app = create_app(config)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--state") from None
+    emulator: Emulator = app.state.emulator
+    seeded = _seed(emulator, seed) if seed is not None else 0
+
+    def announce(base_url: str) -> None:
+        summary = {
+            "subscribers": len(emulator.store),
+            "seeded": seeded,
+            "rate_limit_rps": rate_limit,
+        }
+        # click.echo flushes, so a parent process reading our stdout sees the line at once
+        typer.echo(f"Postscript emulator listening on {base_url} {json.dumps(summary)}")
+
+    try:
+        serve_forever(app, host, port, announce)
+    except RuntimeError as error:
+        typer.echo(f"Error: {error}", err=True)
+        raise typer.Exit(1) from None

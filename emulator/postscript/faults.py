@@ -1,0 +1,192 @@
+"""Injected faults: error answers, latency and timeouts, drawn from a seeded RNG.
+
+Faults hit API requests only, after auth and the rate limit and before the
+handler, so a faulted request never changes state. Each request draws, in
+order: timeout?, error?, latency — so one seed gives one sequence.
+
+A timeout holds the request for `timeout_ms`, then drops the connection:
+over a real server the client sees the connection close mid-response
+(`httpx.RemoteProtocolError`), or its own read timeout if that is shorter;
+in-process (`httpx.ASGITransport`) the same `ConnectionDropped`, a subclass
+of `httpx.RemoteProtocolError`, is raised to the caller.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import asdict, dataclass, field
+from http import HTTPStatus
+from typing import Any
+
+import anyio
+import httpx
+
+from emulator.postscript.asgi import ASGIApp, Receive, Scope, Send, is_api_request, send_json
+from emulator.postscript.errors import error_body, invalid
+
+
+class ConnectionDropped(httpx.RemoteProtocolError):
+    """The emulator hung up on purpose (a `timeout_rate` fault)."""
+
+
+@dataclass
+class FaultSettings:
+    error_rate: float = 0.0
+    error_statuses: list[int] = field(default_factory=lambda: [500])
+    latency_ms: tuple[float, float] = (0.0, 0.0)
+    timeout_rate: float = 0.0
+    timeout_ms: float = 3000.0
+    seed: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        doc = asdict(self)
+        doc["latency_ms"] = list(self.latency_ms)
+        return doc
+
+
+@dataclass(frozen=True)
+class FaultDraw:
+    latency_s: float
+    error_status: int | None
+    timeout: bool
+
+
+class Faults:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.settings = FaultSettings()
+        self._rng = random.Random()
+
+    def configure(self, settings: FaultSettings) -> None:
+        with self._lock:
+            self.settings = settings
+            self._rng = random.Random(settings.seed)
+
+    def draw(self) -> FaultDraw | None:
+        """What happens to the next API request; None when no fault is configured."""
+        s = self.settings
+        if s.error_rate <= 0 and s.timeout_rate <= 0 and s.latency_ms[1] <= 0:
+            return None
+        with self._lock:
+            timeout = s.timeout_rate > 0 and self._rng.random() < s.timeout_rate
+            error = s.error_rate > 0 and self._rng.random() < s.error_rate
+            status = self._rng.choice(s.error_statuses) if error else None
+            lo, hi = s.latency_ms
+            latency = self._rng.uniform(lo, hi) / 1000 if hi > 0 else 0.0
+        return FaultDraw(latency_s=latency, error_status=status, timeout=timeout)
+
+
+def parse_settings(body: dict[str, Any], current_rps: float) -> tuple[FaultSettings, float]:
+    """`PUT /_emulator/faults`: the whole setting; omitted fields take their defaults.
+
+    An omitted `rate_limit_rps` keeps the current limit.
+    """
+    allowed = {
+        "error_rate",
+        "error_statuses",
+        "latency_ms",
+        "timeout_rate",
+        "timeout_ms",
+        "rate_limit_rps",
+        "seed",
+    }
+    for key in body:
+        if key not in allowed:
+            raise invalid(
+                ["body", key],
+                f"unknown field; allowed fields are {', '.join(sorted(allowed))}",
+                "value_error.extra",
+            )
+    settings = FaultSettings()
+    settings.error_rate = _rate(body, "error_rate")
+    settings.timeout_rate = _rate(body, "timeout_rate")
+    if "error_statuses" in body:
+        statuses = body["error_statuses"]
+        if (
+            not isinstance(statuses, list)
+            or not statuses
+            or not all(_is_number(s) and int(s) == s and 400 <= s <= 599 for s in statuses)
+        ):
+            raise invalid(
+                ["body", "error_statuses"],
+                "must be a non-empty list of HTTP statuses from 400 to 599",
+                "value_error",
+            )
+        settings.error_statuses = [int(s) for s in statuses]
+    if "latency_ms" in body:
+        bounds = body["latency_ms"]
+        if (
+            not isinstance(bounds, list)
+            or len(bounds) != 2
+            or not all(_is_number(b) and b >= 0 for b in bounds)
+            or bounds[0] > bounds[1]
+        ):
+            raise invalid(
+                ["body", "latency_ms"],
+                "must be [low, high] milliseconds with 0 <= low <= high",
+                "value_error",
+            )
+        settings.latency_ms = (float(bounds[0]), float(bounds[1]))
+    if "timeout_ms" in body:
+        if not _is_number(body["timeout_ms"]) or body["timeout_ms"] < 0:
+            raise invalid(
+                ["body", "timeout_ms"], "must be a number of milliseconds >= 0", "value_error"
+            )
+        settings.timeout_ms = float(body["timeout_ms"])
+    if body.get("seed") is not None:
+        if not isinstance(body["seed"], int) or isinstance(body["seed"], bool):
+            raise invalid(["body", "seed"], "must be an integer", "type_error.integer")
+        settings.seed = body["seed"]
+    rps = current_rps
+    if "rate_limit_rps" in body:
+        if not _is_number(body["rate_limit_rps"]) or body["rate_limit_rps"] < 0:
+            raise invalid(
+                ["body", "rate_limit_rps"],
+                "must be requests per second >= 0 (0 turns the limit off)",
+                "value_error",
+            )
+        rps = float(body["rate_limit_rps"])
+    return settings, rps
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _rate(body: dict[str, Any], name: str) -> float:
+    value = body.get(name, 0.0)
+    if not _is_number(value) or not 0 <= value <= 1:
+        raise invalid(["body", name], "must be a probability from 0 to 1", "value_error")
+    return float(value)
+
+
+class FaultMiddleware:
+    def __init__(self, app: ASGIApp, faults: Faults) -> None:
+        self.app = app
+        self.faults = faults
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        draw = self.faults.draw() if is_api_request(scope) else None
+        if draw is None:
+            await self.app(scope, receive, send)
+            return
+        if draw.timeout:
+            scope["pslab.fault"] = "timeout"
+            await anyio.sleep(self.faults.settings.timeout_ms / 1000)
+            # Start a response the client can never finish reading, then hang up.
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": HTTPStatus.GATEWAY_TIMEOUT,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"2")],
+                }
+            )
+            raise ConnectionDropped("the emulator dropped the connection (timeout fault)")
+        if draw.latency_s > 0:
+            await anyio.sleep(draw.latency_s)
+        if draw.error_status is not None:
+            scope["pslab.fault"] = "error"
+            await send_json(send, draw.error_status, error_body(draw.error_status))
+            return
+        await self.app(scope, receive, send)

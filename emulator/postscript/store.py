@@ -1,0 +1,260 @@
+"""The emulator's subscribers and events, indexed for O(1) lookups.
+
+Indexes: id, ps_id, phone digits, lower-cased email and Shopify customer id.
+Every mutation goes through this class, under one lock, and is written
+through to the state file when there is one.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from emulator.postscript.errors import InvalidInputError, NotFoundError, problem
+from emulator.postscript.state_file import StateFile
+from emulator.postscript.subscriber import (
+    MAX_CUSTOM_PROPERTIES,
+    Subscriber,
+    format_time,
+    new_subscriber_id,
+    utc_now,
+)
+
+
+@dataclass
+class SubscriberDraft:
+    """A subscriber about to be created, already validated and normalised."""
+
+    phone_number: str | None
+    email: str | None = None
+    shopify_customer_id: int | str | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    id: str | None = None
+    created_at: datetime | None = None
+    promotional_can_send: bool = True
+    transactional_can_send: bool = True
+    data: dict[str, Any] = field(default_factory=dict)
+    loc: list[str | int] = field(default_factory=lambda: ["body"])  # where to point errors
+
+
+@dataclass
+class SubscriberPatch:
+    properties: dict[str, Any] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    email: str | None = None
+
+
+class _MultiIndex:
+    """key -> ids in insertion order (an email may belong to several subscribers)."""
+
+    def __init__(self) -> None:
+        self._ids: dict[str, dict[str, None]] = {}
+
+    def add(self, key: str, subscriber_id: str) -> None:
+        self._ids.setdefault(key, {})[subscriber_id] = None
+
+    def remove(self, key: str, subscriber_id: str) -> None:
+        ids = self._ids.get(key)
+        if ids is not None:
+            ids.pop(subscriber_id, None)
+            if not ids:
+                del self._ids[key]
+
+    def get(self, key: str) -> Iterable[str]:
+        return self._ids.get(key, {}).keys()
+
+    def clear(self) -> None:
+        self._ids.clear()
+
+
+def _digits(e164: str | None) -> str | None:
+    return e164[1:] if e164 else None
+
+
+def _email_key(email: str | None) -> str | None:
+    return email.lower() if email else None
+
+
+class Store:
+    def __init__(self, state_file: StateFile | None = None) -> None:
+        self.lock = threading.RLock()
+        self._state_file = state_file
+        self._subscribers: dict[str, Subscriber] = {}
+        self._by_ps_id: dict[int, str] = {}
+        self._by_phone: dict[str, str] = {}
+        self._by_email = _MultiIndex()
+        self._by_shopify = _MultiIndex()
+        self._events: list[dict[str, Any]] = []
+        self._next_ps_id = 1
+        if state_file is not None:
+            subscribers, events = state_file.load()
+            for doc in subscribers:
+                self._index(Subscriber.from_json(doc))
+            self._events.extend(events)
+
+    # -- reading -----------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._subscribers)
+
+    def __iter__(self) -> Iterator[Subscriber]:
+        return iter(list(self._subscribers.values()))
+
+    def get(self, subscriber_id: str) -> Subscriber:
+        subscriber = self._subscribers.get(subscriber_id)
+        if subscriber is None:
+            raise NotFoundError(f"Subscriber {subscriber_id!r} not found")
+        return subscriber
+
+    def find_by_phone_digits(self, digits: str) -> Subscriber | None:
+        subscriber_id = self._by_phone.get(digits)
+        return None if subscriber_id is None else self._subscribers[subscriber_id]
+
+    def find_by_email(self, email: str) -> list[Subscriber]:
+        return [self._subscribers[i] for i in self._by_email.get(email.lower())]
+
+    def find_by_shopify_id(self, customer_id: str) -> list[Subscriber]:
+        return [self._subscribers[i] for i in self._by_shopify.get(customer_id)]
+
+    def find_by_ps_id(self, ps_id: int) -> Subscriber | None:
+        subscriber_id = self._by_ps_id.get(ps_id)
+        return None if subscriber_id is None else self._subscribers[subscriber_id]
+
+    def events(self) -> list[dict[str, Any]]:
+        return list(self._events)
+
+    # -- writing -----------------------------------------------------------
+
+    def create(self, drafts: list[SubscriberDraft]) -> list[Subscriber]:
+        """Create all drafts or none: a duplicate id or phone number is a 400."""
+        with self.lock:
+            self._check_unique(drafts)
+            now = utc_now()
+            created = []
+            for draft in drafts:
+                created_at = draft.created_at or now
+                subscriber = Subscriber(
+                    id=draft.id or new_subscriber_id(),
+                    ps_id=self._next_ps_id,
+                    phone_number=draft.phone_number,
+                    email=draft.email,
+                    created_at=created_at,
+                    updated_at=max(created_at, now),
+                    shopify_customer_id=draft.shopify_customer_id,
+                    properties=dict(draft.properties),
+                    tags=list(dict.fromkeys(draft.tags)),
+                    promotional_can_send=draft.promotional_can_send,
+                    transactional_can_send=draft.transactional_can_send,
+                    data=dict(draft.data),
+                )
+                self._index(subscriber)
+                created.append(subscriber)
+            self._save(created)
+            return created
+
+    def patch(self, subscriber_id: str, patch: SubscriberPatch) -> Subscriber:
+        """Merge properties key by key, add tags, set the email only when it is empty."""
+        with self.lock:
+            subscriber = self.get(subscriber_id)
+            merged = {**subscriber.properties, **patch.properties}
+            if len(merged) > MAX_CUSTOM_PROPERTIES:
+                raise InvalidInputError(
+                    [
+                        problem(
+                            ["body", "properties"],
+                            f"a subscriber can have at most {MAX_CUSTOM_PROPERTIES} custom "
+                            f"properties; this update would make {len(merged)}",
+                            "value_error.too_many_properties",
+                        )
+                    ]
+                )
+            subscriber.properties = merged
+            subscriber.tags = list(dict.fromkeys([*subscriber.tags, *patch.tags]))
+            if patch.email and not subscriber.email:
+                subscriber.email = patch.email
+                self._by_email.add(patch.email.lower(), subscriber.id)
+            subscriber.touch()
+            self._save([subscriber])
+            return subscriber
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        """A compliance unsubscribe: nothing may be sent to this subscriber any more."""
+        with self.lock:
+            subscriber.promotional_can_send = False
+            subscriber.transactional_can_send = False
+            subscriber.touch()
+            self._save([subscriber])
+
+    def record_event(self, body: dict[str, Any]) -> str:
+        with self.lock:
+            event_id = f"ev_{uuid.uuid4().hex[:24]}"
+            event = {**body, "event_id": event_id, "received_at": format_time(utc_now())}
+            self._events.append(event)
+            if self._state_file is not None:
+                self._state_file.save_event(event)
+            return event_id
+
+    def reset(self) -> None:
+        with self.lock:
+            self._subscribers.clear()
+            self._by_ps_id.clear()
+            self._by_phone.clear()
+            self._by_email.clear()
+            self._by_shopify.clear()
+            self._events.clear()
+            self._next_ps_id = 1
+            if self._state_file is not None:
+                self._state_file.clear()
+
+    # -- internals ---------------------------------------------------------
+
+    def _check_unique(self, drafts: list[SubscriberDraft]) -> None:
+        seen_ids: set[str] = set()
+        seen_phones: set[str] = set()
+        problems = []
+        for draft in drafts:
+            if draft.id is not None:
+                if draft.id in self._subscribers or draft.id in seen_ids:
+                    problems.append(
+                        problem(
+                            [*draft.loc, "id"],
+                            f"a subscriber with id {draft.id!r} already exists",
+                            "value_error.duplicate",
+                        )
+                    )
+                seen_ids.add(draft.id)
+            digits = _digits(draft.phone_number)
+            if digits is not None:
+                if digits in self._by_phone or digits in seen_phones:
+                    problems.append(
+                        problem(
+                            [*draft.loc, "phone_number"],
+                            f"a subscriber with phone number {draft.phone_number} already exists",
+                            "value_error.duplicate",
+                        )
+                    )
+                seen_phones.add(digits)
+        if problems:
+            raise InvalidInputError(problems)
+
+    def _index(self, subscriber: Subscriber) -> None:
+        self._subscribers[subscriber.id] = subscriber
+        self._by_ps_id[subscriber.ps_id] = subscriber.id
+        self._next_ps_id = max(self._next_ps_id, subscriber.ps_id + 1)
+        digits = _digits(subscriber.phone_number)
+        if digits is not None:
+            self._by_phone[digits] = subscriber.id
+        email = _email_key(subscriber.email)
+        if email is not None:
+            self._by_email.add(email, subscriber.id)
+        if subscriber.shopify_customer_id is not None:
+            self._by_shopify.add(str(subscriber.shopify_customer_id), subscriber.id)
+
+    def _save(self, subscribers: list[Subscriber]) -> None:
+        if self._state_file is not None:
+            self._state_file.save_subscribers([s.to_json() for s in subscribers])

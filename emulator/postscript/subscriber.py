@@ -1,0 +1,88 @@
+"""The Subscriber resource as the emulator keeps it and as the API shows it."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+MAX_CUSTOM_PROPERTIES = 50
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_subscriber_id() -> str:
+    return f"s_{uuid.uuid4().hex[:24]}"
+
+
+def format_time(moment: datetime) -> str:
+    """ISO 8601 in UTC with microseconds, e.g. `2026-01-02T03:04:05.000000+00:00`."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def parse_time(text: str) -> datetime:
+    """ISO 8601 (a `Z` suffix or an offset; naive means UTC); raises ValueError."""
+    moment = datetime.fromisoformat(text.strip())
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+@dataclass(slots=True)
+class Subscriber:
+    id: str
+    ps_id: int
+    phone_number: str | None
+    email: str | None
+    created_at: datetime
+    updated_at: datetime
+    shopify_customer_id: int | str | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    promotional_can_send: bool = True
+    transactional_can_send: bool = True
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def touch(self) -> None:
+        """Bump `updated_at`, strictly later than before even within one clock tick."""
+        now = utc_now()
+        self.updated_at = max(now, self.updated_at + timedelta(microseconds=1))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "ps_id": self.ps_id,
+            "phone_number": self.phone_number,
+            "email": self.email,
+            "shopify_customer_id": self.shopify_customer_id,
+            "properties": self.properties,
+            "tags": self.tags,
+            "subscriptions": {
+                "promotional": {"can_send": self.promotional_can_send},
+                "transactional": {"can_send": self.transactional_can_send},
+            },
+            "data": self.data,
+            "created_at": format_time(self.created_at),
+            "updated_at": format_time(self.updated_at),
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Subscriber:
+        subscriptions = doc["subscriptions"]
+        return cls(
+            id=doc["id"],
+            ps_id=doc["ps_id"],
+            phone_number=doc["phone_number"],
+            email=doc["email"],
+            created_at=parse_time(doc["created_at"]),
+            updated_at=parse_time(doc["updated_at"]),
+            shopify_customer_id=doc["shopify_customer_id"],
+            properties=doc["properties"],
+            tags=doc["tags"],
+            promotional_can_send=subscriptions["promotional"]["can_send"],
+            transactional_can_send=subscriptions["transactional"]["can_send"],
+            data=doc["data"],
+        )

@@ -1,0 +1,149 @@
+"""The admin surface of SPEC §7: reset, seed, state, the request journal and faults."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.emulator.conftest import seed
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_seed_answers_the_stored_subscribers_with_ids(api: httpx.AsyncClient) -> None:
+    created = await seed(
+        api,
+        {
+            "phone_number": "+15555550100",
+            "email": "a@example.com",
+            "properties": {"Segment Audiences": ["vip"]},
+            "tags": ["t"],
+            "id": "s_given",
+            "created_at": "2024-01-01T00:00:00Z",
+        },
+        {"email": "only-email@example.com"},
+    )
+    assert created[0]["id"] == "s_given"
+    assert created[0]["created_at"] == "2024-01-01T00:00:00.000000+00:00"
+    assert created[0]["properties"] == {"Segment Audiences": ["vip"]}
+    assert created[0]["subscriptions"]["promotional"]["can_send"] is True
+    assert created[1]["id"].startswith("s_")
+    assert created[1]["phone_number"] is None
+    assert [c["ps_id"] for c in created] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"subscribers": [{"phone_number": "+15555550100"}, {"phone_number": "15555550100"}]},
+        {"subscribers": [{"id": "s_same"}, {"id": "s_same"}]},
+        {"subscribers": [{"phone_number": "+15555550101"}, {"phone_number": "nope"}]},
+        {"subscribers": [{"created_at": "last week"}]},
+        {"subscribers": [{"nickname": "x"}]},
+        {"subscribers": [{"subscriptions": {"promotional": {"can_send": "yes"}}}]},
+        {"subscribers": {"phone_number": "+15555550100"}},
+        {"people": []},
+    ],
+)
+async def test_bad_seed_is_a_400_and_stores_nothing(
+    api: httpx.AsyncClient, body: dict[str, object]
+) -> None:
+    response = await api.post("/_emulator/subscribers", json=body)
+    assert response.status_code == 400
+    assert response.json()["errors"]
+    assert (await api.get("/_emulator/state")).json()["subscribers"] == []
+
+
+async def test_seed_rejects_a_phone_already_stored(api: httpx.AsyncClient) -> None:
+    await seed(api, {"phone_number": "+15555550100"})
+    response = await api.post(
+        "/_emulator/subscribers", json={"subscribers": [{"phone_number": "(555) 555-0100"}]}
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["loc"] == ["body", "subscribers", 0, "phone_number"]
+
+
+async def test_state_shows_subscribers_and_events(api: httpx.AsyncClient) -> None:
+    (created,) = await seed(api, {"phone_number": "+15555550100"})
+    await api.post("/api/v2/events", json={"type": "Hi", "subscriber_id": created["id"]})
+    state = (await api.get("/_emulator/state")).json()
+    assert state["subscribers"] == [created]
+    assert [e["type"] for e in state["events"]] == ["Hi"]
+    assert state["events"][0]["event_id"].startswith("ev_")
+
+
+async def test_journal_records_api_calls_but_not_admin_calls(api: httpx.AsyncClient) -> None:
+    await api.get("/api/v2/subscribers", params={"phone_number__eq": "+15555550100"})
+    await api.get("/api/v2/me", headers={"Authorization": "Bearer wrong"})
+    await api.get("/_emulator/state")
+    entries = (await api.get("/_emulator/requests")).json()["requests"]
+    assert [(e["method"], e["path"], e["query"], e["status"]) for e in entries] == [
+        ("GET", "/api/v2/subscribers", "phone_number__eq=%2B15555550100", 200),
+        ("GET", "/api/v2/me", "", 401),
+    ]
+    assert all(e["time"] for e in entries)
+    assert "wrong" not in str(entries)
+
+
+async def test_reset_forgets_subscribers_events_and_journal(api: httpx.AsyncClient) -> None:
+    (created,) = await seed(api, {"phone_number": "+15555550100"})
+    await api.post("/api/v2/events", json={"type": "Hi", "subscriber_id": created["id"]})
+    response = await api.post("/_emulator/reset")
+    state = (await api.get("/_emulator/state")).json()
+    journal = (await api.get("/_emulator/requests")).json()
+    (again,) = await seed(api, {"phone_number": "+15555550100"})
+    assert response.status_code == 200
+    assert state == {"subscribers": [], "events": []}
+    assert journal == {"requests": []}
+    assert again["ps_id"] == 1
+
+
+async def test_faults_put_then_get_shows_the_setting(api: httpx.AsyncClient) -> None:
+    setting = {
+        "error_rate": 0.1,
+        "error_statuses": [500, 503],
+        "latency_ms": [0, 50],
+        "timeout_rate": 0.01,
+        "timeout_ms": 1000,
+        "rate_limit_rps": 15,
+        "seed": 7,
+    }
+    put = await api.put("/_emulator/faults", json=setting)
+    got = await api.get("/_emulator/faults")
+    assert put.status_code == 200
+    assert got.json() == put.json() == setting
+
+
+async def test_faults_put_replaces_the_whole_setting_but_keeps_the_rate_limit(
+    api: httpx.AsyncClient,
+) -> None:
+    await api.put("/_emulator/faults", json={"error_rate": 0.5, "rate_limit_rps": 3})
+    got = (await api.put("/_emulator/faults", json={})).json()
+    assert got["error_rate"] == 0
+    assert got["rate_limit_rps"] == 3
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"error_rate": 2},
+        {"error_rate": "0.1"},
+        {"error_statuses": [200]},
+        {"error_statuses": []},
+        {"latency_ms": [50, 10]},
+        {"latency_ms": [1]},
+        {"timeout_rate": -0.1},
+        {"timeout_ms": -1},
+        {"rate_limit_rps": -1},
+        {"seed": "seven"},
+        {"chaos": True},
+    ],
+)
+async def test_bad_fault_settings_are_a_400(
+    api: httpx.AsyncClient, body: dict[str, object]
+) -> None:
+    before = (await api.get("/_emulator/faults")).json()
+    response = await api.put("/_emulator/faults", json=body)
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["loc"][0] == "body"
+    assert (await api.get("/_emulator/faults")).json() == before

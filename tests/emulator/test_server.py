@@ -1,0 +1,89 @@
+"""The emulator on a real uvicorn server over loopback (serve_in_background)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from emulator.postscript.config import EmulatorConfig
+from emulator.postscript.serve import serve_in_background
+from tests.emulator.conftest import SECRET
+
+
+@pytest.fixture(scope="module")
+def base_url() -> Iterator[str]:
+    with serve_in_background(EmulatorConfig(rate_limit_rps=0)) as url:
+        yield url
+
+
+@pytest.fixture
+def admin(base_url: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=base_url) as client:
+        client.post("/_emulator/reset").raise_for_status()
+        client.put("/_emulator/faults", json={}).raise_for_status()
+        yield client
+
+
+def test_serves_on_a_loopback_port(base_url: str, admin: httpx.Client) -> None:
+    assert base_url.startswith("http://127.0.0.1:")
+    response = httpx.get(f"{base_url}/api/v2/me", headers={"Authorization": f"Bearer {SECRET}"})
+    assert response.status_code == 200
+
+
+@pytest.mark.anyio
+async def test_fifty_concurrent_patches_over_the_network_are_all_kept(
+    base_url: str, admin: httpx.Client
+) -> None:
+    limits = httpx.Limits(max_connections=50)
+    async with httpx.AsyncClient(
+        base_url=base_url, headers={"Authorization": f"Bearer {SECRET}"}, limits=limits
+    ) as api:
+        seeded = await api.post(
+            "/_emulator/subscribers", json={"subscribers": [{"phone_number": "+15555550100"}]}
+        )
+        (created,) = seeded.json()["subscribers"]
+        url = f"/api/v2/subscribers/{created['id']}"
+        responses = await asyncio.gather(
+            *(
+                api.patch(url, json={"properties": {f"k{i}": i}, "tags": [f"t{i}"]})
+                for i in range(50)
+            )
+        )
+        final = (await api.get(url)).json()
+        state = (await api.get("/_emulator/state")).json()
+    assert [r.status_code for r in responses] == [200] * 50
+    assert final["properties"] == {f"k{i}": i for i in range(50)}
+    assert len(final["tags"]) == 50
+    assert state["subscribers"] == [final]
+
+
+def test_timeout_fault_drops_the_connection_over_the_network(
+    base_url: str, admin: httpx.Client
+) -> None:
+    admin.put("/_emulator/faults", json={"timeout_rate": 1, "timeout_ms": 50}).raise_for_status()
+    with pytest.raises(httpx.RemoteProtocolError):
+        httpx.get(f"{base_url}/api/v2/me", headers={"Authorization": f"Bearer {SECRET}"})
+    (entry,) = admin.get("/_emulator/requests").json()["requests"]
+    assert entry["fault"] == "timeout"
+
+
+def test_a_client_timeout_shorter_than_the_hang_is_a_read_timeout(
+    base_url: str, admin: httpx.Client
+) -> None:
+    admin.put("/_emulator/faults", json={"timeout_rate": 1, "timeout_ms": 500}).raise_for_status()
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.get(
+            f"{base_url}/api/v2/me", headers={"Authorization": f"Bearer {SECRET}"}, timeout=0.05
+        )
+
+
+def test_error_fault_over_the_network(base_url: str, admin: httpx.Client) -> None:
+    admin.put(
+        "/_emulator/faults", json={"error_rate": 1, "error_statuses": [500]}
+    ).raise_for_status()
+    response = httpx.get(f"{base_url}/api/v2/me", headers={"Authorization": f"Bearer {SECRET}"})
+    assert response.status_code == 500
+    assert response.json()["success"] is False
