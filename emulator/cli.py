@@ -10,6 +10,7 @@ from __future__ import annotations
 import typer
 
 from emulator.postscript.command import emulator_command
+from sync.cli import sync_command
 
 app = typer.Typer(
     name="pslab",
@@ -25,3 +26,4 @@ def main() -> None:
 
 
 app.command("emulator")(emulator_command)
+app.command("sync")(sync_command)

@@ -1,0 +1,194 @@
+"""`pslab sync`: run the engine over NDJSON input until it is drained (SPEC §6)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Annotated, NoReturn, TextIO
+
+import anyio
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+from rich.table import Table
+
+from sync.engine import Engine
+from sync.errors import AuthenticationError, SyncError
+from sync.plan import Plan
+from sync.report import Report
+from sync.settings import Settings
+
+__all__ = ["sync_command"]
+
+STAGES = {"ingest": "reading events", "resolve": "finding subscribers", "write": "writing"}
+
+
+def sync_command(
+    input_path: Annotated[
+        str,
+        typer.Option("--input", "-i", help="NDJSON events (event or batch per line); - is stdin."),
+    ] = "-",
+    base_url: Annotated[
+        str, typer.Option(help="Postscript API base URL (the emulator's, in the lab).")
+    ] = "https://api.postscript.io",
+    secret_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="POSTSCRIPT_SECRET_KEY",
+            help="Postscript secret API key (or set POSTSCRIPT_SECRET_KEY).",
+            show_default=False,
+        ),
+    ] = None,
+    state: Annotated[Path, typer.Option(help="SQLite state file; keep it between runs.")] = Path(
+        "pslab-state.sqlite"
+    ),
+    rate_limit: Annotated[
+        float, typer.Option(help="Requests per second to stay under; 0 turns pacing off.")
+    ] = 15.0,
+    no_events: Annotated[
+        bool, typer.Option("--no-events", help="Update the list only; post no custom events.")
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Print the planned PATCHes and events; write nothing."),
+    ] = False,
+    default_region: Annotated[
+        str, typer.Option(help="Region for phone numbers written without a country code.")
+    ] = "US",
+    rejects_out: Annotated[
+        Path | None,
+        typer.Option(help="Write rejected events with their reasons here (NDJSON)."),
+    ] = None,
+    lookup_batch: Annotated[
+        int, typer.Option(min=1, max=100, help="Identities per bulk lookup call.")
+    ] = 50,
+    timeout: Annotated[float, typer.Option(help="Seconds before one request times out.")] = 10.0,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the summary as one JSON object (last line).")
+    ] = False,
+) -> None:
+    """Sync Segment Engage audience events into Postscript subscribers, then exit."""
+    if not secret_key:
+        _fail("no secret key: pass --secret-key or set POSTSCRIPT_SECRET_KEY", code=2)
+    settings = Settings(
+        base_url=base_url,
+        secret_key=secret_key,
+        state_path=state,
+        rate_limit=rate_limit,
+        post_events=not no_events,
+        default_region=default_region.upper(),
+        lookup_batch=lookup_batch,
+        timeout_s=timeout,
+        dry_run=dry_run,
+    )
+    err = Console(stderr=True)
+    try:
+        report = _run(settings, input_path, rejects_out, err, show_plans=dry_run)
+    except AuthenticationError as exc:
+        _fail(f"Postscript refused the secret key (HTTP {exc.status}); check --secret-key")
+    except SyncError as exc:
+        _fail(f"{exc}; run again with the same --state to resume")
+    except sqlite3.DatabaseError as exc:
+        _fail(f"{state} is not a usable pslab state file ({exc}); pass another --state")
+    except OSError as exc:
+        _fail(f"{exc.filename or input_path}: {exc.strerror or exc}")
+    except KeyboardInterrupt:
+        _fail("interrupted; run again with the same --state to resume", code=130)
+    if as_json:
+        print(json.dumps(report.as_dict(), sort_keys=True))
+    else:
+        Console().print(_summary(report))
+    if not report.drained:
+        _fail(f"{report.pending} changes are still pending; run again with the same --state")
+
+
+def _run(
+    settings: Settings, input_path: str, rejects_out: Path | None, err: Console, *, show_plans: bool
+) -> Report:
+    with ExitStack() as stack:
+        source: TextIO = sys.stdin if input_path == "-" else stack.enter_context(open(input_path))
+        progress = _progress_bar(err) if err.is_terminal else None
+        if progress is not None:
+            stack.enter_context(progress)
+        tasks: dict[str, TaskID] = {}
+
+        def on_progress(stage: str, done: int, total: int | None) -> None:
+            if progress is None:
+                return
+            if stage not in tasks:
+                tasks[stage] = progress.add_task(STAGES.get(stage, stage), total=total)
+            progress.update(tasks[stage], completed=done, total=total)
+
+        engine = stack.enter_context(
+            Engine(
+                settings,
+                on_plan=_print_plan if show_plans else None,
+                progress=on_progress,
+            )
+        )
+        engine.ingest(_lines(source))
+        try:
+            report = anyio.run(engine.drain)
+        finally:
+            if rejects_out is not None:
+                _write_rejects(rejects_out, engine)
+        return report
+
+
+def _lines(source: TextIO) -> Iterator[str]:
+    yield from source
+
+
+def _print_plan(plan: Plan) -> None:
+    planned = {"subscriber_id": plan.subscriber_id, "patch": plan.patch_properties}
+    print(json.dumps({**planned, "events": plan.events}, sort_keys=True))
+
+
+def _write_rejects(path: Path, engine: Engine) -> None:
+    with path.open("w") as out:
+        for rejection in engine.rejections():
+            out.write(json.dumps(rejection, ensure_ascii=False) + "\n")
+
+
+def _progress_bar(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+def _summary(report: Report) -> Table:
+    data = report.as_dict()
+    table = Table(title="pslab sync" + (" (dry run: nothing written)" if report.dry_run else ""))
+    table.add_column("")
+    table.add_column("count", justify="right")
+    for name in (
+        "received",
+        "duplicates",
+        "stale",
+        "rejected",
+        "applied",
+        "changed",
+        "parked",
+        "pending",
+        "subscribers_patched",
+        "events_posted",
+        "ambiguous",
+        "lower_bound",
+    ):
+        table.add_row(name.replace("_", " "), str(data[name]))
+    for endpoint, count in data["api_calls"].items():
+        table.add_row(f"api calls: {endpoint}", str(count))
+    return table
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    print(f"pslab sync: {message}", file=sys.stderr)
+    raise typer.Exit(code)
