@@ -111,6 +111,7 @@ class ScenarioConfig:
     flip_rate: float = 0.1
     tie_rate: float = 0.005
     string_bool_rate: float = 0.05
+    omitted_journey_value_rate: float = 0.5
     single_identifier_rate: float = 0.1
     seed: int = 1
     start: datetime = field(default_factory=lambda: datetime(2024, 5, 1, tzinfo=UTC))
@@ -226,7 +227,8 @@ class Scenario:
             else:
                 email = None
         value: bool | str | None = change.member
-        if audience.computation_class == "journey_step" and change.member and rng.random() < 0.5:
+        journey_entry = audience.computation_class == "journey_step" and change.member
+        if journey_entry and rng.random() < cfg.omitted_journey_value_rate:
             value = None  # a journey step without a value means "entered" (SPEC §3.5)
         elif rng.random() < cfg.string_bool_rate:
             value = rng.choice(["true", "TRUE", "True"] if change.member else ["false", "FALSE"])

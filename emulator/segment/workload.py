@@ -5,6 +5,10 @@
 windows of 500, 2% late; about 35,000 lines). `build_workload("quick")` is the
 same shape at CI size (500 shoppers, 4 audiences, windows of 100; about 900
 lines). Any `WorkloadConfig` field can be overridden by keyword.
+
+`string_bool_rate` (events whose membership is the string "true"/"false") and
+`omitted_journey_value_rate` (journey-step entries without a value) shape
+the spelling only: the ground truth reads them as SPEC §3 does.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
-from emulator.segment.delivery import DeliveryConfig, deliver
+from emulator.segment.delivery import DeliveryConfig, deliver, serialise
 from emulator.segment.events import format_timestamp
 from emulator.segment.scenario import GroundTruth, Scenario, ScenarioConfig
 
@@ -32,6 +36,8 @@ class WorkloadConfig:
     rounds: int = 3
     flip_rate: float = 0.1
     tie_rate: float = 0.005
+    string_bool_rate: float = 0.05
+    omitted_journey_value_rate: float = 0.5
     duplicate_rate: float = 0.1
     shuffle_window: int = 100
     late_rate: float = 0.02
@@ -59,6 +65,8 @@ class Workload:
                 rounds=config.rounds,
                 flip_rate=config.flip_rate,
                 tie_rate=config.tie_rate,
+                string_bool_rate=config.string_bool_rate,
+                omitted_journey_value_rate=config.omitted_journey_value_rate,
                 seed=config.seed,
             )
         )
@@ -73,6 +81,10 @@ class Workload:
     def iter_lines(self) -> Iterator[str]:
         """NDJSON lines (no trailing newline) in delivery order; re-iterable."""
         return deliver(self.scenario.events(), self.delivery)
+
+    def iter_lines_in_order(self) -> Iterator[str]:
+        """Every event exactly once, in true version order: the delivery nobody gets."""
+        return (serialise(event) for event in self.scenario.events())
 
     @cached_property
     def truth(self) -> GroundTruth:

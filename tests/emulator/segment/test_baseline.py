@@ -1,0 +1,184 @@
+"""The port of the Segment destination, against the emulator over real HTTP."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from emulator.postscript.config import EmulatorConfig
+from emulator.postscript.serve import serve_in_background
+from emulator.segment.baseline import AUDIENCE_PROPERTY, map_event, run_baseline
+from emulator.segment.workload import Workload, build_workload
+
+SECRET = "sk_test_baseline"
+Pair = tuple[str, str]
+
+
+@pytest.fixture(scope="module")
+def emulator_url() -> Iterator[str]:
+    with serve_in_background(EmulatorConfig(secret_key=SECRET, rate_limit_rps=0)) as url:
+        yield url
+
+
+def _seed(url: str, workload: Workload) -> None:
+    httpx.post(f"{url}/_emulator/reset").raise_for_status()
+    response = httpx.post(
+        f"{url}/_emulator/subscribers", json={"subscribers": workload.subscribers}
+    )
+    response.raise_for_status()
+
+
+def _expected(workload: Workload) -> dict[Pair, bool]:
+    return {
+        (row["phone_number"] or row["email"], row["audience_key"]): row["member"]
+        for row in workload.expected
+    }
+
+
+def _observed(url: str, pairs: set[Pair]) -> tuple[dict[Pair, bool], dict[Pair, list[str]]]:
+    """Final membership of `pairs`, and the Postscript events posted per pair, in order."""
+    state = httpx.get(f"{url}/_emulator/state").json()
+    names: dict[str, str] = {}
+    members: set[Pair] = set()
+    for subscriber in state["subscribers"]:
+        identity = subscriber["phone_number"] or subscriber["email"]
+        names[subscriber["id"]] = identity
+        for key in subscriber["properties"].get(AUDIENCE_PROPERTY, []):
+            members.add((identity, key))
+    posted: dict[Pair, list[str]] = {}
+    for event in state["events"]:
+        pair = (names[event["subscriber_id"]], event["properties"]["Segment Audience Key"])
+        posted.setdefault(pair, []).append(event["type"].removeprefix("Segment_Audience_"))
+    return {pair: pair in members for pair in pairs}, posted
+
+
+def _repeats(posted: dict[Pair, list[str]]) -> int:
+    """Events that repeat the previous one for their pair (a correct sync alternates)."""
+    return sum(
+        1
+        for events in posted.values()
+        for before, now in itertools.pairwise(events)
+        if before == now
+    )
+
+
+def test_baseline_converges_on_in_order_unique_delivery(emulator_url: str) -> None:
+    workload = build_workload(
+        "quick", users=200, tie_rate=0.0, string_bool_rate=0.0, omitted_journey_value_rate=0.0
+    )
+    _seed(emulator_url, workload)
+    report = run_baseline(workload.iter_lines_in_order(), emulator_url, SECRET)
+
+    expected = _expected(workload)
+    observed, posted = _observed(emulator_url, set(expected))
+    assert observed == expected
+    assert _repeats(posted) == 0
+    assert report.events_posted == sum(len(t) for t in workload.truth.transitions.values())
+    assert report.api_calls["subscribers.list"] >= report.events_seen
+
+
+def test_baseline_ends_wrong_with_duplicate_events_on_segments_real_delivery(
+    emulator_url: str,
+) -> None:
+    workload = build_workload("quick")
+    _seed(emulator_url, workload)
+    report = run_baseline(workload.iter_lines(), emulator_url, SECRET)
+
+    expected = _expected(workload)
+    observed, posted = _observed(emulator_url, set(expected))
+    wrong = [pair for pair in expected if observed[pair] != expected[pair]]
+    assert len(wrong) > 10, "stale and re-ordered events should leave memberships wrong"
+    assert _repeats(posted) > 10, "duplicates should post the same Postscript event again"
+    assert report.events_posted > workload.expected_event_count
+
+
+def test_concurrent_workers_post_one_event_per_delivery(emulator_url: str) -> None:
+    workload = build_workload("quick", users=120)
+    _seed(emulator_url, workload)
+    lines = list(workload.iter_lines())
+    report = run_baseline(lines, emulator_url, SECRET, workers=4)
+
+    assert report.events_seen == len(lines)
+    assert report.events_posted == report.api_calls["events.create"] == len(lines)
+    assert report.failed == report.dropped_invalid == report.dropped_no_subscriber == 0
+
+
+def test_events_for_unknown_subscribers_are_dropped_silently(emulator_url: str) -> None:
+    workload = build_workload("quick", users=80, unseeded_rate=0.3)
+    _seed(emulator_url, workload)
+    report = run_baseline(workload.iter_lines_in_order(), emulator_url, SECRET)
+
+    assert report.dropped_no_subscriber > 0
+    assert report.events_posted + report.dropped_no_subscriber == report.events_seen
+    assert report.api_calls["subscribers.patch"] <= report.events_posted
+
+
+def _event(**changes: Any) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "type": "identify",
+        "messageId": "personas_test",
+        "timestamp": "2024-05-01T12:00:00.000Z",
+        "traits": {"vip": True, "phone": "(555) 555-0100"},
+        "context": {
+            "personas": {
+                "computation_class": "audience",
+                "computation_id": "aud_1",
+                "computation_key": "vip",
+            }
+        },
+    }
+    event.update(changes)
+    return event
+
+
+@pytest.mark.parametrize(
+    ("value", "adds", "removes", "posted"),
+    [
+        (True, True, False, "Segment_Audience_Entered"),
+        (False, False, True, "Segment_Audience_Exited"),
+        ("true", False, False, "Segment_Audience_Entered"),
+        ("false", False, False, "Segment_Audience_Entered"),  # a non-empty string is truthy
+        (None, False, False, "Segment_Audience_Exited"),
+    ],
+)
+def test_membership_values_follow_javascript_loose_comparison(
+    emulator_url: str, value: object, adds: bool, removes: bool, posted: str
+) -> None:
+    httpx.post(f"{emulator_url}/_emulator/reset").raise_for_status()
+    seed = {"phone_number": "+15555550100", "properties": {AUDIENCE_PROPERTY: ["other"]}}
+    httpx.post(f"{emulator_url}/_emulator/subscribers", json={"subscribers": [seed]})
+    if removes:
+        run_baseline([_event(traits={"vip": True, "phone": "5555550100"})], emulator_url, SECRET)
+        httpx.post(f"{emulator_url}/_emulator/reset").raise_for_status()
+        seed["properties"] = {AUDIENCE_PROPERTY: ["other", "vip"]}
+        httpx.post(f"{emulator_url}/_emulator/subscribers", json={"subscribers": [seed]})
+    traits: dict[str, Any] = {"phone": "(555) 555-0100"}
+    if value is not None:
+        traits["vip"] = value
+    run_baseline([_event(traits=traits)], emulator_url, SECRET)
+
+    state = httpx.get(f"{emulator_url}/_emulator/state").json()
+    audiences = state["subscribers"][0]["properties"][AUDIENCE_PROPERTY]
+    assert ("vip" in audiences) is adds
+    assert "other" in audiences
+    assert [e["type"] for e in state["events"]] == [posted]
+
+
+def test_mapping_prefers_traits_then_context_traits_and_properties_then_traits() -> None:
+    event = _event(
+        type="track",
+        properties={"audience_key": "vip", "vip": False},
+        traits={"email": "A@Example.com"},
+        context={
+            "personas": {"computation_class": "audience", "computation_key": "vip"},
+            "traits": {"email": "b@example.com", "phone": "+1 555 555 0100"},
+        },
+    )
+    payload = map_event(event)
+    assert (payload.email, payload.phone) == ("A@Example.com", "+1 555 555 0100")
+    assert payload.traits_or_props["vip"] is False
+    assert payload.audience_id is None
