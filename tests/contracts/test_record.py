@@ -1,0 +1,103 @@
+"""record against an emulator standing in for a live shop: files scrubbed, only the test
+subscriber touched, no flow-starting event posted."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from contracts.cli import app
+from contracts.contract import load_contracts
+from emulator.postscript.config import EmulatorConfig
+from emulator.postscript.serve import serve_in_background
+
+STANDIN_KEY = "sk_live_standin_7c1e9a44d2"
+REAL_PHONE = "+14155552671"
+REAL_EMAIL = "jane.realperson@gmail.test"
+BYSTANDER = {"phone_number": "+14155550188", "email": "bob.bystander@gmail.test"}
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Record once into a temp folder; keep what the stand-in saw."""
+    out = tmp_path_factory.mktemp("recorded")
+    config = EmulatorConfig(secret_key=STANDIN_KEY)  # the default 15 rps limit, like a shop
+    with serve_in_background(config) as base_url, httpx.Client(base_url=base_url) as admin:
+        seeded = admin.post(
+            "/_emulator/subscribers",
+            json={
+                "subscribers": [
+                    {"phone_number": REAL_PHONE, "email": REAL_EMAIL, "properties": {"vip": "yes"}},
+                    BYSTANDER,
+                ]
+            },
+        ).json()["subscribers"]
+        env = {"POSTSCRIPT_SECRET_KEY": STANDIN_KEY, "POSTSCRIPT_TEST_PHONE": REAL_PHONE}
+        result = CliRunner().invoke(
+            app, ["record", "--base-url", base_url, "--out", str(out)], env=env
+        )
+        state = admin.get("/_emulator/state").json()
+        journal = admin.get("/_emulator/requests").json()["requests"]
+    return {
+        "out": out,
+        "result": result,
+        "test_id": seeded[0]["id"],
+        "bystander": seeded[1],
+        "state": state,
+        "journal": journal,
+    }
+
+
+def test_record_writes_one_file_per_contract(recording: dict[str, Any]) -> None:
+    assert recording["result"].exit_code == 0, recording["result"].output
+    written = sorted(p.name for p in recording["out"].glob("*.json"))
+    assert written == sorted(f"{c.name}.json" for c in load_contracts())
+
+
+def test_recorded_files_hold_no_key_no_real_phone_and_no_real_email(
+    recording: dict[str, Any],
+) -> None:
+    for path in Path(recording["out"]).glob("*.json"):
+        text = path.read_text()
+        assert STANDIN_KEY not in text, path.name
+        assert "4155552671" not in text.replace("-", "").replace(" ", ""), path.name
+        assert REAL_EMAIL.lower() not in text.lower(), path.name
+        assert '"Authorization"' not in text, path.name  # no header is ever written
+
+
+def test_recorded_contracts_say_live_with_the_date(recording: dict[str, Any]) -> None:
+    recorded = {c.name: c for c in load_contracts(recording["out"])}
+    assert recorded["subscribers.get"].provenance == {
+        "source": "live",
+        "recorded_at": date.today().isoformat(),
+    }
+    assert recorded["subscribers.get"].response.body["phone_number"] == "+15555550100"
+    assert recorded["subscribers.get"].response.body["email"] == "alice@example.com"
+    assert recorded["subscribers.list.page1"].provenance["source"] == "docs"  # cannot run live
+
+
+def test_record_touches_only_the_test_subscriber(recording: dict[str, Any]) -> None:
+    subscribers = {s["id"]: s for s in recording["state"]["subscribers"]}
+    bystander = recording["bystander"]
+    assert subscribers[bystander["id"]]["properties"] == bystander["properties"]
+    assert subscribers[bystander["id"]]["updated_at"] == bystander["updated_at"]
+    for entry in recording["journal"]:
+        if entry["path"].startswith("/api/v2/subscribers/"):
+            assert entry["path"].endswith(recording["test_id"]) or entry["status"] == 404
+        assert bystander["phone_number"] not in json.dumps(entry)
+
+
+def test_record_posts_only_events_of_a_type_that_starts_no_flow(
+    recording: dict[str, Any],
+) -> None:
+    types = {event["type"] for event in recording["state"]["events"]}
+    assert types == {"pslab_contract_probe"}
+    recorded = {c.name: c for c in load_contracts(recording["out"])}
+    assert "pslab_contract_probe" in recorded["events.create"].provenance["note"]
+    assert recorded["events.create"].request.json["type"] == "Segment_Audience_Entered"
