@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import typer
 
+from contracts.cli import app as contracts_app
 from emulator.postscript.command import emulator_command
 from sync.cli import sync_command
 
@@ -27,3 +28,4 @@ def main() -> None:
 
 app.command("emulator")(emulator_command)
 app.command("sync")(sync_command)
+app.add_typer(contracts_app, name="contracts")
