@@ -11,6 +11,7 @@ import typer
 
 from contracts.cli import app as contracts_app
 from emulator.postscript.command import emulator_command
+from emulator.segment.command import generate_command
 from sync.cli import sync_command
 
 app = typer.Typer(
@@ -27,5 +28,6 @@ def main() -> None:
 
 
 app.command("emulator")(emulator_command)
+app.command("generate")(generate_command)
 app.command("sync")(sync_command)
 app.add_typer(contracts_app, name="contracts")

@@ -122,15 +122,19 @@ class GroundTruth:
     """Per (shopper, audience) mentioned by the history: the winner and the transitions.
 
     `final[pair]` is the membership the event with the greatest version says.
-    `transitions[pair]` is what a correct engine applying events one at a time
-    in version order would post, starting from "not a member"; an engine that
-    drains everything in one run posts only the net change (see
-    `net_transition`).
+    `transitions(pair)` is what a correct engine applying events one at a time
+    in version order would post, starting from "not a member": they alternate
+    from "Entered", so only their number is kept (memory stays per pair, not
+    per event). An engine that drains everything in one run posts only the
+    net change (`net_transition`).
     """
 
     final: dict[Pair, bool] = field(default_factory=dict)
-    transitions: dict[Pair, list[Transition]] = field(default_factory=dict)
+    transition_counts: dict[Pair, int] = field(default_factory=dict)
     events: int = 0
+
+    def transitions(self, pair: Pair) -> list[Transition]:
+        return [("Entered", "Exited")[i % 2] for i in range(self.transition_counts.get(pair, 0))]
 
     def net_transition(self, pair: Pair) -> list[Transition]:
         return ["Entered"] if self.final.get(pair, False) else []
@@ -203,9 +207,8 @@ class Scenario:
             before = truth.final.get(pair, False)
             versions[pair] = change.version
             truth.final[pair] = change.member
-            history = truth.transitions.setdefault(pair, [])
-            if change.member != before:
-                history.append("Entered" if change.member else "Exited")
+            flipped = int(change.member != before)
+            truth.transition_counts[pair] = truth.transition_counts.get(pair, 0) + flipped
         return truth
 
     def events(self) -> Iterator[dict[str, Any]]:
