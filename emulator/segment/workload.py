@@ -7,8 +7,11 @@ same shape at CI size (500 shoppers, 4 audiences, windows of 100; about 900
 lines). Any `WorkloadConfig` field can be overridden by keyword.
 
 `string_bool_rate` (events whose membership is the string "true"/"false") and
-`omitted_journey_value_rate` (journey-step entries without a value) shape
-the spelling only: the ground truth reads them as SPEC §3 does.
+`omitted_journey_value_rate` (journey-step entries without a value) and
+`single_identifier_rate` (events of a phone+email shopper that carry only one
+of the two) shape the spelling only: the ground truth reads them as SPEC §3
+does and names every pair by its subscriber (SPEC §4), whichever identifier
+an event carried.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class WorkloadConfig:
     tie_rate: float = 0.005
     string_bool_rate: float = 0.05
     omitted_journey_value_rate: float = 0.5
+    single_identifier_rate: float = 0.1
     duplicate_rate: float = 0.1
     shuffle_window: int = 100
     late_rate: float = 0.02
@@ -67,6 +71,7 @@ class Workload:
                 tie_rate=config.tie_rate,
                 string_bool_rate=config.string_bool_rate,
                 omitted_journey_value_rate=config.omitted_journey_value_rate,
+                single_identifier_rate=config.single_identifier_rate,
                 seed=config.seed,
             )
         )
