@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any
 
 from sync.parse import AudienceChange, Version
@@ -114,7 +115,7 @@ def _event(subscriber_id: str, winner: AudienceChange) -> dict[str, Any]:
     return {
         "type": ENTERED if winner.member else EXITED,
         "subscriber_id": subscriber_id,
-        "occurred_at": winner.version.timestamp.strftime(OCCURRED_AT_FORMAT),
+        "occurred_at": winner.version.timestamp.astimezone(UTC).strftime(OCCURRED_AT_FORMAT),
         "external_id": winner.version.message_id,
         "properties": properties,
     }

@@ -1,0 +1,105 @@
+"""SPEC §4.1–§4.3 as properties: any history, any delivery, any split into runs, any faults."""
+
+from __future__ import annotations
+
+import tempfile
+from collections import defaultdict
+from datetime import UTC
+from pathlib import Path
+from typing import Any
+
+import anyio
+from hypothesis import given, settings
+
+from emulator.segment.strategies import Traffic, audience_traffic
+from sync.plan import ENTERED, EXITED
+from tests.sync.conftest import CONVERGENCE
+from tests.sync.world import World, audiences_of, by_identity
+
+FOREIGN = ["legacy_vip", "manual_list"]  # entries the engine is never told about
+OTHER_PROPERTIES = {"Favourite colour": "teal"}
+
+WORLD = World()  # one app for every example; each example starts with an admin reset
+
+FAULTS = {
+    "error_rate": 0.2,
+    "error_statuses": [429, 500, 502, 503],
+    "timeout_rate": 0.05,
+    "timeout_ms": 1,
+    "seed": 7,
+}
+
+
+def _converge(traffic: Traffic, faults: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Seed, run the engine once per delivery run on one state file, return the emulator state."""
+
+    async def scenario() -> dict[str, Any]:
+        await WORLD.reset()
+        await WORLD.seed(
+            *(
+                {**seed, "properties": {"Segment Audiences": FOREIGN, **OTHER_PROPERTIES}}
+                for seed in traffic.subscribers
+            )
+        )
+        if faults:
+            await WORLD.faults(**faults)
+        with tempfile.TemporaryDirectory() as scratch:
+            state_path = Path(scratch) / "state.sqlite"
+            for run in traffic.runs:
+                report = await WORLD.sync(state_path, run)
+                assert report.pending == 0, report
+                assert report.parked == 0, report
+        await WORLD.faults()
+        return await WORLD.state()
+
+    return anyio.run(scenario)
+
+
+def _assert_spec_4(traffic: Traffic, state: dict[str, Any]) -> None:
+    subscribers = by_identity(state)
+    # §4.1 state, §4.2 foreign entries first and in order, other properties untouched
+    for (identity, audience), member in traffic.expected.items():
+        subscriber = subscribers[identity]
+        audiences = audiences_of(subscriber)
+        assert (audience in audiences) is member, (identity, audience, audiences)
+        assert audiences[: len(FOREIGN)] == FOREIGN
+        assert subscriber["properties"]["Favourite colour"] == "teal"
+        assert len(audiences) == len(set(audiences))
+    # §4.3 events mirror changes, alternate, and carry the winning version
+    identity_of = {str(subscriber["id"]): identity for identity, subscriber in subscribers.items()}
+    versions = {item.message_id: item for item in traffic.history}
+    posted: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for event in state["events"]:
+        audience = event["properties"]["Segment Audience Key"]
+        pair = (_canonical(identity_of[event["subscriber_id"]], traffic), audience)
+        posted[pair].append("Entered" if event["type"] == ENTERED else "Exited")
+        winner = versions[event["external_id"]]
+        assert winner.audience == audience
+        assert winner.member is (event["type"] == ENTERED)
+        assert event["type"] in (ENTERED, EXITED)
+        instant = winner.version[0].astimezone(UTC)
+        assert event["occurred_at"] == instant.strftime("%Y-%m-%d %H:%M:%S.%f")
+    expected = {pair: kinds for pair, kinds in traffic.expected_entered_exited.items() if kinds}
+    assert dict(posted) == expected
+
+
+def _canonical(identity: str, traffic: Traffic) -> str:
+    """The shopper's identity key (phone, else email) for any of its identifiers."""
+    for shopper in traffic.shoppers:
+        if identity in (shopper.phone, shopper.email):
+            return shopper.identity
+    raise AssertionError(f"no shopper has {identity}")
+
+
+@CONVERGENCE
+@given(audience_traffic())
+def test_membership_converges_under_any_delivery_order_duplicates_and_runs(
+    traffic: Traffic,
+) -> None:
+    _assert_spec_4(traffic, _converge(traffic))
+
+
+@settings(CONVERGENCE, max_examples=max(50, CONVERGENCE.max_examples // 2))
+@given(audience_traffic())
+def test_membership_converges_while_the_api_fails_20_percent_of_calls(traffic: Traffic) -> None:
+    _assert_spec_4(traffic, _converge(traffic, FAULTS))
