@@ -1,0 +1,82 @@
+"""`pslab emulator` as a user runs it: a subprocess on a loopback port."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+
+PSLAB = [sys.executable, "-c", "from emulator.cli import app; app()", "emulator"]
+
+
+@contextmanager
+def running_emulator(*args: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Start `pslab emulator --port 0 ARGS`, yield the URL from its ready line, stop it with ^C."""
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and fixed arguments
+        [*PSLAB, "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    try:
+        assert process.stdout is not None
+        with ThreadPoolExecutor(1) as pool:
+            line = pool.submit(process.stdout.readline).result(timeout=30)
+        match = re.search(r"http://127\.0\.0\.1:\d+", line)
+        assert match, (
+            f"no URL in {line!r}; stderr: {process.stderr.read() if process.stderr else ''}"
+        )
+        yield match.group(0)
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def test_serves_the_seed_with_the_key_from_the_environment_and_keeps_state(tmp_path: Path) -> None:
+    seed_file = tmp_path / "seed.json"
+    seed_file.write_text(json.dumps({"subscribers": [{"phone_number": "+15555550100"}]}))
+    state_file = tmp_path / "state.sqlite"
+    key = {"PSLAB_EMULATOR_SECRET_KEY": "sk_cli_test"}
+    auth = {"Authorization": "Bearer sk_cli_test"}
+    with running_emulator(
+        "--seed", str(seed_file), "--state", str(state_file), "--rate-limit", "0", env=key
+    ) as url:
+        found = httpx.get(f"{url}/api/v2/subscribers?phone_number__eq=5555550100", headers=auth)
+        wrong_key = httpx.get(f"{url}/api/v2/me", headers={"Authorization": "Bearer sk_test_pslab"})
+        subscriber_id = found.json()["subscribers"][0]["id"]
+        httpx.patch(
+            f"{url}/api/v2/subscribers/{subscriber_id}", json={"properties": {"a": 1}}, headers=auth
+        ).raise_for_status()
+    with running_emulator("--state", str(state_file), env=key) as url:
+        kept = httpx.get(f"{url}/api/v2/subscribers/{subscriber_id}", headers=auth)
+    assert len(found.json()["subscribers"]) == 1
+    assert wrong_key.status_code == 401
+    assert kept.json()["properties"] == {"a": 1}
+
+
+def test_a_bad_seed_file_is_refused_in_one_sentence(tmp_path: Path) -> None:
+    seed_file = tmp_path / "seed.json"
+    seed_file.write_text(json.dumps({"subscribers": [{"phone_number": "nope"}]}))
+    result = subprocess.run(  # noqa: S603 - our own interpreter and fixed arguments
+        [*PSLAB, "--port", "0", "--seed", str(seed_file)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "subscribers.0.phone_number" in result.stderr

@@ -1,0 +1,76 @@
+"""`state_path`: subscribers and events survive a restart; without it, nothing is written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from emulator.postscript.app import create_app
+from emulator.postscript.config import EmulatorConfig
+from tests.emulator.conftest import SECRET, seed
+
+pytestmark = pytest.mark.anyio
+
+
+def _client(state_path: Path | None) -> httpx.AsyncClient:
+    app = create_app(EmulatorConfig(rate_limit_rps=0, state_path=state_path))
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://emulator",
+        headers={"Authorization": f"Bearer {SECRET}"},
+    )
+
+
+async def test_subscribers_and_events_survive_a_restart(tmp_path: Path) -> None:
+    state_path = tmp_path / "emulator.sqlite"
+    async with _client(state_path) as api:
+        first, _ = await seed(
+            api, {"phone_number": "+15555550100", "email": "a@example.com"}, {"email": "b@x.org"}
+        )
+        await api.patch(
+            f"/api/v2/subscribers/{first['id']}", json={"properties": {"k": [1]}, "tags": ["t"]}
+        )
+        created = (
+            await api.post("/api/v2/subscribers", json={"phone_number": "+15555550102"})
+        ).json()
+        await api.post("/api/v2/events", json={"type": "Hi", "subscriber_id": first["id"]})
+        await api.patch("/api/v2/compliance/unsubscribe", json={"phone_number": "+15555550102"})
+        before = (await api.get("/_emulator/state")).json()
+    async with _client(state_path) as api:
+        after = (await api.get("/_emulator/state")).json()
+        by_phone = await api.get("/api/v2/subscribers", params={"phone_number__eq": "5555550100"})
+        by_email = await api.get("/api/v2/subscribers", params={"email__eq": "B@X.ORG"})
+        (next_one,) = await seed(api, {"phone_number": "+15555550103"})
+    assert after == before
+    assert len(after["subscribers"]) == 3
+    assert after["subscribers"][2]["id"] == created["id"]
+    assert [s["id"] for s in by_phone.json()["subscribers"]] == [first["id"]]
+    assert len(by_email.json()["subscribers"]) == 1
+    assert next_one["ps_id"] == 4
+
+
+async def test_reset_is_kept_across_a_restart(tmp_path: Path) -> None:
+    state_path = tmp_path / "emulator.sqlite"
+    async with _client(state_path) as api:
+        await seed(api, {"phone_number": "+15555550100"})
+        await api.post("/_emulator/reset")
+    async with _client(state_path) as api:
+        state = (await api.get("/_emulator/state")).json()
+    assert state == {"subscribers": [], "events": []}
+
+
+async def test_without_a_state_path_a_new_app_starts_empty() -> None:
+    async with _client(None) as api:
+        await seed(api, {"phone_number": "+15555550100"})
+    async with _client(None) as api:
+        state = (await api.get("/_emulator/state")).json()
+    assert state["subscribers"] == []
+
+
+def test_a_file_that_is_not_sqlite_is_refused_with_a_clear_error(tmp_path: Path) -> None:
+    bogus = tmp_path / "notes.txt"
+    bogus.write_text("this is not a database, just some text " * 100)
+    with pytest.raises(ValueError, match="state file"):
+        create_app(EmulatorConfig(state_path=bogus))
