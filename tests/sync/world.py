@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -80,3 +80,46 @@ def by_identity(state: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         if subscriber.get("phone_number"):
             index[str(subscriber["phone_number"])] = subscriber
     return index
+
+
+Hook = Callable[[httpx.Request], Awaitable[None]]
+
+
+class Tap(httpx.AsyncBaseTransport):
+    """Wraps a transport: `before` runs ahead of each request, `after` once it was answered.
+
+    Either may raise to simulate a crash at that point (the request then never
+    reached, or did reach, the emulator).
+    """
+
+    def __init__(
+        self, inner: httpx.AsyncBaseTransport, before: Hook | None = None, after: Hook | None = None
+    ) -> None:
+        self.inner = inner
+        self.before = before
+        self.after = after
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.before is not None:
+            await self.before(request)
+        response = await self.inner.handle_async_request(request)
+        if self.after is not None:
+            await response.aread()
+            await self.after(request)
+        return response
+
+
+class Crash(Exception):
+    """A simulated process crash (not retryable)."""
+
+
+def crash_on(method: str, path_prefix: str, times: int = 1) -> Hook:
+    """A hook that raises `Crash` on the first `times` matching requests."""
+    remaining = [times]
+
+    async def hook(request: httpx.Request) -> None:
+        if request.method == method and request.url.path.startswith(path_prefix) and remaining[0]:
+            remaining[0] -= 1
+            raise Crash(f"crash at {method} {request.url.path}")
+
+    return hook

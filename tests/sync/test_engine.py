@@ -1,0 +1,300 @@
+"""The engine against the in-process emulator: parking, crashes, identity, dry runs, economy."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from sync.client import PostscriptClient
+from sync.engine import Engine
+from sync.errors import AuthenticationError, NotFoundError, UnreachableError
+from sync.plan import ENTERED, EXITED, Plan
+from tests.sync.world import SECRET, Crash, Tap, World, audiences_of, by_identity, crash_on
+
+pytestmark = pytest.mark.anyio
+
+T0 = datetime(2024, 5, 1, 12, tzinfo=UTC)
+PHONE, EMAIL = "+15555550100", "shopper@example.com"
+_ids = itertools.count()
+
+
+def event(
+    *,
+    phone: str | None = PHONE,
+    email: str | None = None,
+    key: str = "vip",
+    member: bool = True,
+    minute: int = 0,
+    message_id: str | None = None,
+) -> dict[str, Any]:
+    traits: dict[str, Any] = {key: member}
+    if phone:
+        traits["phone"] = phone
+    if email:
+        traits["email"] = email
+    return {
+        "type": "identify",
+        "messageId": message_id or f"msg-{next(_ids)}",
+        "timestamp": (T0 + timedelta(minutes=minute)).isoformat(),
+        "traits": traits,
+        "context": {"personas": {"computation_class": "audience", "computation_key": key}},
+    }
+
+
+async def subscriber(world: World, identity: str) -> dict[str, Any]:
+    return by_identity(await world.state())[identity]
+
+
+async def event_types(world: World) -> list[str]:
+    return [posted["type"] for posted in (await world.state())["events"]]
+
+
+async def test_an_unknown_subscriber_is_parked_then_applied_once_seeded(
+    world: World, state_path: Path
+) -> None:
+    first = await world.sync(state_path, [event(member=True)])
+    assert (first.parked, first.parked_identities, first.pending, first.applied) == (1, 1, 0, 0)
+
+    still = await world.sync(state_path, [])
+    assert (still.unparked, still.parked) == (1, 1)
+
+    await world.seed({"phone_number": PHONE})
+    later = await world.sync(state_path, [])
+    assert (later.unparked, later.parked, later.applied, later.events_posted) == (1, 0, 1, 1)
+    assert audiences_of(await subscriber(world, PHONE)) == ["vip"]
+
+
+async def test_a_crash_between_patch_and_event_post_loses_no_event_on_rerun(
+    world: World, state_path: Path
+) -> None:
+    await world.seed({"phone_number": PHONE})
+    crashing = Tap(world.transport, before=crash_on("POST", "/api/v2/events"))
+    with pytest.raises(Crash):
+        await world.sync(state_path, [event(member=True)], transport=crashing)
+    assert audiences_of(await subscriber(world, PHONE)) == ["vip"]
+    assert await event_types(world) == []
+
+    rerun = await world.sync(state_path, [])
+    assert (rerun.resumed, rerun.events_posted, rerun.pending) == (1, 1, 0)
+    assert await event_types(world) == [ENTERED]
+    assert rerun.api_calls == Counter({"events.create": 1})  # the PATCH was confirmed: not redone
+
+
+async def test_a_crash_after_postscript_took_the_event_repeats_it_at_most_once(
+    world: World, state_path: Path
+) -> None:
+    await world.seed({"phone_number": PHONE})
+    crashing = Tap(world.transport, after=crash_on("POST", "/api/v2/events"))
+    with pytest.raises(Crash):
+        await world.sync(state_path, [event(member=True)], transport=crashing)
+    await world.sync(state_path, [])
+    await world.sync(state_path, [])
+    assert await event_types(world) == [ENTERED, ENTERED]
+
+
+async def test_a_crash_before_the_patch_is_resumed_from_a_fresh_read(
+    world: World, state_path: Path
+) -> None:
+    await world.seed({"phone_number": PHONE, "properties": {"Segment Audiences": ["legacy"]}})
+    crashing = Tap(world.transport, before=crash_on("PATCH", "/api/v2/subscribers"))
+    with pytest.raises(Crash):
+        await world.sync(state_path, [event(member=True)], transport=crashing)
+    rerun = await world.sync(state_path, [])
+    assert rerun.resumed == 1
+    assert audiences_of(await subscriber(world, PHONE)) == ["legacy", "vip"]
+    assert await event_types(world) == [ENTERED]
+
+
+async def test_a_newer_event_after_a_crash_is_applied_after_the_journaled_one(
+    world: World, state_path: Path
+) -> None:
+    await world.seed({"phone_number": PHONE})
+    crashing = Tap(world.transport, before=crash_on("POST", "/api/v2/events"))
+    with pytest.raises(Crash):
+        await world.sync(state_path, [event(member=True, minute=1)], transport=crashing)
+    await world.sync(state_path, [event(member=False, minute=2)])
+    assert audiences_of(await subscriber(world, PHONE)) == []
+    assert await event_types(world) == [ENTERED, EXITED]
+
+
+async def test_a_stale_event_through_another_identity_changes_nothing_in_a_later_run(
+    world: World, state_path: Path
+) -> None:
+    await world.seed({"phone_number": PHONE, "email": EMAIL})
+    await world.sync(state_path, [event(phone=PHONE, email=EMAIL, member=True, minute=5)])
+    late = await world.sync(state_path, [event(phone=None, email=EMAIL, member=False, minute=3)])
+    assert late.stale == 1
+    assert audiences_of(await subscriber(world, PHONE)) == ["vip"]
+    assert await event_types(world) == [ENTERED]
+
+
+async def test_changes_someone_else_made_to_the_list_between_runs_are_kept(
+    world: World, state_path: Path
+) -> None:
+    (seeded,) = await world.seed({"phone_number": PHONE})
+    await world.sync(state_path, [event(key="vip", member=True, minute=1)])
+    async with httpx.AsyncClient(
+        transport=world.transport,
+        base_url="http://emulator",
+        headers={"Authorization": f"Bearer {SECRET}"},
+    ) as api:
+        response = await api.patch(
+            f"/api/v2/subscribers/{seeded['id']}",
+            json={"properties": {"Segment Audiences": ["vip", "by_hand"]}},
+        )
+        response.raise_for_status()
+    await world.sync(state_path, [event(key="vip", member=False, minute=2)])
+    assert audiences_of(await subscriber(world, PHONE)) == ["by_hand"]
+
+
+async def test_all_changes_of_one_subscriber_go_in_one_patch(
+    world: World, state_path: Path
+) -> None:
+    await world.seed({"phone_number": PHONE, "email": EMAIL})
+    report = await world.sync(
+        state_path,
+        [
+            event(phone=PHONE, email=EMAIL, key="a", member=True),
+            event(phone=PHONE, key="b", member=True),
+            event(phone=None, email=EMAIL, key="c", member=True),
+        ],
+    )
+    assert report.api_calls["subscribers.patch"] == 1
+    assert report.subscribers_patched == 1
+    assert sorted(audiences_of(await subscriber(world, PHONE))) == ["a", "b", "c"]
+
+
+async def test_the_phone_is_looked_up_before_the_email(world: World, state_path: Path) -> None:
+    await world.seed({"phone_number": PHONE}, {"email": EMAIL})
+    await world.sync(state_path, [event(phone=PHONE, email=EMAIL)])
+    state = by_identity(await world.state())
+    assert audiences_of(state[PHONE]) == ["vip"]
+    assert audiences_of(state[EMAIL]) == []
+
+
+async def test_an_email_shared_by_several_subscribers_goes_to_the_newest_and_is_reported(
+    world: World, state_path: Path
+) -> None:
+    older, newer = await world.seed(
+        {"phone_number": "+15555550101", "email": EMAIL, "created_at": "2024-01-01T00:00:00Z"},
+        {"phone_number": "+15555550102", "email": EMAIL, "created_at": "2024-02-01T00:00:00Z"},
+    )
+    report = await world.sync(state_path, [event(phone=None, email=EMAIL)])
+    assert report.ambiguous == 1
+    subscribers = {s["id"]: s for s in (await world.state())["subscribers"]}
+    assert audiences_of(subscribers[newer["id"]]) == ["vip"]
+    assert audiences_of(subscribers[older["id"]]) == []
+
+
+async def test_no_events_updates_the_list_and_posts_nothing(world: World, state_path: Path) -> None:
+    await world.seed({"phone_number": PHONE})
+    report = await world.sync(state_path, [event()], post_events=False)
+    assert (report.changed, report.events_posted) == (1, 0)
+    assert audiences_of(await subscriber(world, PHONE)) == ["vip"]
+    assert await event_types(world) == []
+
+
+async def test_a_dry_run_writes_nothing_anywhere_and_shows_its_plan(
+    world: World, state_path: Path
+) -> None:
+    await world.seed({"phone_number": PHONE})
+    plans: list[Plan] = []
+    settings = world.settings(state_path, dry_run=True)
+    with Engine(settings, world.transport, on_plan=plans.append) as e:
+        e.ingest([event()])
+        report = await e.drain()
+    assert (report.dry_run, report.subscribers_patched, report.events_posted) == (True, 1, 1)
+    assert [plan.audiences for plan in plans] == [["vip"]]
+    assert report.api_calls["subscribers.patch"] == report.api_calls["events.create"] == 0
+    assert audiences_of(await subscriber(world, PHONE)) == []
+
+    real = await world.sync(state_path, [event(message_id="later-run")])
+    assert real.duplicates == 0  # the dry run did not even record what it read
+    assert audiences_of(await subscriber(world, PHONE)) == ["vip"]
+
+
+async def test_a_refused_key_stops_the_run_and_keeps_the_changes(
+    world: World, state_path: Path
+) -> None:
+    await world.seed({"phone_number": PHONE})
+    with pytest.raises(AuthenticationError, match="secret key was refused"):
+        await world.sync(state_path, [event()], secret_key="sk_wrong")
+    report = await world.sync(state_path, [])
+    assert report.applied == 1
+    assert audiences_of(await subscriber(world, PHONE)) == ["vip"]
+
+
+async def test_an_unreachable_api_stops_the_run_with_a_clear_error(state_path: Path) -> None:
+    world = World()
+    with pytest.raises(UnreachableError, match="could not reach"):
+        await world.sync(
+            state_path,
+            [event()],
+            transport=httpx.AsyncHTTPTransport(),
+            base_url="http://127.0.0.1:9",
+        )
+
+
+async def test_a_missing_subscriber_is_a_not_found_error_with_the_api_message(
+    world: World,
+) -> None:
+    async with PostscriptClient("http://emulator", SECRET, transport=world.transport) as client:
+        with pytest.raises(NotFoundError) as raised:
+            await client.get_subscriber("s_missing")
+    assert raised.value.status == 404
+    assert raised.value.message
+
+
+async def test_every_retried_attempt_is_counted(world: World, state_path: Path) -> None:
+    await world.seed({"phone_number": PHONE})
+    await world.faults(error_rate=0.5, error_statuses=[503], seed=3)
+    report = await world.sync(state_path, [event()])
+    journal = (await world.admin("GET", "requests"))["requests"]
+    assert report.pending == 0
+    assert sum(report.api_calls.values()) == len(journal) > report.lower_bound
+    assert audiences_of(await subscriber(world, PHONE)) == ["vip"]
+
+
+async def test_writes_to_one_subscriber_never_overlap_while_subscribers_run_in_parallel(
+    world: World, state_path: Path
+) -> None:
+    phones = [f"+1555555{index:04d}" for index in range(12)]
+    created = await world.seed(*({"phone_number": phone} for phone in phones))
+    owners = {s["id"] for s in created}
+    in_flight: Counter[str] = Counter()
+    worst: Counter[str] = Counter()
+
+    def owner(request: httpx.Request) -> str | None:
+        if request.method == "PATCH":
+            return request.url.path.rsplit("/", 1)[-1]
+        if request.url.path == "/api/v2/events":
+            return str(json.loads(request.content)["subscriber_id"])
+        return None
+
+    async def before(request: httpx.Request) -> None:
+        who = owner(request)
+        if who is not None:
+            in_flight[who] += 1
+            in_flight["*"] += 1
+            worst[who] = max(worst[who], in_flight[who])
+            worst["*"] = max(worst["*"], in_flight["*"])
+            await anyio.sleep(0.01)
+
+    async def after(request: httpx.Request) -> None:
+        who = owner(request)
+        if who is not None:
+            in_flight[who] -= 1
+            in_flight["*"] -= 1
+
+    events = [event(phone=p, key=k) for p in phones for k in ("a", "b")]
+    await world.sync(state_path, events, transport=Tap(world.transport, before, after))
+    assert all(worst[who] == 1 for who in owners)
+    assert worst["*"] > 1
