@@ -8,6 +8,11 @@ permutation, cut into one or more runs. Everything is drawn as small integers
 and lists (no `random.shuffle`), so a failing case shrinks to a few events in
 almost-original order.
 
+With `late_subscribers=True` some shoppers are not subscribers yet: each
+gets an arrival run (0 = seeded from the start, k = seeded just before run k,
+`len(runs)` = never), and `seeds_before_run(k)` lists whom to seed. Their
+changes must park until the subscriber exists (SPEC §4.4).
+
 Ground truth follows SPEC §4. `expected` maps (identity, audience_key) to the
 membership the greatest-version event says (identity = E.164 phone, else the
 lower-cased email). An engine drains once per run and writes the state it has
@@ -15,7 +20,9 @@ reached, so `expected_entered_exited` lists, per pair, the changes between the
 membership at the end of consecutive runs — the state after run k being the
 winner among all events delivered in runs 1..k, starting from "not a member" —
 as "Entered" (false -> true) or "Exited" (true -> false). Flips that happen and
-un-happen inside one run post nothing.
+un-happen inside one run post nothing. A late subscriber starts from "not a
+member" in the run it arrives; a shopper who never arrives is in neither dict
+(its pairs are in `never_seeded`).
 """
 
 from __future__ import annotations
@@ -76,9 +83,15 @@ class Traffic:
     audiences: list[Audience]
     history: list[HistoryEvent]
     delivered: list[list[int]]  # per run, indices into `history`, in delivery order
-    subscribers: list[dict[str, Any]]
+    subscribers: list[dict[str, Any]]  # seeded before the first run
     expected: dict[PairKey, bool]
     expected_entered_exited: dict[PairKey, list[str]]
+    arrivals: list[int]  # per shopper: the run before which it is seeded
+    never_seeded: set[PairKey]
+
+    def seeds_before_run(self, run: int) -> list[dict[str, Any]]:
+        """Subscribers to seed just before run `run` (0 gives `subscribers`)."""
+        return [_seed(s) for s, at in zip(self.shoppers, self.arrivals, strict=True) if at == run]
 
     @property
     def runs(self) -> list[list[dict[str, Any]]]:
@@ -102,6 +115,8 @@ class Traffic:
             )
         runs = " | ".join(" ".join(f"#{i}" for i in run) or "(empty)" for run in self.delivered)
         lines.append(f"  runs: {runs}")
+        if any(self.arrivals):
+            lines.append(f"  seeded before run: {self.arrivals} (never: {len(self.delivered)})")
         lines.append(f"  expected: {self.expected}")
         lines.append(f"  expected_entered_exited: {self.expected_entered_exited}")
         lines.append(")")
@@ -174,6 +189,7 @@ def audience_traffic(
     max_audiences: int = 2,
     max_events: int = 12,
     max_runs: int = 3,
+    late_subscribers: bool = False,
 ) -> Traffic:
     """A small history, delivered with duplicates in any order across 1..max_runs runs."""
     kinds: list[Identifiers] = draw(
@@ -210,36 +226,54 @@ def audience_traffic(
     bounds = [0, *sorted(cuts), len(delivered)]
     runs = [delivered[lo:hi] for lo, hi in itertools.pairwise(bounds)]
 
-    expected, transitions = _truth(shoppers, history, runs)
+    arrivals = [0] * len(shoppers)
+    if late_subscribers:
+        arrival = st.integers(0, len(runs))
+        arrivals = draw(st.lists(arrival, min_size=len(shoppers), max_size=len(shoppers)))
+    expected, transitions = _truth(shoppers, history, runs, arrivals)
+    mentioned = {(shoppers[item.shopper].identity, item.audience): item.shopper for item in history}
     return Traffic(
         shoppers=shoppers,
         audiences=audiences,
         history=history,
         delivered=runs,
-        subscribers=[_seed(shopper) for shopper in shoppers],
+        subscribers=[_seed(s) for s, at in zip(shoppers, arrivals, strict=True) if at == 0],
         expected=expected,
         expected_entered_exited=transitions,
+        arrivals=arrivals,
+        never_seeded={pair for pair, s in mentioned.items() if arrivals[s] == len(runs)},
     )
 
 
 def _truth(
-    shoppers: list[Shopper], history: list[HistoryEvent], runs: list[list[int]]
+    shoppers: list[Shopper],
+    history: list[HistoryEvent],
+    runs: list[list[int]],
+    arrivals: list[int],
 ) -> tuple[dict[PairKey, bool], dict[PairKey, list[str]]]:
     winners: dict[PairKey, HistoryEvent] = {}
     state: dict[PairKey, bool] = {}
     transitions: dict[PairKey, list[str]] = {}
-    for run in runs:
+    for number, run in enumerate(runs):
         for index in run:
             item = history[index]
             pair = (shoppers[item.shopper].identity, item.audience)
-            transitions.setdefault(pair, [])
+            if arrivals[item.shopper] < len(runs):
+                transitions.setdefault(pair, [])
             if pair not in winners or item.version > winners[pair].version:
                 winners[pair] = item
         for pair, winner in winners.items():
+            if arrivals[winner.shopper] > number:
+                continue  # no subscriber yet: the change waits (parked)
             if winner.member != state.get(pair, False):
                 transitions[pair].append("Entered" if winner.member else "Exited")
             state[pair] = winner.member
-    return {pair: winner.member for pair, winner in winners.items()}, transitions
+    expected = {
+        pair: winner.member
+        for pair, winner in winners.items()
+        if arrivals[winner.shopper] < len(runs)
+    }
+    return expected, transitions
 
 
 def _seed(shopper: Shopper) -> dict[str, Any]:

@@ -24,20 +24,30 @@ def test_expected_transitions_alternate_and_end_in_the_expected_state(traffic: T
         assert traffic.expected[pair] is (len(transitions) % 2 == 1)
 
 
-@given(audience_traffic())
+@given(audience_traffic(late_subscribers=True))
 def test_expected_transitions_are_the_changes_between_run_ends(traffic: Traffic) -> None:
-    index = SubscriberIndex(traffic.subscribers)
+    everyone = SubscriberIndex(_seed_all(traffic))
     delivered: list[str] = []
     state: dict[tuple[str, str], bool] = {}
     posted: dict[tuple[str, str], list[str]] = {pair: [] for pair in traffic.expected}
-    for run in traffic.runs:
+    present: set[str] = set()
+    for number, run in enumerate(traffic.runs):
+        present |= {s.get("phone_number") or s["email"] for s in traffic.seeds_before_run(number)}
         delivered.extend(_lines(run))
-        after = fold_by_version(parse_all(delivered), index)
+        after = fold_by_version(parse_all(delivered), everyone)
         for pair, member in after.items():
+            if pair[0] not in present:
+                continue
             if member != state.get(pair, False):
                 posted[pair].append("Entered" if member else "Exited")
-        state = after
+            state[pair] = member
     assert posted == traffic.expected_entered_exited
+    assert {pair for pair in after if pair[0] not in present} == traffic.never_seeded
+    assert {pair: m for pair, m in after.items() if pair[0] in present} == traffic.expected
+
+
+def _seed_all(traffic: Traffic) -> list[dict[str, object]]:
+    return [s for run in range(len(traffic.runs) + 1) for s in traffic.seeds_before_run(run)]
 
 
 @settings(max_examples=30)
