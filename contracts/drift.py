@@ -9,12 +9,12 @@ contract file itself.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from contracts.contract import Contract
-from contracts.matching import Difference, compare
+from contracts.matching import Difference, child, compare, matcher_for
 from contracts.verify import ContractResult
 
 
@@ -52,8 +52,46 @@ class DriftEntry:
         }
 
 
+def project(
+    recorded: Any, answer: Any, matchers: Mapping[str, dict[str, Any]], path: str = "$"
+) -> Any:
+    """`answer` cut down to what the contract pins: where the contract allows extra keys
+    (`subset`), only the recorded keys are kept, so leftovers on a live test subscriber
+    are not reported as drift."""
+    rule = matcher_for(matchers, path) or {}
+    if isinstance(answer, dict):
+        known = recorded if isinstance(recorded, dict) else {}
+        keys = [k for k in known if k in answer] if rule.get("subset") else list(answer)
+        return {k: project(known.get(k), answer[k], matchers, child(path, k)) for k in keys}
+    if isinstance(answer, list):
+        known_items = recorded if isinstance(recorded, list) else []
+
+        def recorded_item(index: int) -> Any:
+            if "each_like" in rule:  # the first recorded item stands for all
+                index = 0
+            return known_items[index] if index < len(known_items) else None
+
+        return [
+            project(recorded_item(i), item, matchers, child(path, i))
+            for i, item in enumerate(answer)
+        ]
+    return answer
+
+
 def _loosen(matchers: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {path: ({"type": "any"} if "ref" in rule else rule) for path, rule in matchers.items()}
+    """Matchers for comparing two answers: what a contract pins by type (or by reference)
+    must only have the same type on both sides."""
+    loose: dict[str, dict[str, Any]] = {}
+    for path, rule in matchers.items():
+        if "each_like" in rule:
+            loose[path] = {"each_like": rule["each_like"]}
+        elif rule.get("subset"):
+            continue  # `project` already kept only the recorded keys
+        elif "type" in rule or "ref" in rule:
+            loose[path] = {"same_type": True}
+        else:
+            loose[path] = rule
+    return loose
 
 
 def drift(
@@ -76,7 +114,12 @@ def drift(
             differences.append(
                 Difference("status", "wrong status", theirs.exchange.status, mine.exchange.status)
             )
-        differences += compare(theirs.exchange.body, mine.exchange.body, _loosen(contract.matchers))
+        expected = contract.response.body
+        differences += compare(
+            project(expected, theirs.exchange.body, contract.matchers),
+            project(expected, mine.exchange.body, contract.matchers),
+            _loosen(contract.matchers),
+        )
         entries.append(
             DriftEntry(
                 contract.name,

@@ -13,6 +13,8 @@ when the key is not an identifier), `[0]` an item, `[*]` any item. Kinds:
                                        recorded item appears somewhere
     {"each_like": {"min": 1}}          array of any length >= min, each item
                                        compared with the first recorded one
+    {"same_type": true}                the recorded value's JSON type (drift uses
+                                       it to compare two live answers)
 
 Everything without a matcher must be equal, and objects must have exactly the
 recorded keys.
@@ -132,6 +134,10 @@ def _compare(
 ) -> list[Difference]:
     rule = matcher_for(matchers, path) or {}
     differences: list[Difference] = []
+    if rule.get("same_type"):
+        if json_type(expected) != json_type(actual):
+            return [Difference(path, "wrong type", json_type(expected), json_type(actual))]
+        return []
     if "type" in rule:
         wanted = rule["type"] if isinstance(rule["type"], list) else [rule["type"]]
         if not any(has_type(actual, w) for w in wanted):

@@ -10,10 +10,13 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from contracts.cli import app
 from contracts.contract import load_contracts
+from contracts.record import UnsafeRecording, assert_clean, keep_stable, scrub
 from emulator.postscript.config import EmulatorConfig
 from emulator.postscript.serve import serve_in_background
 
@@ -101,3 +104,54 @@ def test_record_posts_only_events_of_a_type_that_starts_no_flow(
     recorded = {c.name: c for c in load_contracts(recording["out"])}
     assert "pslab_contract_probe" in recorded["events.create"].provenance["note"]
     assert recorded["events.create"].request.json["type"] == "Segment_Audience_Entered"
+
+
+PERSONAL = st.one_of(
+    st.from_regex(r"\A[a-z]{1,8}\.[a-z]{1,8}@[a-z]{2,8}\.(com|org|test)\Z"),
+    st.from_regex(r"\A\+1[2-9]\d{9}\Z"),
+)
+TEXT_AROUND = st.text(alphabet=" :,;()", max_size=3)
+
+
+@given(
+    personal=st.lists(PERSONAL, min_size=1, max_size=4),
+    prefix=TEXT_AROUND,
+    suffix=TEXT_AROUND,
+)
+def test_scrub_leaves_no_email_or_phone_that_is_not_a_fixture(
+    personal: list[str], prefix: str, suffix: str
+) -> None:
+    answer = {
+        "email": personal[0],
+        "properties": {personal[-1]: [f"{prefix}{p}{suffix}" for p in personal]},
+        "fixture": "alice@example.com",
+    }
+    text = json.dumps(scrub(answer, {"alice@example.com"}))
+    assert not any(p in text for p in personal)
+    assert "alice@example.com" in text
+
+
+def test_keep_stable_keeps_recorded_ids_and_timestamps_but_takes_new_fields_and_values() -> None:
+    recorded = {"id": "s_recorded", "created_at": "2026-01-01T00:00:00Z", "tier": "gold"}
+    live = {"id": "s_live", "created_at": "2031-02-03T04:05:06Z", "tier": "silver", "new": 1}
+    matchers = {"$.id": {"ref": "subscriber.alice.id"}, "$.created_at": {"type": "datetime"}}
+    refs = {"subscriber.alice.id": "s_recorded"}
+    assert keep_stable(recorded, live, matchers, refs) == {
+        "id": "s_recorded",
+        "created_at": "2026-01-01T00:00:00Z",
+        "tier": "silver",
+        "new": 1,
+    }
+
+
+def test_keep_stable_takes_the_live_value_when_its_type_changed() -> None:
+    matchers = {"$.ps_id": {"type": "integer"}}
+    assert keep_stable({"ps_id": 1}, {"ps_id": "one"}, matchers, {}) == {"ps_id": "one"}
+
+
+def test_a_recording_holding_a_secret_is_refused() -> None:
+    with pytest.raises(UnsafeRecording):
+        assert_clean('{"note": "(415) 555-2671"}', [REAL_PHONE], "contract me")
+    with pytest.raises(UnsafeRecording):
+        assert_clean('{"k": "SK_LIVE_STANDIN_7C1E9A44D2"}', [STANDIN_KEY], "contract me")
+    assert_clean('{"phone": "+15555550100"}', [REAL_PHONE, STANDIN_KEY], "contract me")
