@@ -9,9 +9,15 @@ from typing import Any
 import httpx
 import pytest
 
+from emulator.postscript.app import create_app
 from emulator.postscript.config import EmulatorConfig
 from emulator.postscript.serve import serve_in_background
-from emulator.segment.baseline import AUDIENCE_PROPERTY, map_event, run_baseline
+from emulator.segment.baseline import (
+    AUDIENCE_PROPERTY,
+    map_event,
+    run_baseline,
+    run_baseline_async,
+)
 from emulator.segment.workload import Workload, build_workload
 
 SECRET = "sk_test_baseline"
@@ -182,3 +188,40 @@ def test_mapping_prefers_traits_then_context_traits_and_properties_then_traits()
     assert (payload.email, payload.phone) == ("A@Example.com", "+1 555 555 0100")
     assert payload.traits_or_props["vip"] is False
     assert payload.audience_id is None
+
+
+def test_server_errors_are_retried_and_every_event_is_accounted_for(emulator_url: str) -> None:
+    workload = build_workload("quick", users=60)
+    _seed(emulator_url, workload)
+    faults = {"error_rate": 0.3, "error_statuses": [500, 503], "seed": 3}
+    httpx.put(f"{emulator_url}/_emulator/faults", json=faults).raise_for_status()
+    try:
+        report = run_baseline(workload.iter_lines(), emulator_url, SECRET, backoff_s=0.0)
+    finally:
+        httpx.put(f"{emulator_url}/_emulator/faults", json={}).raise_for_status()
+
+    assert report.retries > 0
+    assert report.events_seen == (
+        report.events_processed
+        + report.failed
+        + report.dropped_invalid
+        + report.dropped_no_subscriber
+    )
+    assert report.events_processed > report.failed
+
+
+@pytest.mark.anyio
+async def test_the_baseline_runs_in_process_through_an_httpx_transport() -> None:
+    app = create_app(EmulatorConfig(secret_key=SECRET, rate_limit_rps=0))
+    transport = httpx.ASGITransport(app=app)
+    batch = {"batch": [_event(), _event(messageId="personas_again")]}
+    before = await run_baseline_async([batch], "http://emulator", SECRET, transport=transport)
+    async with httpx.AsyncClient(transport=transport, base_url="http://emulator") as admin:
+        seed = {"subscribers": [{"phone_number": "+15555550100"}]}
+        (await admin.post("/_emulator/subscribers", json=seed)).raise_for_status()
+        after = await run_baseline_async([batch], "http://emulator", SECRET, 2, transport)
+        state = (await admin.get("/_emulator/state")).json()
+
+    assert before.dropped_no_subscriber == 2
+    assert after.events_posted == 2
+    assert len(state["events"]) == 2
