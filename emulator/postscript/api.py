@@ -14,7 +14,12 @@ from emulator.postscript.errors import NotFoundError
 from emulator.postscript.query import parse_query
 from emulator.postscript.subscriber import Subscriber
 
-ME = {"resource_id": 1, "resource_name": "pslab emulator shop", "resource_type": "shop"}
+# Postscript's docs show a string id like `shop_1234567abcde` for the key's shop.
+ME = {
+    "resource_id": "shop_pslab0emulator",
+    "resource_name": "pslab emulator",
+    "resource_type": "shop",
+}
 
 
 def emulator_of(request: Request) -> Emulator:

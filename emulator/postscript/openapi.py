@@ -270,7 +270,7 @@ def _api_paths() -> dict[str, Any]:
                         "type": "object",
                         "required": ["resource_id", "resource_name", "resource_type"],
                         "properties": {
-                            "resource_id": {"type": "integer"},
+                            "resource_id": {"type": "string"},
                             "resource_name": {"type": "string"},
                             "resource_type": {"type": "string"},
                         },

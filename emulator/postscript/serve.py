@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -66,6 +67,10 @@ def serve_in_background(
 def serve_forever(app: Starlette, host: str, port: int, on_ready: Callable[[str], None]) -> None:
     """Serve in the foreground until interrupted; `on_ready` gets the base URL once listening."""
     server = _server(app, host, port)
+    # Everything loaded so far (a seed can be 100k subscribers) lives as long as the
+    # process; freezing it keeps full GC passes, and the latency spikes they cause, short.
+    gc.collect()
+    gc.freeze()
 
     async def run() -> None:
         serving = asyncio.create_task(server.serve())
