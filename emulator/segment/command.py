@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -9,6 +10,8 @@ from pathlib import Path
 from typing import Annotated, Any, TextIO
 
 import typer
+from rich.console import Console
+from rich.progress import Progress
 
 from emulator.segment.workload import PRESETS, build_workload
 
@@ -117,10 +120,18 @@ def generate_command(
 
     stream = _open_out(out)
     lines = 0
+    config = workload.config
+    estimate = workload.truth.events * (1 + config.duplicate_rate + config.late_rate)
+    show = not as_json and stream is not sys.stdout and sys.stderr.isatty()
+    progress = Progress(transient=True, disable=not show, console=Console(stderr=True))
     try:
-        for line in workload.iter_lines():
-            stream.write(line + "\n")
-            lines += 1
+        with progress:
+            task = progress.add_task("writing events", total=estimate)
+            for line in workload.iter_lines():
+                stream.write(line + "\n")
+                lines += 1
+                if lines % 1000 == 0:
+                    progress.update(task, completed=lines)
     finally:
         if stream is not sys.stdout:
             stream.close()
@@ -129,7 +140,7 @@ def generate_command(
 
     summary = {
         "preset": preset,
-        "config": workload.config.__dict__,
+        "config": dataclasses.asdict(config),
         "lines": lines,
         "events": workload.truth.events,
         "subscribers": len(workload.subscribers),
