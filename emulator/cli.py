@@ -10,6 +10,8 @@ from __future__ import annotations
 import typer
 
 from contracts.cli import app as contracts_app
+from emulator.bench import bench_command
+from emulator.demo import demo_command
 from emulator.postscript.command import emulator_command
 from emulator.segment.command import generate_command
 from sync.cli import sync_command
@@ -30,4 +32,6 @@ def main() -> None:
 app.command("emulator")(emulator_command)
 app.command("generate")(generate_command)
 app.command("sync")(sync_command)
+app.command("demo")(demo_command)
+app.command("bench")(bench_command)
 app.add_typer(contracts_app, name="contracts")
