@@ -1,0 +1,47 @@
+"""Convergence over a real socket while the emulator times out, drops and fails requests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import anyio
+import httpx
+
+from emulator.postscript.config import EmulatorConfig
+from emulator.postscript.serve import serve_in_background
+from emulator.segment.workload import build_workload
+from sync.engine import Engine
+from sync.settings import Settings
+from tests.sync.world import SECRET, audiences_of, by_identity
+
+
+def test_a_workload_converges_through_timeouts_drops_and_errors_on_a_real_server(
+    state_path: Path,
+) -> None:
+    workload = build_workload("quick", users=40, seed=5)
+    faults = {
+        "error_rate": 0.2,
+        "error_statuses": [429, 500, 503],
+        "timeout_rate": 0.05,
+        "timeout_ms": 400,  # longer than the client's timeout: some time out, none hang
+        "seed": 11,
+    }
+    with serve_in_background(EmulatorConfig(secret_key=SECRET, rate_limit_rps=0)) as base_url:
+        httpx.post(f"{base_url}/_emulator/subscribers", json={"subscribers": workload.subscribers})
+        httpx.put(f"{base_url}/_emulator/faults", json=faults)
+        settings = Settings(
+            base_url=base_url, secret_key=SECRET, state_path=state_path, rate_limit=0, timeout_s=0.2
+        )
+        with Engine(settings) as engine:
+            engine.ingest(workload.iter_lines())
+            report = anyio.run(engine.drain)
+        state = httpx.get(f"{base_url}/_emulator/state").json()
+        journal = httpx.get(f"{base_url}/_emulator/requests").json()["requests"]
+    assert report.pending == 0
+    assert any(entry["status"] >= 500 for entry in journal)
+    subscribers = by_identity(state)
+    for row in workload.expected:
+        found = subscribers[row["phone_number"] or row["email"]]
+        assert (row["audience_key"] in audiences_of(found)) is row["member"]
+    entered = [event for event in state["events"] if event["type"] == "Segment_Audience_Entered"]
+    assert len(entered) == workload.expected_event_count

@@ -1,0 +1,41 @@
+"""SPEC §5 pacing: at --rate-limit 15 against an emulator enforcing 15 requests/s, no 429s."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import anyio
+import httpx
+import pytest
+
+from emulator.postscript.config import EmulatorConfig
+from emulator.postscript.serve import serve_in_background
+from emulator.segment.workload import build_workload
+from sync.engine import Engine
+from sync.settings import Settings
+from tests.sync.world import SECRET
+
+
+@pytest.mark.slow
+def test_a_paced_run_of_thirty_seconds_at_the_limit_gets_no_429(state_path: Path) -> None:
+    workload = build_workload("quick", users=260)  # about 500 calls: 33 s at 15/s
+    config = EmulatorConfig(secret_key=SECRET, rate_limit_rps=15)
+    with serve_in_background(config) as base_url:
+        httpx.post(f"{base_url}/_emulator/subscribers", json={"subscribers": workload.subscribers})
+        settings = Settings(
+            base_url=base_url, secret_key=SECRET, state_path=state_path, rate_limit=15
+        )
+        started = time.monotonic()
+        with Engine(settings) as engine:
+            engine.ingest(workload.iter_lines())
+            report = anyio.run(engine.drain)
+        elapsed = time.monotonic() - started
+        journal = httpx.get(f"{base_url}/_emulator/requests").json()["requests"]
+    statuses = [entry["status"] for entry in journal]
+    total = sum(report.api_calls.values())
+    print(f"paced run: {total} calls in {elapsed:.1f} s, {statuses.count(429)} answered 429")
+    assert report.pending == 0
+    assert elapsed >= 30
+    assert total == len(statuses)
+    assert statuses.count(429) == 0
