@@ -9,12 +9,12 @@ contract file itself.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from contracts.contract import Contract
-from contracts.matching import Difference, child, compare, matcher_for
+from contracts.matching import Difference, compare, project
 from contracts.verify import ContractResult
 
 
@@ -50,32 +50,6 @@ class DriftEntry:
                 for d in self.differences
             ],
         }
-
-
-def project(
-    recorded: Any, answer: Any, matchers: Mapping[str, dict[str, Any]], path: str = "$"
-) -> Any:
-    """`answer` cut down to what the contract pins: where the contract allows extra keys
-    (`subset`), only the recorded keys are kept, so leftovers on a live test subscriber
-    are not reported as drift."""
-    rule = matcher_for(matchers, path) or {}
-    if isinstance(answer, dict):
-        known = recorded if isinstance(recorded, dict) else {}
-        keys = [k for k in known if k in answer] if rule.get("subset") else list(answer)
-        return {k: project(known.get(k), answer[k], matchers, child(path, k)) for k in keys}
-    if isinstance(answer, list):
-        known_items = recorded if isinstance(recorded, list) else []
-
-        def recorded_item(index: int) -> Any:
-            if "each_like" in rule:  # the first recorded item stands for all
-                index = 0
-            return known_items[index] if index < len(known_items) else None
-
-        return [
-            project(recorded_item(i), item, matchers, child(path, i))
-            for i, item in enumerate(answer)
-        ]
-    return answer
 
 
 def _loosen(matchers: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -211,3 +211,29 @@ def _compare_each_like(
     for index, item in enumerate(actual):
         differences += _compare(expected[0], item, matchers, bindings, child(path, index))
     return differences
+
+
+def project(
+    recorded: Any, answer: Any, matchers: Mapping[str, dict[str, Any]], path: str = "$"
+) -> Any:
+    """`answer` cut down to what the contract pins: where the matchers allow extra keys
+    (`subset`), only the recorded keys are kept — a live test subscriber's other
+    properties are neither drift nor anything to write into a file."""
+    rule = matcher_for(matchers, path) or {}
+    if isinstance(answer, dict):
+        known = recorded if isinstance(recorded, dict) else {}
+        keys = [k for k in known if k in answer] if rule.get("subset") else list(answer)
+        return {k: project(known.get(k), answer[k], matchers, child(path, k)) for k in keys}
+    if isinstance(answer, list):
+        known_items = recorded if isinstance(recorded, list) else []
+
+        def recorded_item(index: int) -> Any:
+            if "each_like" in rule:  # the first recorded item stands for all
+                index = 0
+            return known_items[index] if index < len(known_items) else None
+
+        return [
+            project(recorded_item(i), item, matchers, child(path, i))
+            for i, item in enumerate(answer)
+        ]
+    return answer

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts.contract import Contract, Response, save_contract
-from contracts.matching import child, compare, matcher_for
+from contracts.matching import child, compare, matcher_for, project
 from contracts.target import LiveTarget, SkipContract
 
 SCRUBBED_EMAIL = "scrubbed@example.com"
@@ -107,7 +107,7 @@ def fixtures_of(contract: Contract) -> set[str]:
 def recorded_contract(
     contract: Contract, status: int, body: Any, notes: list[str], today: date
 ) -> Contract:
-    body = scrub(body, fixtures_of(contract))
+    body = scrub(project(contract.response.body, body, contract.matchers), fixtures_of(contract))
     body = keep_stable(contract.response.body, body, contract.matchers, contract.refs)
     provenance = {"source": "live", "recorded_at": today.isoformat()}
     if notes:
