@@ -90,6 +90,7 @@ class BaselineReport:
     events_posted: int = 0
     posted_by_type: Counter[str] = field(default_factory=Counter)
     api_calls: Counter[str] = field(default_factory=Counter)
+    statuses: Counter[int] = field(default_factory=Counter)  # 0 = no response
     wall_s: float = 0.0
 
     @property
@@ -108,6 +109,7 @@ class BaselineReport:
             "posted_by_type": dict(sorted(self.posted_by_type.items())),
             "api_calls": dict(sorted(self.api_calls.items())),
             "api_calls_total": self.api_calls_total,
+            "statuses": {str(code): n for code, n in sorted(self.statuses.items())},
             "wall_s": round(self.wall_s, 3),
         }
 
@@ -226,7 +228,9 @@ class _Destination:
         try:
             response = await self.client.request(method, path, **kwargs)
         except httpx.TransportError as error:
+            self.report.statuses[0] += 1
             raise _Retryable(f"{method} {path}: {error!r}") from error
+        self.report.statuses[response.status_code] += 1
         if response.status_code in RETRYABLE_STATUSES:
             raise _Retryable(f"{method} {path}: HTTP {response.status_code}")
         if response.is_error:
@@ -319,7 +323,7 @@ async def run_baseline_async(
     workers: int = 1,
     transport: httpx.AsyncBaseTransport | None = None,
     *,
-    max_attempts: int = 5,
+    max_attempts: int = 8,
     backoff_s: float = 0.2,
     timeout_s: float = 10.0,
     on_event: Callable[[], None] | None = None,
