@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from emulator.postscript.asgi import ASGIApp, Receive, Scope, Send, is_api_request, send_json
@@ -19,7 +20,8 @@ class _Bucket:
 class RateLimiter:
     """Capacity `rps` tokens (at least one), refilled at `rps` per second; 0 turns it off."""
 
-    def __init__(self, rps: float) -> None:
+    def __init__(self, rps: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._lock = threading.Lock()
         self._buckets: dict[str, _Bucket] = {}
         self._rps = rps
@@ -41,7 +43,7 @@ class RateLimiter:
     def allow(self, key: str) -> bool:
         if self._rps <= 0:
             return True
-        now = time.monotonic()
+        now = self._clock()
         capacity = max(self._rps, 1.0)
         with self._lock:
             bucket = self._buckets.get(key)
