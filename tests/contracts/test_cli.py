@@ -82,3 +82,26 @@ def test_drift_between_the_emulator_and_an_identical_stand_in_finds_no_disagreem
     assert result.exit_code == 0, result.output
     assert entries["subscribers.list.page2"]["outcome"] == "not compared"
     assert entries["subscribers.get"]["outcome"] == "agree"
+
+
+def test_verify_live_with_allow_flow_events_posts_the_real_event_type(standin: str) -> None:
+    env = {"POSTSCRIPT_SECRET_KEY": STANDIN_KEY, "POSTSCRIPT_TEST_PHONE": TEST_PHONE}
+    args = ["verify", "--live", "--base-url", standin, "--allow-flow-events"]
+    CliRunner().invoke(app, args, env=env)
+    events = httpx.get(f"{standin}/_emulator/state").json()["events"]
+    assert "Segment_Audience_Entered" in {event["type"] for event in events}
+
+
+def test_verify_against_an_emulator_at_a_base_url_checks_every_contract_and_restores_faults() -> (
+    None
+):
+    key = "sk_test_elsewhere"
+    with serve_in_background(EmulatorConfig(secret_key=key, rate_limit_rps=7)) as base_url:
+        before = httpx.get(f"{base_url}/_emulator/faults").json()
+        result = CliRunner().invoke(
+            app, ["verify", "--base-url", base_url, "--secret-key", key], env=NO_LIVE_ENV
+        )
+        after = httpx.get(f"{base_url}/_emulator/faults").json()
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1] == f"{len(load_contracts())} ok, 0 differ, 0 skipped"
+    assert after == before

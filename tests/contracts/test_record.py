@@ -72,6 +72,7 @@ def test_recorded_files_hold_no_key_no_real_phone_and_no_real_email(
         assert "4155552671" not in text.replace("-", "").replace(" ", ""), path.name
         assert REAL_EMAIL.lower() not in text.lower(), path.name
         assert '"Authorization"' not in text, path.name  # no header is ever written
+        assert '"vip"' not in text, path.name  # the test subscriber's own properties
 
 
 def test_recorded_contracts_say_live_with_the_date(recording: dict[str, Any]) -> None:
