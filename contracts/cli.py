@@ -1,15 +1,16 @@
 """`pslab contracts`: list, verify, record and drift.
 
-Exit codes: 0 all good, 1 some contract differs, 3 a live mode lacks
-POSTSCRIPT_SECRET_KEY / POSTSCRIPT_TEST_PHONE (or the shop refused them).
+Exit codes: 0 all good; 1 some contract differs (or the emulator target is
+unusable); 3 a live mode lacks POSTSCRIPT_SECRET_KEY / POSTSCRIPT_TEST_PHONE,
+or the live target refuses them or cannot be reached.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -71,6 +72,23 @@ def live_settings(secret_key: str | None = None) -> LiveSettings:
         )
         raise typer.Exit(EXIT_MISSING_LIVE_SETTINGS)
     return LiveSettings(key.strip(), phone.strip())
+
+
+@contextmanager
+def target_errors(exit_code: int) -> Iterator[None]:
+    """Turn an unusable target into one line on stderr and `exit_code`."""
+    try:
+        yield
+    except TargetError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(exit_code) from None
+    except httpx.TransportError as error:
+        typer.echo(
+            f"error: could not reach the target ({type(error).__name__}); check --base-url "
+            "and that it is running",
+            err=True,
+        )
+        raise typer.Exit(exit_code) from None
 
 
 @asynccontextmanager
@@ -138,9 +156,13 @@ def verify(
     folder: Folder = RECORDED,
     as_json: AsJson = False,
 ) -> None:
-    """Send each contract's request to a target and report every difference."""
+    """Send each contract's request to a target and report every difference.
+
+    Against an emulator (in-process by default, or --base-url) each contract resets it and
+    seeds what it needs; the fault settings are put back at the end.
+    """
     contracts = load_contracts(folder)
-    try:
+    with target_errors(EXIT_MISSING_LIVE_SETTINGS if live else EXIT_DIFFERENCES):
         if live:
             settings = live_settings(secret_key)
             results = anyio.run(
@@ -148,9 +170,6 @@ def verify(
             )
         else:
             results = anyio.run(run_emulator, contracts, base_url, secret_key)
-    except TargetError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(EXIT_MISSING_LIVE_SETTINGS if live else EXIT_DIFFERENCES) from None
     print_results(results, as_json)
     if any(r.failed for r in results):
         raise typer.Exit(EXIT_DIFFERENCES)
@@ -183,10 +202,8 @@ def record_command(
                 typer.echo(result.line())
 
     try:
-        anyio.run(run)
-    except TargetError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(EXIT_MISSING_LIVE_SETTINGS) from None
+        with target_errors(EXIT_MISSING_LIVE_SETTINGS):
+            anyio.run(run)
     except UnsafeRecording as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(EXIT_DIFFERENCES) from None
@@ -202,12 +219,9 @@ def drift_command(
     """One report of where the in-process emulator and a live shop answer differently."""
     settings = live_settings()
     contracts = load_contracts(folder)
-    try:
+    with target_errors(EXIT_MISSING_LIVE_SETTINGS):
         emulator_results = anyio.run(run_emulator, contracts, None, None)
         live_results = anyio.run(run_live, contracts, base_url, settings, allow_flow_events)
-    except TargetError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(EXIT_MISSING_LIVE_SETTINGS) from None
     entries = drift(contracts, emulator_results, live_results)
     if as_json:
         typer.echo(json.dumps({"contracts": [e.to_json() for e in entries]}, indent=2, default=str))
