@@ -158,8 +158,7 @@ def verify(
 ) -> None:
     """Send each contract's request to a target and report every difference.
 
-    Against an emulator (in-process by default, or --base-url) each contract resets it and
-    seeds what it needs; the fault settings are put back at the end.
+    On an emulator, each contract resets it and seeds its state; faults are restored after.
     """
     contracts = load_contracts(folder)
     with target_errors(EXIT_MISSING_LIVE_SETTINGS if live else EXIT_DIFFERENCES):
