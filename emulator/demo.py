@@ -29,6 +29,7 @@ from emulator.sidebyside import (
     ProgressCallback,
     WorkloadFacts,
     format_duration,
+    format_share,
     progress_bars,
     run_baseline,
     run_engine,
@@ -159,7 +160,7 @@ def _correct(system: dict[str, Any]) -> str:
     share = system["converged_share"]
     colour = "green" if share == 1.0 else "red"
     total = system["memberships_total"]
-    return f"[{colour}]{system['memberships_correct']:,} / {total:,} ({share:.1%})[/]"
+    return f"[{colour}]{system['memberships_correct']:,} / {total:,} ({format_share(share)})[/]"
 
 
 def demo_command(
