@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import cast
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -32,7 +33,8 @@ async def me(request: Request) -> Response:
 
 async def list_subscribers(request: Request) -> Response:
     emulator = emulator_of(request)
-    query = parse_query(request.query_params.multi_items(), emulator.config.default_region)
+    params = parse_qsl(request.scope["query_string"].decode("latin-1"), keep_blank_values=True)
+    query = parse_query(params, emulator.config.default_region)
     page, total_pages = query.run(emulator.store, emulator.config.page_size)
     return JSONResponse(
         {

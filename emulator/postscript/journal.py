@@ -26,7 +26,9 @@ class Journal:
 
     def entries(self) -> list[dict[str, Any]]:
         with self._lock:
-            return list(self._entries)
+            entries = list(self._entries)
+        # times are formatted on read: the journal is written on every request
+        return [{**entry, "time": format_time(entry["time"])} for entry in entries]
 
     def clear(self) -> None:
         with self._lock:
@@ -63,7 +65,7 @@ class JournalMiddleware:
                     "query": bytes(scope["query_string"]).decode("latin-1"),
                     # a dropped connection has no status the client could see
                     "status": None if fault == "timeout" else status,
-                    "time": format_time(received),
+                    "time": received,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 3),
                     "fault": fault,
                 }

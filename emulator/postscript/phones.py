@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import phonenumbers
+
+# `+1` and ten digits with a valid area-code start: phonenumbers would hand it back
+# unchanged, and phone lookups are the emulator's hot path, so skip the parse.
+_NANP_E164 = re.compile(r"\+1[2-9][0-9]{9}")
 
 
 def to_e164(raw: str, region: str) -> str | None:
@@ -24,6 +30,8 @@ def lookup_digits(raw: str, region: str) -> str:
     `15555550100`; a value that is not a complete number falls back to its
     own digits, so it can only match a number written exactly that way.
     """
+    if _NANP_E164.fullmatch(raw):
+        return raw[1:]
     e164 = to_e164(raw, region)
     if e164 is not None:
         return e164[1:]
