@@ -6,6 +6,7 @@ reason a person can act on, and never stops the rest of the input.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
@@ -166,7 +167,10 @@ def _parse(event: Mapping[str, Any], default_region: str) -> AudienceChange:
 
 
 def _object(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
+    # JSON objects are dicts; the dict check is much cheaper than the Mapping ABC's
+    if type(value) is dict or isinstance(value, Mapping):
+        return value
+    return {}
 
 
 def _membership(
@@ -200,8 +204,13 @@ def _email(value: object) -> str | None:
 def _phone(value: object, default_region: str) -> str | None:
     if not isinstance(value, str | int) or isinstance(value, bool):
         return None
+    return _e164(str(value), default_region)
+
+
+@functools.lru_cache(maxsize=65536)  # a shopper's number recurs once per audience and flip
+def _e164(value: str, default_region: str) -> str | None:
     try:
-        number = phonenumbers.parse(str(value), default_region)
+        number = phonenumbers.parse(value, default_region)
     except phonenumbers.NumberParseException:
         return None
     if not phonenumbers.is_possible_number(number):
