@@ -65,5 +65,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     message = f"contracts never exercised by the client's tests: {', '.join(missing)}"
     if reporter is not None:
-        reporter.write_line(f"FAILED {message}", red=True)
+        reporter.write("\n")
+        reporter.write_sep("=", f"FAILED: {message}", red=True)
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
