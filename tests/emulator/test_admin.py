@@ -5,7 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.emulator.conftest import seed
+from emulator.postscript.app import create_app
+from emulator.postscript.config import EmulatorConfig
+from tests.emulator.conftest import SECRET, seed
 
 pytestmark = pytest.mark.anyio
 
@@ -147,3 +149,22 @@ async def test_bad_fault_settings_are_a_400(
     assert response.status_code == 400
     assert response.json()["errors"][0]["loc"][0] == "body"
     assert (await api.get("/_emulator/faults")).json() == before
+
+
+async def test_journal_keeps_only_the_latest_entries() -> None:
+    app = create_app(EmulatorConfig(rate_limit_rps=0, journal_size=3))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://emulator",
+        headers={"Authorization": f"Bearer {SECRET}"},
+    ) as api:
+        for page in range(1, 6):
+            await api.get("/api/v2/subscribers", params={"page": page})
+        entries = (await api.get("/_emulator/requests")).json()["requests"]
+    assert [e["query"] for e in entries] == ["page=3", "page=4", "page=5"]
+
+
+async def test_openapi_document_is_served_without_a_key(api: httpx.AsyncClient) -> None:
+    response = await api.get("/openapi.json", headers={"Authorization": ""})
+    assert response.status_code == 200
+    assert "/api/v2/subscribers/{subscriber_id}" in response.json()["paths"]

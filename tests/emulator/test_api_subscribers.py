@@ -242,6 +242,18 @@ async def test_post_subscriber_rejects_bad_bodies(
     assert [e["loc"] for e in response.json()["errors"]] == [loc]
 
 
+async def test_post_subscriber_accepts_a_keyword_id_and_keeps_it_in_data(
+    api: httpx.AsyncClient,
+) -> None:
+    (keyword, _) = (await api.get("/api/v2/keywords")).json()["keywords"]
+    response = await api.post(
+        "/api/v2/subscribers", json={"phone_number": "5555550100", "keyword_id": keyword["id"]}
+    )
+    assert response.status_code == 201
+    assert response.json()["phone_number"] == "+15555550100"
+    assert response.json()["data"] == {"keyword_id": keyword["id"]}
+
+
 async def test_post_subscriber_with_a_taken_phone_is_a_400(api: httpx.AsyncClient) -> None:
     await seed(api, {"phone_number": "+15555550100"})
     response = await api.post("/api/v2/subscribers", json={"phone_number": "(555) 555-0100"})

@@ -87,3 +87,10 @@ def test_error_fault_over_the_network(base_url: str, admin: httpx.Client) -> Non
     response = httpx.get(f"{base_url}/api/v2/me", headers={"Authorization": f"Bearer {SECRET}"})
     assert response.status_code == 500
     assert response.json()["success"] is False
+
+
+def test_the_server_stops_when_the_block_exits() -> None:
+    with serve_in_background(EmulatorConfig()) as url:
+        assert httpx.get(f"{url}/_emulator/faults").status_code == 200
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{url}/_emulator/faults")
