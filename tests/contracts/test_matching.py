@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from contracts.matching import compare
+from contracts.matching import child, compare
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=5),
@@ -24,9 +25,49 @@ def kinds(
     return [(d.path, d.kind) for d in compare(expected, actual, matchers or {})]
 
 
+KEYS = st.from_regex(r"\A[a-z][a-z_ ]{0,5}\Z")
+NESTED = st.recursive(
+    st.integers() | st.text(max_size=4) | st.booleans(),
+    lambda inner: (
+        st.lists(inner, min_size=1, max_size=3)
+        | st.dictionaries(KEYS, inner, min_size=1, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
 @given(JSON)
 def test_any_json_value_matches_itself(value: Any) -> None:
     assert compare(value, value) == []
+
+
+def leaves(value: Any, path: str = "$") -> list[tuple[str, list[str | int]]]:
+    """Every scalar in `value`: its printed path and the keys leading to it."""
+    if isinstance(value, dict):
+        items: list[tuple[str | int, Any]] = list(value.items())
+    elif isinstance(value, list):
+        items = list(enumerate(value))
+    else:
+        return [(path, [])]
+    return [
+        (leaf_path, [key, *trail])
+        for key, item in items
+        for leaf_path, trail in leaves(item, child(path, key))
+    ]
+
+
+@given(NESTED, st.data())
+def test_one_changed_leaf_is_reported_once_at_its_path(recorded: Any, data: st.DataObject) -> None:
+    path, trail = data.draw(st.sampled_from(leaves(recorded)))
+    answer = json.loads(json.dumps(recorded))
+    holder = answer
+    for key in trail[:-1]:
+        holder = holder[key]
+    if trail:
+        holder[trail[-1]] = None
+    else:
+        answer = None
+    assert [(d.path, d.kind) for d in compare(recorded, answer)] == [(path, "wrong type")]
 
 
 def test_a_missing_and_an_extra_field_are_both_reported() -> None:
