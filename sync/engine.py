@@ -19,17 +19,18 @@ import re
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import IO, Any, Self
 
 import anyio
 import httpx
 
 from sync.client import PostscriptClient
 from sync.errors import BadRequestError, NotFoundError
-from sync.ledger import Identity, IngestCounts, Intent, Ledger
+from sync.ledger import Identity, IngestCounts, Intent, Ledger, hold_lock
 from sync.parse import AudienceChange, Rejection, parse_line, parse_payload
 from sync.plan import Plan, plan_subscriber
 from sync.report import Report
@@ -60,7 +61,7 @@ class Engine:
         self._progress = progress
         self.report = Report(lookup_batch=settings.lookup_batch, dry_run=settings.dry_run)
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
-        self._guard: Ledger | None = None
+        self._lock: IO[str] | None = None
         self.ledger = self._open_ledger()
         self.run_id = self.ledger.start_run()
 
@@ -77,8 +78,8 @@ class Engine:
 
     def close(self) -> None:
         self.ledger.close()
-        if self._guard is not None:
-            self._guard.close()
+        if self._lock is not None:
+            self._lock.close()  # closing the file releases the lock
         if self._scratch is not None:
             self._scratch.cleanup()
 
@@ -86,13 +87,17 @@ class Engine:
         path = Path(self.settings.state_path)
         if not self.settings.dry_run:
             return Ledger(path).__enter__()
-        # A dry run works on a copy, so that nothing, not even the state, is written.
-        self._guard = Ledger(path).__enter__()
+        # A dry run works on a copy, so that it writes nothing, not even the state file.
+        self._lock = hold_lock(path)
         self._scratch = tempfile.TemporaryDirectory(prefix="pslab-dry-run-")
         copy = Path(self._scratch.name) / "state.sqlite"
-        with sqlite3.connect(copy) as target:
-            self._guard.db.backup(target)
-        target.close()
+        if path.exists():
+            read_only = f"{path.resolve().as_uri()}?mode=ro"
+            with (
+                closing(sqlite3.connect(read_only, uri=True)) as source,
+                closing(sqlite3.connect(copy)) as target,
+            ):
+                source.backup(target)
         return Ledger(copy).__enter__()
 
     # -- ingest ---------------------------------------------------------------

@@ -32,7 +32,7 @@ from sync.errors import StateLockedError
 from sync.parse import AudienceChange, Rejection, Version, format_instant
 from sync.plan import Plan
 
-__all__ = ["Identity", "IngestCounts", "Intent", "Ledger"]
+__all__ = ["Identity", "IngestCounts", "Intent", "Ledger", "hold_lock"]
 
 INGEST_TRANSACTION_ROWS = 5000
 
@@ -157,7 +157,7 @@ class Ledger:
 
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock_file = _lock(self.path)
+        self._lock_file = hold_lock(self.path)
         db = sqlite3.connect(self.path, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
@@ -494,7 +494,8 @@ class Ledger:
         return int(row[0])
 
 
-def _lock(path: Path) -> IO[str]:
+def hold_lock(path: Path) -> IO[str]:
+    """Take the state file's process lock (released when the returned file is closed)."""
     lock_path = path.with_name(path.name + ".lock")
     handle = open(lock_path, "a+")  # noqa: SIM115 -- held open for the ledger's lifetime
     try:

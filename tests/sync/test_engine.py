@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -215,10 +216,17 @@ async def test_a_dry_run_writes_nothing_anywhere_and_shows_its_plan(
     assert [plan.audiences for plan in plans] == [["vip"]]
     assert report.api_calls["subscribers.patch"] == report.api_calls["events.create"] == 0
     assert audiences_of(await subscriber(world, PHONE)) == []
+    assert not os.path.exists(state_path)  # noqa: ASYNC240 -- a one-off check in a test
 
-    real = await world.sync(state_path, [event(message_id="later-run")])
-    assert real.duplicates == 0  # the dry run did not even record what it read
+    real = await world.sync(state_path, [event(message_id="m-1")])
     assert audiences_of(await subscriber(world, PHONE)) == ["vip"]
+    with Engine(settings, world.transport, on_plan=plans.append) as e:  # over an existing state
+        e.ingest([event(member=False, minute=1), event(message_id="m-1")])
+        again = await e.drain()
+    assert (again.duplicates, again.subscribers_patched, again.events_posted) == (1, 1, 1)
+    assert audiences_of(await subscriber(world, PHONE)) == ["vip"]
+    assert await event_types(world) == [ENTERED]
+    assert real.events_posted == 1
 
 
 async def test_a_refused_key_stops_the_run_and_keeps_the_changes(
