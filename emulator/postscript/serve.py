@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,15 +29,25 @@ class _QuietDroppedConnections(logging.Filter):
 logging.getLogger("uvicorn.error").addFilter(_QuietDroppedConnections())
 
 
-def _server(app: Starlette, host: str, port: int) -> uvicorn.Server:
-    config = uvicorn.Config(
-        app, host=host, port=port, log_level="warning", access_log=False, lifespan="off"
-    )
+def _server(app: Starlette) -> uvicorn.Server:
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
     return uvicorn.Server(config)
 
 
-def _base_url(server: uvicorn.Server, host: str) -> str:
-    port = server.servers[0].sockets[0].getsockname()[1]
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind here rather than in uvicorn, which exits the process when the port is taken."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as error:
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        raise RuntimeError(
+            f"cannot listen on {host}:{port} ({reason}); choose another host or port"
+        ) from None
+
+
+def _base_url(sock: socket.socket, host: str) -> str:
+    port = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}"
 
@@ -48,39 +60,47 @@ def serve_in_background(
 
     `port=0` picks a free port. The server stops when the block exits.
     """
-    server = _server(create_app(config), host, port)
-    thread = threading.Thread(target=server.run, name="pslab-emulator", daemon=True)
+    sock = _listen(host, port)
+    server = _server(create_app(config))
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="pslab-emulator", daemon=True
+    )
     thread.start()
     while not server.started:
         if not thread.is_alive():
-            raise RuntimeError(
-                f"the emulator could not start on {host}:{port}; is the port in use?"
-            )
+            sock.close()
+            raise RuntimeError(f"the emulator could not start on {host}:{port}")
         threading.Event().wait(0.01)
     try:
-        yield _base_url(server, host)
+        yield _base_url(sock, host)
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+        sock.close()
 
 
 def serve_forever(app: Starlette, host: str, port: int, on_ready: Callable[[str], None]) -> None:
-    """Serve in the foreground until interrupted; `on_ready` gets the base URL once listening."""
-    server = _server(app, host, port)
+    """Serve in the foreground until interrupted; `on_ready` gets the base URL once listening.
+
+    Raises RuntimeError, saying why, when it cannot listen on `host:port`.
+    """
+    sock = _listen(host, port)
+    server = _server(app)
     # Everything loaded so far (a seed can be 100k subscribers) lives as long as the
     # process; freezing it keeps full GC passes, and the latency spikes they cause, short.
     gc.collect()
     gc.freeze()
 
     async def run() -> None:
-        serving = asyncio.create_task(server.serve())
+        serving = asyncio.create_task(server.serve(sockets=[sock]))
         # uvicorn exposes readiness only as a flag, so poll it
         while not server.started and not serving.done():  # noqa: ASYNC110
             await asyncio.sleep(0.01)
         if server.started:
-            on_ready(_base_url(server, host))
+            on_ready(_base_url(sock, host))
         await serving
 
-    asyncio.run(run())
-    if not server.started:
-        raise RuntimeError(f"the emulator could not start on {host}:{port}; is the port in use?")
+    try:
+        asyncio.run(run())
+    finally:
+        sock.close()

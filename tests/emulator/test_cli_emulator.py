@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -80,3 +81,16 @@ def test_a_bad_seed_file_is_refused_in_one_sentence(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "subscribers.0.phone_number" in result.stderr
+
+
+def test_a_port_in_use_is_refused_in_one_sentence() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = subprocess.run(  # noqa: S603 - our own interpreter and fixed arguments
+            [*PSLAB, "--port", str(port)], capture_output=True, text=True, timeout=60, check=False
+        )
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"Error: cannot listen on 127.0.0.1:{port} (Address already in use); "
+        "choose another host or port"
+    )
