@@ -101,6 +101,8 @@ def serve_forever(app: Starlette, host: str, port: int, on_ready: Callable[[str]
         await serving
 
     try:
-        asyncio.run(run())
+        # uvloop when it is installed (uvicorn[standard]), as `uvicorn.run` would choose
+        with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
+            runner.run(run())
     finally:
         sock.close()
