@@ -174,7 +174,12 @@ class Engine:
     async def _finish(self, intent: Intent) -> None:
         """Complete a journaled write: the PATCH is recomputed from a fresh read (idempotent)."""
         if intent.patch is not None and not intent.patched:
-            fresh = await self._client.get_subscriber(intent.subscriber_id)
+            try:
+                fresh = await self._client.get_subscriber(intent.subscriber_id)
+            except NotFoundError:
+                # The subscriber is gone: its changes are still pending and will park.
+                self.ledger.abandon_intent(intent.id)
+                return
             redo = plan_subscriber(fresh, intent.winners, post_events=False)
             if redo.patch_properties is not None:
                 await self._client.patch_subscriber(
@@ -189,7 +194,7 @@ class Engine:
     async def _post(self, intent_id: int, seq: int, body: Mapping[str, Any]) -> None:
         try:
             await self._client.post_event(body)
-        except BadRequestError as refused:
+        except (BadRequestError, NotFoundError) as refused:
             reason = f"Postscript refused the event: {refused.message}"
             self.ledger.record_refusal(body, reason, self.run_id)
             self.report.refused += 1
@@ -274,7 +279,7 @@ class Engine:
         return {email: by_email[email] for email in list(by_email)[batch:]}
 
     def _park(self, identities: Sequence[Identity]) -> None:
-        if identities and not self.settings.dry_run:
+        if identities:
             self.ledger.park(identities)
 
     async def _write_resolved(self) -> None:
@@ -315,7 +320,8 @@ class Engine:
         if self._on_plan is not None and (plan.patch_properties is not None or plan.events):
             self._on_plan(plan)
         self.report.stale += len(plan.stale)
-        if self.settings.dry_run:
+        if self.settings.dry_run:  # settled in the scratch copy only, so the counts add up
+            self.ledger.settle(subscriber_id, plan.winners.values(), plan.stale)
             self._count_plan(plan)
             return
         if plan.patch_properties is None and not plan.events:

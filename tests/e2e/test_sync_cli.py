@@ -137,3 +137,36 @@ def test_a_missing_key_is_explained(tmp_path: Path) -> None:
     result = pslab_sync("--state", str(tmp_path / "s.sqlite"), key=None)
     assert result.returncode == 2
     assert "POSTSCRIPT_SECRET_KEY" in result.stderr
+
+
+def test_a_dry_run_prints_each_planned_write_and_changes_nothing(
+    emulator_url: str, tmp_path: Path
+) -> None:
+    httpx.post(
+        f"{emulator_url}/_emulator/subscribers",
+        json={"subscribers": [{"phone_number": "+15555550100"}]},
+    )
+    event = {
+        "type": "track",
+        "messageId": "m1",
+        "timestamp": "2024-05-01T12:00:00Z",
+        "properties": {"vip": "TRUE"},
+        "context": {
+            "personas": {"computation_class": "audience", "computation_key": "vip"},
+            "traits": {"phone": "(555) 555-0100"},
+        },
+    }
+    state = tmp_path / "s.sqlite"
+    result = pslab_sync(
+        "--base-url", emulator_url, "--state", str(state), "--dry-run", "--json",
+        stdin=json.dumps(event),
+    )  # fmt: skip
+    planned, report = (json.loads(line) for line in result.stdout.strip().splitlines())
+    assert result.returncode == 0, result.stderr
+    assert planned["patch"] == {"Segment Audiences": ["vip"]}
+    assert [e["type"] for e in planned["events"]] == ["Segment_Audience_Entered"]
+    assert report["dry_run"] is True
+    assert not state.exists()
+    world = httpx.get(f"{emulator_url}/_emulator/state").json()
+    assert world["events"] == []
+    assert not (world["subscribers"][0].get("properties") or {}).get("Segment Audiences")
