@@ -289,8 +289,11 @@ class Engine:
         workers = anyio.CapacityLimiter(max(1, self.settings.workers))
 
         async def write(subscriber: dict[str, Any], identities: list[Identity]) -> None:
+            nonlocal done
             async with workers:
                 await self._write_subscriber(subscriber, identities)
+            done += 1
+            self._report_progress("write", done, total)
 
         for chunk in self.ledger.resolved_subscribers(page=self.settings.lookup_batch):
             try:
@@ -299,8 +302,6 @@ class Engine:
                         tasks.start_soon(write, subscriber, identities)
             except BaseExceptionGroup as failures:
                 raise _first_leaf(failures) from None
-            done += len(chunk)
-            self._report_progress("write", done, total)
 
     def _report_progress(self, stage: str, done: int, total: int) -> None:
         if self._progress is not None:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from hypothesis import given, settings
+from hypothesis import given
 
 from emulator.segment.strategies import Traffic, audience_traffic
 from sync.plan import ENTERED, EXITED
@@ -105,7 +105,7 @@ def test_membership_converges_under_any_delivery_order_duplicates_runs_and_arriv
     _assert_spec_4(traffic, _converge(traffic))
 
 
-@settings(CONVERGENCE, max_examples=max(50, CONVERGENCE.max_examples // 2))
+@CONVERGENCE
 @given(audience_traffic())
 def test_membership_converges_while_the_api_fails_20_percent_of_calls(traffic: Traffic) -> None:
     _assert_spec_4(traffic, _converge(traffic, FAULTS))
