@@ -11,15 +11,17 @@ from typing import Any
 
 import hypothesis
 import schemathesis
+from openapi_spec_validator import validate
 from schemathesis import checks
 
 from emulator.postscript.app import create_app
 from emulator.postscript.bodies import seed_subscribers
 from emulator.postscript.config import EmulatorConfig
 from emulator.postscript.emulator import Emulator
+from emulator.postscript.openapi import openapi_document
 from tests.emulator.conftest import SECRET
 
-EXAMPLES = int(os.environ.get("PSLAB_FUZZ_EXAMPLES", "25"))
+EXAMPLES = int(os.environ.get("PSLAB_FUZZ_EXAMPLES", "50"))
 
 app = create_app(EmulatorConfig(rate_limit_rps=0))
 _emulator: Emulator = app.state.emulator
@@ -46,6 +48,10 @@ CHECKS = [
     checks.negative_data_rejection,
     checks.ignored_auth,
 ]
+
+
+def test_openapi_document_is_valid_openapi() -> None:
+    validate(openapi_document())
 
 
 @schema.parametrize()
