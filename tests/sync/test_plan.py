@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sync.parse import AudienceChange, Version
 from sync.plan import AUDIENCES_PROPERTY, ENTERED, EXITED, plan_subscriber
@@ -124,3 +128,42 @@ def test_occurred_at_is_the_winning_timestamp_in_utc_with_microseconds() -> None
     winner = AudienceChange(None, "a@example.com", "vip", None, True, version)
     plan = plan_subscriber(subscriber([]), [winner])
     assert plan.events[0]["occurred_at"] == "2024-05-01 14:00:00.123456"
+
+
+changes_strategy = st.lists(
+    st.builds(
+        change,
+        key=st.sampled_from(["a", "b", "legacy"]),
+        member=st.booleans(),
+        minute=st.integers(0, 2),  # few instants, so ties are common
+        message_id=st.sampled_from(["m1", "m2", "m3"]),
+    ),
+    max_size=8,
+)
+
+
+@given(
+    before=st.lists(st.sampled_from(["a", "b", "legacy", "other"]), unique=True),
+    changes=changes_strategy,
+    order=st.randoms(use_true_random=False),
+)
+def test_the_plan_depends_only_on_the_greatest_version_per_audience(
+    before: list[str], changes: list[AudienceChange], order: random.Random
+) -> None:
+    shuffled = list(changes)
+    order.shuffle(shuffled)
+    plan = plan_subscriber(subscriber(before), changes)
+    assert plan_subscriber(subscriber(before), shuffled).patch_properties == plan.patch_properties
+    winners: dict[str, AudienceChange] = {}
+    for item in changes:
+        if item.audience_key not in winners or item.version > winners[item.audience_key].version:
+            winners[item.audience_key] = item
+    after = plan.audiences if plan.audiences is not None else before
+    for key, winner in winners.items():
+        assert (key in after) is winner.member
+    untouched = [entry for entry in before if entry not in winners]
+    assert [entry for entry in after if entry not in winners] == untouched
+    flipped = [key for key, w in winners.items() if (key in before) is not w.member]
+    assert sorted(event["properties"]["Segment Audience Key"] for event in plan.events) == sorted(
+        flipped
+    )
