@@ -82,7 +82,8 @@ def plan_subscriber(
             stale.append(change)
             continue
         current = winners.get(key)
-        if current is None or change.version > current.version:
+        # (a full tie means one messageId with two contents: "member" wins, whatever the order)
+        if current is None or (change.version, change.member) > (current.version, current.member):
             if current is not None:
                 stale.append(current)
             winners[key] = change

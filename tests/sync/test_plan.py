@@ -156,7 +156,8 @@ def test_the_plan_depends_only_on_the_greatest_version_per_audience(
     assert plan_subscriber(subscriber(before), shuffled).patch_properties == plan.patch_properties
     winners: dict[str, AudienceChange] = {}
     for item in changes:
-        if item.audience_key not in winners or item.version > winners[item.audience_key].version:
+        known = winners.get(item.audience_key)
+        if known is None or (item.version, item.member) > (known.version, known.member):
             winners[item.audience_key] = item
     after = plan.audiences if plan.audiences is not None else before
     for key, winner in winners.items():
