@@ -94,7 +94,7 @@ def plan_subscriber(
     after = list(before)
     events: list[dict[str, Any]] = []
     flips: list[str] = []
-    for key, winner in sorted(winners.items(), key=lambda item: item[1].version):
+    for key, winner in sorted(winners.items(), key=lambda item: (item[1].version, item[0])):
         present = key in after
         if winner.member and not present:
             after.append(key)
