@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import anyio
 
 from emulator.segment.workload import build_workload
+from sync.engine import Engine
 from tests.sync.world import World, audiences_of, by_identity
 
 
@@ -16,19 +16,17 @@ def test_the_quick_workload_costs_at_most_ten_percent_over_the_lower_bound(
 ) -> None:
     workload = build_workload("quick")
     world = World()
+    anyio.run(world.seed, *workload.subscribers)
 
-    async def scenario() -> dict[str, Any]:
-        await world.seed(*workload.subscribers)
-        report = await world.sync(state_path, workload.iter_lines())
-        return {"report": report, "state": await world.state()}
+    with Engine(world.settings(state_path), world.transport) as engine:
+        report = engine.run(workload.iter_lines())  # the blocking helper: ingest, then drain
 
-    result = anyio.run(scenario)
-    report = result["report"]
     total = sum(report.api_calls.values())
     print(f"quick workload: api_calls.total={total} lower_bound={report.lower_bound}")
     assert report.pending == 0
+    assert report.as_dict()["api_calls"]["total"] == total
     assert total <= 1.10 * report.lower_bound
-    subscribers = by_identity(result["state"])
+    subscribers = by_identity(anyio.run(world.state))
     for row in workload.expected:
         found = subscribers[row["phone_number"] or row["email"]]
         assert (row["audience_key"] in audiences_of(found)) is row["member"]
