@@ -29,7 +29,7 @@ import anyio
 import httpx
 
 from sync.client import PostscriptClient
-from sync.errors import BadRequestError, NotFoundError
+from sync.errors import BadRequestError, NotFoundError, StateMismatchError
 from sync.ledger import Identity, IngestCounts, Intent, Ledger, hold_lock
 from sync.parse import AudienceChange, Rejection, parse_line, parse_payload
 from sync.plan import Plan, plan_subscriber
@@ -151,6 +151,9 @@ class Engine:
         try:
             async with client:
                 self._client = client
+                if not self.ledger.has_work():
+                    return self.report
+                await self._check_shop()
                 await self._resume()
                 self.report.unparked += self.ledger.unpark()
                 await self._work_off_pending()
@@ -158,6 +161,18 @@ class Engine:
             self.report.api_calls.update(client.calls)
             self._count_leftovers()
         return self.report
+
+    async def _check_shop(self) -> None:
+        """One `me` call: a state file serves one shop (its messageIds mean nothing elsewhere)."""
+        shop = str((await self._client.me()).get("resource_id") or "")
+        known = self.ledger.meta("shop")
+        if known and shop and known != shop:
+            raise StateMismatchError(
+                f"the state file {self.settings.state_path} belongs to shop {known}, "
+                f"but the key is for shop {shop}; pass another --state"
+            )
+        if shop and not known:
+            self.ledger.set_meta("shop", shop)
 
     def _count_leftovers(self) -> None:
         counts = self.ledger.status_counts()

@@ -3,6 +3,7 @@
 ```
 SyncError                     anything the engine reports to its caller
 ├── StateLockedError          another process holds the --state file
+├── StateMismatchError        the --state file belongs to another shop
 └── PostscriptError           a Postscript call failed for good
     ├── UnreachableError      timeouts / connection errors, after retries
     └── ApiError              Postscript answered with an error status
@@ -25,6 +26,7 @@ __all__ = [
     "RateLimitedError",
     "ServerError",
     "StateLockedError",
+    "StateMismatchError",
     "SyncError",
     "UnreachableError",
 ]
@@ -36,6 +38,10 @@ class SyncError(Exception):
 
 class StateLockedError(SyncError):
     """A second process tried to use a state file that is in use."""
+
+
+class StateMismatchError(SyncError):
+    """The state file was filled against another shop than the key's."""
 
 
 class PostscriptError(SyncError):

@@ -9,7 +9,8 @@ Tables:
 - `applied`     per (subscriber, audience) the version the engine last settled,
                 so a stale event arriving through another identity changes nothing;
 - `identities`  the identity -> subscriber cache;
-- `rejections`  rejected events with their reasons, per run.
+- `rejections`  rejected events with their reasons, per run;
+- `meta`        the shop the state belongs to.
 
 One process at a time: an exclusive `flock` on `<state>.lock`, taken on open.
 """
@@ -79,6 +80,7 @@ CREATE TABLE IF NOT EXISTS identities (
     via TEXT NOT NULL,
     PRIMARY KEY (phone, email)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS runs (id INTEGER PRIMARY KEY, started_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS rejections (
     id INTEGER PRIMARY KEY,
@@ -236,6 +238,21 @@ class Ledger:
             yield {"line": line, "reason": reason, "event": json.loads(event)}
 
     # -- drain ----------------------------------------------------------------
+
+    def meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def has_work(self) -> bool:
+        """Anything to write: pending or parked changes, or an unfinished intent."""
+        row = self.db.execute(
+            "SELECT EXISTS (SELECT 1 FROM winners WHERE status IN ('pending', 'parked')) "
+            "OR EXISTS (SELECT 1 FROM intents)"
+        ).fetchone()
+        return bool(row[0])
 
     def unpark(self) -> int:
         """Parked changes become pending again (each run retries them)."""

@@ -16,7 +16,12 @@ import pytest
 
 from sync.client import PostscriptClient
 from sync.engine import Engine
-from sync.errors import AuthenticationError, NotFoundError, UnreachableError
+from sync.errors import (
+    AuthenticationError,
+    NotFoundError,
+    StateMismatchError,
+    UnreachableError,
+)
 from sync.plan import ENTERED, EXITED, Plan
 from tests.sync.world import SECRET, Crash, Tap, World, audiences_of, by_identity, crash_on
 
@@ -86,7 +91,8 @@ async def test_a_crash_between_patch_and_event_post_loses_no_event_on_rerun(
     rerun = await world.sync(state_path, [])
     assert (rerun.resumed, rerun.events_posted, rerun.pending) == (1, 1, 0)
     assert await event_types(world) == [ENTERED]
-    assert rerun.api_calls == Counter({"events.create": 1})  # the PATCH was confirmed: not redone
+    # the PATCH was confirmed, so it is not redone (`me` checks the state's shop)
+    assert rerun.api_calls == Counter({"me": 1, "events.create": 1})
 
 
 async def test_a_crash_after_postscript_took_the_event_repeats_it_at_most_once(
@@ -306,3 +312,30 @@ async def test_writes_to_one_subscriber_never_overlap_while_subscribers_run_in_p
     await world.sync(state_path, events, transport=Tap(world.transport, before, after))
     assert all(worst[who] == 1 for who in owners)
     assert worst["*"] > 1
+
+
+class OtherShop(httpx.AsyncBaseTransport):
+    """The emulator, but `/api/v2/me` says the key belongs to another shop."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v2/me":
+            body = {"resource_id": "shop_other", "resource_name": "x", "resource_type": "shop"}
+            return httpx.Response(200, json=body)
+        return await self.inner.handle_async_request(request)
+
+
+async def test_a_state_file_filled_for_one_shop_is_refused_for_another(
+    world: World, state_path: Path
+) -> None:
+    await world.seed({"phone_number": PHONE})
+    await world.sync(state_path, [event(minute=1)])
+    with pytest.raises(StateMismatchError, match="belongs to shop shop_pslab0emulator"):
+        await world.sync(state_path, [event(minute=2)], transport=OtherShop(world.transport))
+
+
+async def test_a_run_with_nothing_to_do_makes_no_call(world: World, state_path: Path) -> None:
+    report = await world.sync(state_path, [])
+    assert sum(report.api_calls.values()) == 0
