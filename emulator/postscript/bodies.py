@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from emulator.postscript.errors import InvalidInputError, invalid, problem
+from emulator.postscript.keywords import Keyword
 from emulator.postscript.phones import to_e164
 from emulator.postscript.store import SubscriberDraft, SubscriberPatch
 from emulator.postscript.subscriber import MAX_CUSTOM_PROPERTIES, parse_time
@@ -116,15 +117,6 @@ class _Fields:
     def done(self) -> None:
         if self.problems:
             raise InvalidInputError(self.problems)
-
-
-@dataclass(frozen=True)
-class Keyword:
-    id: str
-    keyword: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "keyword": self.keyword}
 
 
 def api_subscriber(body: dict[str, Any], region: str, keywords: list[Keyword]) -> SubscriberDraft:

@@ -4,19 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from emulator.postscript.bodies import Keyword
 from emulator.postscript.config import EmulatorConfig
 from emulator.postscript.faults import Faults
 from emulator.postscript.journal import Journal
+from emulator.postscript.keywords import DEFAULT_KEYWORDS, Keyword
 from emulator.postscript.rate_limit import RateLimiter
 from emulator.postscript.state_file import StateFile
 from emulator.postscript.store import Store
-
-# A shop's keywords are read-only through the API; the emulator has these two.
-DEFAULT_KEYWORDS = (
-    Keyword(id="kw_5f1c0e8a", keyword="JOIN"),
-    Keyword(id="kw_9b2d47c3", keyword="VIP"),
-)
 
 
 @dataclass
