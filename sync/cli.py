@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.table import Table
+from stamina.instrumentation import RetryDetails, set_on_retry_hooks
 
 from sync.engine import Engine
 from sync.errors import AuthenticationError, SyncError
@@ -86,6 +87,7 @@ def sync_command(
         dry_run=dry_run,
     )
     err = Console(stderr=True)
+    set_on_retry_hooks([_RetryNotice(err)])  # instead of stamina's default log lines
     try:
         report = _run(settings, input_path, rejects_out, err, show_plans=dry_run)
     except AuthenticationError as exc:
@@ -137,6 +139,18 @@ def _run(
             if rejects_out is not None:
                 _write_rejects(rejects_out, engine)
         return report
+
+
+class _RetryNotice:
+    """On a terminal, one dim line per scheduled retry; silent otherwise."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+
+    def __call__(self, details: RetryDetails) -> None:
+        if self.console.is_terminal:
+            cause = type(details.caused_by).__name__
+            self.console.print(f"[dim]retrying in {details.wait_for:.1f} s after {cause}[/]")
 
 
 def _lines(source: TextIO) -> Iterator[str]:
