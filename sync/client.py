@@ -91,11 +91,12 @@ class PostscriptClient:
         """Subscribers whose phone is in `phones`, then those whose email is in `emails`.
 
         One query per non-empty filter (Postscript ANDs filters), following every page.
+        `__in` values go as repeated parameters (an email may contain a comma).
         """
         found: list[dict[str, Any]] = []
         for field, values in (("phone_number__in", list(phones)), ("email__in", list(emails))):
             if values:
-                found.extend(await self._list_all({field: ",".join(values)}))
+                found.extend(await self._list_all({field: values}))
         return found
 
     async def get_subscriber(self, subscriber_id: str) -> dict[str, Any]:
@@ -117,7 +118,7 @@ class PostscriptClient:
         """`POST /api/v2/events` (a custom event)."""
         return await self._call("events.create", "POST", "/api/v2/events", json=dict(body))
 
-    async def _list_all(self, query: dict[str, str]) -> list[dict[str, Any]]:
+    async def _list_all(self, query: dict[str, list[str]]) -> list[dict[str, Any]]:
         subscribers: list[dict[str, Any]] = []
         page = 1
         while True:

@@ -14,6 +14,7 @@ import anyio
 import httpx
 import pytest
 
+from emulator.postscript.config import EmulatorConfig
 from sync.client import PostscriptClient
 from sync.engine import Engine
 from sync.errors import (
@@ -339,3 +340,12 @@ async def test_a_state_file_filled_for_one_shop_is_refused_for_another(
 async def test_a_run_with_nothing_to_do_makes_no_call(world: World, state_path: Path) -> None:
     report = await world.sync(state_path, [])
     assert sum(report.api_calls.values()) == 0
+
+
+async def test_lookups_follow_every_page(state_path: Path) -> None:
+    world = World(EmulatorConfig(secret_key=SECRET, rate_limit_rps=0, page_size=2))
+    phones = [f"+1555555{index:04d}" for index in range(5)]
+    await world.seed(*({"phone_number": phone} for phone in phones))
+    report = await world.sync(state_path, [event(phone=phone) for phone in phones])
+    assert report.api_calls["subscribers.list"] == 3
+    assert (report.applied, report.parked) == (5, 0)
