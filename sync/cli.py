@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sqlite3
 import sys
@@ -113,6 +114,9 @@ def _run(
 ) -> Report:
     with ExitStack() as stack:
         source: TextIO = sys.stdin if input_path == "-" else stack.enter_context(open(input_path))
+        if source.isatty():  # nothing piped in: only retry parked and unfinished changes
+            err.print("[dim]no input on stdin: draining what the state file holds[/]")
+            source = io.StringIO()
         progress = _progress_bar(err) if err.is_terminal else None
         if progress is not None:
             stack.enter_context(progress)
