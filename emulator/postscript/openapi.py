@@ -289,6 +289,10 @@ def _api_paths() -> dict[str, Any]:
             "post": {
                 "operationId": "createSubscriber",
                 "summary": "Create a subscriber, pending double opt-in (cannot be sent to yet).",
+                "description": (
+                    "`keyword` or `keyword_id`, not both, naming an existing keyword; "
+                    "a phone number already taken is a 400 (`value_error.duplicate`)."
+                ),
                 "requestBody": _body(_CREATE_SUBSCRIBER),
                 "responses": _responses("201", _ref("Subscriber"), "The new subscriber", "400"),
             },
