@@ -19,7 +19,7 @@ from rich.table import Table
 from stamina.instrumentation import RetryDetails, set_on_retry_hooks
 
 from sync.engine import Engine
-from sync.errors import AuthenticationError, SyncError
+from sync.errors import AuthenticationError, PostscriptError, SyncError
 from sync.plan import Plan
 from sync.report import Report
 from sync.settings import Settings
@@ -93,8 +93,10 @@ def sync_command(
         report = _run(settings, input_path, rejects_out, err, show_plans=dry_run)
     except AuthenticationError as exc:
         _fail(f"Postscript refused the secret key (HTTP {exc.status}); check --secret-key")
-    except SyncError as exc:
+    except PostscriptError as exc:
         _fail(f"{exc}; run again with the same --state to resume")
+    except SyncError as exc:
+        _fail(str(exc))
     except sqlite3.DatabaseError as exc:
         _fail(f"{state} is not a usable pslab state file ({exc}); pass another --state")
     except OSError as exc:
