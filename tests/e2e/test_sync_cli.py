@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -170,3 +171,45 @@ def test_a_dry_run_prints_each_planned_write_and_changes_nothing(
     world = httpx.get(f"{emulator_url}/_emulator/state").json()
     assert world["events"] == []
     assert not (world["subscribers"][0].get("properties") or {}).get("Segment Audiences")
+
+
+def test_a_second_sync_on_a_state_file_in_use_is_refused(emulator_url: str, tmp_path: Path) -> None:
+    phones = [f"+1555555{index:04d}" for index in range(6)]
+    httpx.post(
+        f"{emulator_url}/_emulator/subscribers",
+        json={"subscribers": [{"phone_number": phone} for phone in phones]},
+    )
+    events = "\n".join(
+        json.dumps(
+            {
+                "type": "identify",
+                "messageId": f"m{index}",
+                "timestamp": "2024-05-01T12:00:00Z",
+                "traits": {"vip": True, "phone": phone},
+                "context": {
+                    "personas": {"computation_class": "audience", "computation_key": "vip"}
+                },
+            }
+        )
+        for index, phone in enumerate(phones)
+    )
+    source = tmp_path / "events.ndjson"
+    source.write_text(events)
+    state = tmp_path / "s.sqlite"
+    args = ["sync", "--input", str(source), "--base-url", emulator_url, "--state", str(state)]
+    env = {**os.environ, "POSTSCRIPT_SECRET_KEY": SECRET}
+    first = subprocess.Popen(  # noqa: S603 -- our own program
+        [*PSLAB, *args, "--rate-limit", "4"], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        lock = tmp_path / "s.sqlite.lock"
+        for _ in range(200):  # wait until the first run holds the lock (its pid is in the file)
+            if lock.exists() and lock.read_text().strip() == str(first.pid):
+                break
+            time.sleep(0.05)
+        second = pslab_sync(*args[1:])
+        assert second.returncode == 1
+        assert f"in use by another pslab sync (pid {first.pid})" in second.stderr
+    finally:
+        first.wait(timeout=60)
+    assert first.returncode == 0
