@@ -3,24 +3,22 @@
 `ingest` streams events through the parser into the ledger (bounded memory,
 batched transactions). `drain` then works the ledger off:
 
-1. finish writes a crashed run journaled but did not confirm (SPEC §4.4);
-2. make parked changes pending again;
-3. walk the pending identities in chunks of `lookup_batch`: one bulk lookup
-   by phone, then one by email for the rest; group the changes by subscriber;
-   plan each subscriber once; journal, PATCH, post the events, settle.
+1. check the state file belongs to the key's shop (one `GET /me`);
+2. finish writes a crashed run journaled but did not confirm (SPEC §4.4);
+3. make parked changes pending again;
+4. find every pending identity's subscriber in bulk (`sync.lookup`);
+5. plan each subscriber once over all its pending changes (`sync.plan`), and
+   for each: journal the write, PATCH, post the events, settle.
 
 Writes for one subscriber never overlap; a few subscribers are written at a
-time, all through the one paced client.
-"""
+time, all through the one paced client."""
 
 from __future__ import annotations
 
-import re
 import sqlite3
 import tempfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import closing
-from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
@@ -31,6 +29,7 @@ import httpx
 from sync.client import PostscriptClient
 from sync.errors import BadRequestError, NotFoundError, StateMismatchError
 from sync.ledger import Identity, IngestCounts, Intent, Ledger, hold_lock
+from sync.lookup import Lookup
 from sync.parse import AudienceChange, Rejection, parse_line, parse_payload
 from sync.plan import Plan, plan_subscriber
 from sync.report import Report
@@ -38,7 +37,6 @@ from sync.settings import Settings
 
 __all__ = ["Engine", "PlanCallback", "ProgressCallback"]
 
-Queue = dict[str, list[Identity]]  # lookup value (phone or email) -> identities carrying it
 ProgressCallback = Callable[[str, int, int | None], None]
 PlanCallback = Callable[[Plan], None]
 INGEST_SLICE = 5000
@@ -218,88 +216,16 @@ class Engine:
         self.ledger.mark_posted(intent_id, seq)
 
     async def _work_off_pending(self) -> None:
-        self.ledger.begin_resolution()
-        await self._resolve_pending()
-        await self._write_resolved()
-
-    async def _resolve_pending(self) -> None:
-        """Find every pending identity's subscriber: by phone, then by email (SPEC §4.5)."""
-        batch = self.settings.lookup_batch
-        total = self.ledger.count_pending_identities()
-        by_phone: Queue = {}
-        by_email: Queue = {}
-        last_key = ""
-        for done, identity in enumerate(self.ledger.pending_identities(), start=1):
-            key = identity.name  # identities come sorted, so equal keys are adjacent
-            if identity.phone:
-                if identity.phone not in by_phone and len(by_phone) >= batch:
-                    _merge(by_email, await self._resolve_phones(by_phone))
-                    by_phone = {}
-                    while len(by_email) >= batch:
-                        by_email = await self._resolve_emails(by_email, batch)
-                by_phone.setdefault(identity.phone, []).append(identity)
-            else:
-                if key not in by_email and len(by_email) >= batch:
-                    by_email = await self._resolve_emails(by_email, batch)
-                by_email.setdefault(key, []).append(identity)
-            if key != last_key:
-                self.report.identities += 1
-                last_key = key
-            self._report_progress("resolve", done, total)
-        if by_phone:
-            _merge(by_email, await self._resolve_phones(by_phone))
-        while by_email:
-            by_email = await self._resolve_emails(by_email, batch)
-
-    async def _resolve_phones(self, by_phone: Queue) -> Queue:
-        """One lookup for these phones; returns the not-found identities that have an email."""
-        found = await self._client.find_subscribers(phones=sorted(by_phone))
-        by_digits: dict[str, dict[str, Any]] = {}
-        for subscriber in sorted(found, key=_created):  # most recent last, so it wins
-            by_digits[_digits(subscriber.get("phone_number"))] = subscriber
-        fallback: Queue = {}
-        unknown: list[Identity] = []
-        for phone, identities in by_phone.items():
-            match = by_digits.get(_digits(phone))
-            if match is not None:
-                self.ledger.resolve(identities, match, via="phone")
-                continue
-            for identity in identities:
-                if identity.email:
-                    fallback.setdefault(identity.email, []).append(identity)
-                else:
-                    unknown.append(identity)
-        self._park(unknown)
-        return fallback
-
-    async def _resolve_emails(self, by_email: Queue, batch: int) -> Queue:
-        """One lookup for the first `batch` emails; returns the emails still to look up."""
-        emails = list(by_email)[:batch]
-        found = await self._client.find_subscribers(emails=emails)
-        matches: dict[str, list[dict[str, Any]]] = {}
-        for subscriber in found:
-            email = str(subscriber.get("email") or "").strip().lower()
-            matches.setdefault(email, []).append(subscriber)
-        unknown: list[Identity] = []
-        for email in emails:
-            candidates = matches.get(email)
-            if not candidates:
-                unknown.extend(by_email[email])
-                continue
-            if len({str(candidate["id"]) for candidate in candidates}) > 1:
-                self.report.ambiguous += 1
-            winner = max(candidates, key=_created)  # SPEC §4.5: the most recently created
-            self.ledger.resolve(by_email[email], winner, via="email")
-        self._park(unknown)
-        return {email: by_email[email] for email in list(by_email)[batch:]}
-
-    def _park(self, identities: Sequence[Identity]) -> None:
-        if identities:
-            self.ledger.park(identities)
-
-    async def _write_resolved(self) -> None:
-        """One plan, and at most one PATCH, per subscriber; a few subscribers at a time."""
-        total = self.ledger.count_resolved_subscribers()
+        """Find every pending identity's subscriber, then plan and write each subscriber once."""
+        lookup = Lookup(
+            self.ledger,
+            self._client,
+            self.report,
+            batch=self.settings.lookup_batch,
+            progress=self._progress,
+        )
+        await lookup.resolve_pending()
+        total = lookup.count()
         done = 0
         workers = anyio.CapacityLimiter(max(1, self.settings.workers))
 
@@ -310,7 +236,7 @@ class Engine:
             done += 1
             self._report_progress("write", done, total)
 
-        for chunk in self.ledger.resolved_subscribers(page=self.settings.lookup_batch):
+        for chunk in lookup.found(page=self.settings.lookup_batch):
             try:
                 async with anyio.create_task_group() as tasks:
                     for subscriber, identities in chunk:
@@ -371,23 +297,6 @@ class Engine:
             self.report.subscribers_patched += 1
         if self.settings.dry_run:
             self.report.events_posted += len(plan.events)
-
-
-def _merge(into: Queue, more: Mapping[str, list[Identity]]) -> None:
-    for key, identities in more.items():
-        into.setdefault(key, []).extend(identities)
-
-
-def _digits(phone: object) -> str:
-    return re.sub(r"\D", "", str(phone or ""))
-
-
-def _created(subscriber: Mapping[str, Any]) -> datetime:
-    try:
-        instant = datetime.fromisoformat(str(subscriber.get("created_at")))
-    except ValueError:
-        return datetime.min.replace(tzinfo=UTC)
-    return instant if instant.tzinfo is not None else instant.replace(tzinfo=UTC)
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:

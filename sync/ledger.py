@@ -8,7 +8,7 @@ Tables:
                 with `intent_events`, each marked once posted;
 - `applied`     per (subscriber, audience) the version the engine last settled,
                 so a stale event arriving through another identity changes nothing;
-- `identities`  the identity -> subscriber cache;
+- `identities`  the identity -> subscriber cache (written by `sync.lookup`);
 - `rejections`  rejected events with their reasons, per run;
 - `meta`        the shop the state belongs to.
 
@@ -22,7 +22,7 @@ import fcntl
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -33,7 +33,7 @@ from sync.errors import StateLockedError
 from sync.parse import AudienceChange, Rejection, Version, format_instant
 from sync.plan import Plan
 
-__all__ = ["Identity", "IngestCounts", "Intent", "Ledger", "hold_lock"]
+__all__ = ["Identity", "IngestCounts", "Intent", "Ledger", "dump_json", "hold_lock"]
 
 INGEST_TRANSACTION_ROWS = 5000
 
@@ -212,7 +212,7 @@ class Ledger:
                     counts.rejected += 1
                     db.execute(
                         "INSERT INTO rejections (run, line, reason, event) VALUES (?, ?, ?, ?)",
-                        (run, result.line, result.reason, _dump(result.event)),
+                        (run, result.line, result.reason, dump_json(result.event)),
                     )
                 elif not _insert_seen(db, result.version.message_id):
                     counts.duplicates += 1
@@ -308,81 +308,6 @@ class Ledger:
                 ).rowcount
         return parked
 
-    def begin_resolution(self) -> None:
-        """Scratch tables for one drain: identity -> subscriber, and the subscribers as read."""
-        self.db.executescript(
-            "CREATE TEMP TABLE IF NOT EXISTS resolved (phone TEXT NOT NULL, email TEXT NOT NULL, "
-            "subscriber_id TEXT NOT NULL, PRIMARY KEY (phone, email));"
-            "CREATE TEMP TABLE IF NOT EXISTS fetched "
-            "(subscriber_id TEXT PRIMARY KEY, body TEXT NOT NULL);"
-            "DELETE FROM temp.resolved; DELETE FROM temp.fetched;"
-        )
-
-    def resolve(
-        self, identities: Iterable[Identity], subscriber: Mapping[str, Any], via: str
-    ) -> None:
-        """Identities found as `subscriber` (as Postscript returned it); also cached for good."""
-        subscriber_id = str(subscriber["id"])
-        rows = [(*identity.key, subscriber_id) for identity in identities]
-        with self.transaction() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO temp.fetched (subscriber_id, body) VALUES (?, ?)",
-                (subscriber_id, _dump(subscriber)),
-            )
-            db.executemany(
-                "INSERT OR REPLACE INTO temp.resolved (phone, email, subscriber_id) "
-                "VALUES (?, ?, ?)",
-                rows,
-            )
-            db.executemany(
-                "INSERT INTO identities (phone, email, subscriber_id, via) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (phone, email) DO UPDATE SET "
-                "subscriber_id = excluded.subscriber_id, via = excluded.via",
-                [(*row, via) for row in rows],
-            )
-
-    def resolved_subscribers(
-        self, page: int = 50
-    ) -> Iterator[list[tuple[dict[str, Any], list[Identity]]]]:
-        """Pages of (subscriber as read this drain, the identities that resolved to it)."""
-        last = ""
-        while True:
-            ids = [
-                row[0]
-                for row in self.db.execute(
-                    "SELECT subscriber_id FROM temp.fetched WHERE subscriber_id > ? "
-                    "ORDER BY subscriber_id LIMIT ?",
-                    (last, page),
-                )
-            ]
-            if not ids:
-                return
-            chunk = []
-            for subscriber_id in ids:
-                body = self.db.execute(
-                    "SELECT body FROM temp.fetched WHERE subscriber_id = ?", (subscriber_id,)
-                ).fetchone()[0]
-                identities = [
-                    Identity(phone or None, email or None)
-                    for phone, email in self.db.execute(
-                        "SELECT phone, email FROM temp.resolved WHERE subscriber_id = ? "
-                        "ORDER BY phone, email",
-                        (subscriber_id,),
-                    )
-                ]
-                chunk.append((json.loads(body), identities))
-            yield chunk
-            last = ids[-1]
-
-    def cached_subscriber(self, identity: Identity) -> str | None:
-        row = self.db.execute(
-            "SELECT subscriber_id FROM identities WHERE phone = ? AND email = ?", identity.key
-        ).fetchone()
-        return None if row is None else str(row[0])
-
-    def count_resolved_subscribers(self) -> int:
-        return int(self.db.execute("SELECT COUNT(*) FROM temp.fetched").fetchone()[0])
-
     def applied_versions(self, subscriber_id: str) -> dict[str, Version]:
         cursor = self.db.execute(
             "SELECT audience_key, ts, message_id FROM applied WHERE subscriber_id = ?",
@@ -399,13 +324,13 @@ class Ledger:
         with self.transaction() as db:
             cursor = db.execute(
                 "INSERT INTO intents (subscriber_id, changes, patch) VALUES (?, ?, ?)",
-                (plan.subscriber_id, _dump(changes), _dump(plan.patch_properties)),
+                (plan.subscriber_id, dump_json(changes), dump_json(plan.patch_properties)),
             )
             intent_id = cursor.lastrowid
             assert intent_id is not None
             db.executemany(
                 "INSERT INTO intent_events (intent_id, seq, body) VALUES (?, ?, ?)",
-                [(intent_id, seq, _dump(body)) for seq, body in enumerate(plan.events)],
+                [(intent_id, seq, dump_json(body)) for seq, body in enumerate(plan.events)],
             )
         return intent_id
 
@@ -474,14 +399,14 @@ class Ledger:
             for change in changes:
                 db.execute(
                     "INSERT INTO rejections (run, line, reason, event) VALUES (?, ?, ?, ?)",
-                    (run, None, reason, _dump(_change_dict(change))),
+                    (run, None, reason, dump_json(_change_dict(change))),
                 )
                 _close(db, change, status="refused")
 
     def record_refusal(self, body: object, reason: str, run: int) -> None:
         self.db.execute(
             "INSERT INTO rejections (run, line, reason, event) VALUES (?, ?, ?, ?)",
-            (run, None, reason, _dump(body)),
+            (run, None, reason, dump_json(body)),
         )
 
     def count_pending_identities(self) -> int:
@@ -603,5 +528,5 @@ def _load_changes(items: list[dict[str, Any]]) -> list[AudienceChange]:
     ]
 
 
-def _dump(value: object) -> str:
+def dump_json(value: object) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)

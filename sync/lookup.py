@@ -1,0 +1,198 @@
+"""SPEC §4.5 in bulk: which subscriber each pending identity is, found by phone, then email.
+
+One drain looks every pending identity up once, `lookup_batch` values per call
+(`phone_number__in`, then `email__in` for identities with no phone or whose
+phone matched nobody), and keeps what it found in scratch tables of the
+ledger's connection: identity -> subscriber, and each subscriber as
+Postscript returned it. The engine then plans each subscriber once, from that
+read. Identities nobody matches are parked.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sync.client import PostscriptClient
+from sync.ledger import Identity, Ledger, dump_json
+from sync.report import Report
+
+__all__ = ["Found", "Lookup"]
+
+Queue = dict[str, list[Identity]]  # lookup value (phone or email) -> identities carrying it
+Found = tuple[dict[str, Any], list[Identity]]  # a subscriber as read, and who resolved to it
+ProgressCallback = Callable[[str, int, int | None], None]
+
+
+class Lookup:
+    """Resolves the ledger's pending identities through one client, for one drain."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        client: PostscriptClient,
+        report: Report,
+        *,
+        batch: int = 50,
+        progress: ProgressCallback | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.client = client
+        self.report = report
+        self.batch = batch
+        self.progress = progress
+        ledger.db.executescript(
+            "CREATE TEMP TABLE IF NOT EXISTS resolved (phone TEXT NOT NULL, email TEXT NOT NULL, "
+            "subscriber_id TEXT NOT NULL, PRIMARY KEY (phone, email));"
+            "CREATE TEMP TABLE IF NOT EXISTS fetched "
+            "(subscriber_id TEXT PRIMARY KEY, body TEXT NOT NULL);"
+            "DELETE FROM temp.resolved; DELETE FROM temp.fetched;"
+        )
+
+    async def resolve_pending(self) -> None:
+        """Look every pending identity up; count distinct identity keys in the report."""
+        total = self.ledger.count_pending_identities()
+        by_phone: Queue = {}
+        by_email: Queue = {}
+        last_key = ""
+        for done, identity in enumerate(self.ledger.pending_identities(), start=1):
+            key = identity.name  # identities come sorted, so equal keys are adjacent
+            if identity.phone:
+                if identity.phone not in by_phone and len(by_phone) >= self.batch:
+                    _merge(by_email, await self._by_phone(by_phone))
+                    by_phone = {}
+                    while len(by_email) >= self.batch:
+                        by_email = await self._by_email(by_email)
+                by_phone.setdefault(identity.phone, []).append(identity)
+            else:
+                if key not in by_email and len(by_email) >= self.batch:
+                    by_email = await self._by_email(by_email)
+                by_email.setdefault(key, []).append(identity)
+            if key != last_key:
+                self.report.identities += 1
+                last_key = key
+            if self.progress is not None:
+                self.progress("resolve", done, total)
+        if by_phone:
+            _merge(by_email, await self._by_phone(by_phone))
+        while by_email:
+            by_email = await self._by_email(by_email)
+
+    def count(self) -> int:
+        """Subscribers found in this drain."""
+        return int(self.ledger.db.execute("SELECT COUNT(*) FROM temp.fetched").fetchone()[0])
+
+    def found(self, page: int = 50) -> Iterator[list[Found]]:
+        """Pages of (subscriber as read in this drain, the identities that resolved to it)."""
+        db = self.ledger.db
+        last = ""
+        while True:
+            rows = db.execute(
+                "SELECT subscriber_id, body FROM temp.fetched WHERE subscriber_id > ? "
+                "ORDER BY subscriber_id LIMIT ?",
+                (last, page),
+            ).fetchall()
+            if not rows:
+                return
+            chunk: list[Found] = []
+            for subscriber_id, body in rows:
+                identities = [
+                    Identity(phone or None, email or None)
+                    for phone, email in db.execute(
+                        "SELECT phone, email FROM temp.resolved WHERE subscriber_id = ? "
+                        "ORDER BY phone, email",
+                        (subscriber_id,),
+                    )
+                ]
+                chunk.append((json.loads(body), identities))
+            yield chunk
+            last = rows[-1][0]
+
+    async def _by_phone(self, by_phone: Queue) -> Queue:
+        """One lookup for these phones; returns the not-found identities that have an email."""
+        found = await self.client.find_subscribers(phones=sorted(by_phone))
+        by_digits: dict[str, dict[str, Any]] = {}
+        for subscriber in sorted(found, key=_created):  # most recent last, so it wins
+            by_digits[_digits(subscriber.get("phone_number"))] = subscriber
+        fallback: Queue = {}
+        unknown: list[Identity] = []
+        for phone, identities in by_phone.items():
+            match = by_digits.get(_digits(phone))
+            if match is not None:
+                self._remember(identities, match, via="phone")
+                continue
+            for identity in identities:
+                if identity.email:
+                    fallback.setdefault(identity.email, []).append(identity)
+                else:
+                    unknown.append(identity)
+        self._park(unknown)
+        return fallback
+
+    async def _by_email(self, by_email: Queue) -> Queue:
+        """One lookup for the first `batch` emails; returns the emails still to look up."""
+        emails = list(by_email)[: self.batch]
+        found = await self.client.find_subscribers(emails=emails)
+        matches: dict[str, list[dict[str, Any]]] = {}
+        for subscriber in found:
+            email = str(subscriber.get("email") or "").strip().lower()
+            matches.setdefault(email, []).append(subscriber)
+        unknown: list[Identity] = []
+        for email in emails:
+            candidates = matches.get(email)
+            if not candidates:
+                unknown.extend(by_email[email])
+                continue
+            if len({str(candidate["id"]) for candidate in candidates}) > 1:
+                self.report.ambiguous += 1
+            newest = max(candidates, key=_created)  # SPEC §4.5: the most recently created
+            self._remember(by_email[email], newest, via="email")
+        self._park(unknown)
+        return {email: by_email[email] for email in list(by_email)[self.batch :]}
+
+    def _remember(
+        self, identities: Iterable[Identity], subscriber: Mapping[str, Any], via: str
+    ) -> None:
+        """Identities found as `subscriber`: for this drain, and in the lasting cache."""
+        subscriber_id = str(subscriber["id"])
+        rows = [(*identity.key, subscriber_id) for identity in identities]
+        with self.ledger.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO temp.fetched (subscriber_id, body) VALUES (?, ?)",
+                (subscriber_id, dump_json(subscriber)),
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO temp.resolved (phone, email, subscriber_id) "
+                "VALUES (?, ?, ?)",
+                rows,
+            )
+            db.executemany(
+                "INSERT INTO identities (phone, email, subscriber_id, via) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (phone, email) DO UPDATE SET "
+                "subscriber_id = excluded.subscriber_id, via = excluded.via",
+                [(*row, via) for row in rows],
+            )
+
+    def _park(self, identities: list[Identity]) -> None:
+        if identities:
+            self.ledger.park(identities)
+
+
+def _merge(into: Queue, more: Mapping[str, list[Identity]]) -> None:
+    for key, identities in more.items():
+        into.setdefault(key, []).extend(identities)
+
+
+def _digits(phone: object) -> str:
+    return re.sub(r"\D", "", str(phone or ""))
+
+
+def _created(subscriber: Mapping[str, Any]) -> datetime:
+    try:
+        instant = datetime.fromisoformat(str(subscriber.get("created_at")))
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
+    return instant if instant.tzinfo is not None else instant.replace(tzinfo=UTC)
