@@ -56,6 +56,10 @@ def emulator_command(
         Path | None,
         typer.Option(help="SQLite file that keeps subscribers and events across restarts."),
     ] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help="Print the ready line and the final summary as JSON objects."),
+    ] = False,
 ) -> None:
     """Serve the Postscript API emulator (and its /_emulator admin surface) until interrupted."""
     config = EmulatorConfig(secret_key=secret_key, rate_limit_rps=rate_limit, state_path=state)
@@ -67,16 +71,33 @@ def emulator_command(
     seeded = _seed(emulator, seed) if seed is not None else 0
 
     def announce(base_url: str) -> None:
-        summary = {
+        ready = {
+            "url": base_url,
             "subscribers": len(emulator.store),
             "seeded": seeded,
             "rate_limit_rps": rate_limit,
+            "state": str(state) if state else None,
         }
         # click.echo flushes, so a parent process reading our stdout sees the line at once
-        typer.echo(f"Postscript emulator listening on {base_url} {json.dumps(summary)}")
+        if as_json:
+            typer.echo(json.dumps(ready))
+        else:
+            typer.echo(f"Postscript emulator listening on {base_url} (Ctrl-C stops it)")
 
     try:
         serve_forever(app, host, port, announce)
     except RuntimeError as error:
         typer.echo(f"Error: {error}", err=True)
         raise typer.Exit(1) from None
+    summary = {
+        "api_requests": emulator.journal.total,
+        "subscribers": len(emulator.store),
+        "events": len(emulator.store.events()),
+    }
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        typer.echo(
+            f"Stopped after {summary['api_requests']:,} API requests; "
+            f"{summary['subscribers']:,} subscribers, {summary['events']:,} events held."
+        )

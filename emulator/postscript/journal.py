@@ -19,10 +19,12 @@ class Journal:
     def __init__(self, size: int) -> None:
         self._entries: deque[dict[str, Any]] = deque(maxlen=size)
         self._lock = threading.Lock()
+        self.total = 0  # every request since start or reset, including forgotten ones
 
     def append(self, entry: dict[str, Any]) -> None:
         with self._lock:
             self._entries.append(entry)
+            self.total += 1
 
     def entries(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -33,6 +35,7 @@ class Journal:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self.total = 0
 
 
 class JournalMiddleware:

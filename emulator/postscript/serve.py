@@ -104,5 +104,7 @@ def serve_forever(app: Starlette, host: str, port: int, on_ready: Callable[[str]
         # uvloop when it is installed (uvicorn[standard]), as `uvicorn.run` would choose
         with asyncio.Runner(loop_factory=server.config.get_loop_factory()) as runner:
             runner.run(run())
+    except KeyboardInterrupt:
+        pass  # uvicorn re-raises the Ctrl-C it handled once it has shut down cleanly
     finally:
         sock.close()

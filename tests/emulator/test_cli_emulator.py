@@ -94,3 +94,18 @@ def test_a_port_in_use_is_refused_in_one_sentence() -> None:
         f"Error: cannot listen on 127.0.0.1:{port} (Address already in use); "
         "choose another host or port"
     )
+
+
+def test_json_prints_the_ready_line_and_the_summary_as_objects() -> None:
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and fixed arguments
+        [*PSLAB, "--port", "0", "--json"], stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    with ThreadPoolExecutor(1) as pool:
+        ready = json.loads(pool.submit(process.stdout.readline).result(timeout=30))
+    httpx.get(f"{ready['url']}/api/v2/me", headers={"Authorization": "Bearer sk_test_pslab"})
+    process.send_signal(signal.SIGINT)
+    out, _ = process.communicate(timeout=15)
+    assert ready["url"].startswith("http://127.0.0.1:")
+    assert ready["subscribers"] == 0
+    assert json.loads(out) == {"api_requests": 1, "subscribers": 0, "events": 0}
