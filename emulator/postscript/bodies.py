@@ -61,7 +61,7 @@ class _Fields:
         value = self.body.get(name)
         if value is None:
             if required:
-                self.fail(name, "field required", "value_error.missing")
+                self.fail(name, f"{name} is required", "value_error.missing")
             return None
         if not isinstance(value, str):
             self.fail(name, "must be a string", "type_error.str")
