@@ -27,10 +27,13 @@ def _seed(emulator: Emulator, path: Path) -> int:
         ) from None
     except InvalidInputError as error:
         first = error.problems[0]
+        where = ".".join(map(str, first["loc"][1:]))  # drop the leading "body"
+        if first["type"] == "value_error.duplicate":
+            advice = "the --state file may hold it already; drop --seed or use a new --state"
+        else:
+            advice = 'it must look like {"subscribers": [{"phone_number": "+15555550100"}]}'
         raise typer.BadParameter(
-            f"{path} is not a valid seed ({'.'.join(map(str, first['loc']))}: {first['msg']}); "
-            'it must look like {"subscribers": [{"phone_number": "+15555550100"}]}',
-            param_hint="--seed",
+            f"cannot load {path} ({where}: {first['msg']}); {advice}", param_hint="--seed"
         ) from None
 
 
