@@ -2,7 +2,7 @@
 
 The emulator runs in this process (rate limit off); each system runs in its
 own child process (multiprocessing, spawn), so the peak resident memory it
-reports (`ru_maxrss`) is its own. Between the systems the emulator is reset
+reports (`VmHWM`) is its own. Between the systems the emulator is reset
 and reseeded, so both start from the same world. Time to converge at
 15 requests/s is computed as calls / 15, not waited for.
 
@@ -101,8 +101,21 @@ class MillionShape:
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory (`ru_maxrss` is KiB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    """This process's own peak resident memory, in MB.
+
+    On Linux this is `VmHWM`, not `ru_maxrss`: a spawned child's `ru_maxrss`
+    starts at its parent's resident size (the kernel carries the high-water
+    mark across fork and exec), which would charge the emulator's memory to
+    the system under test.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
@@ -373,7 +386,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"Lower bound (SPEC §5): **{bound:,}** calls; engine = {calls / bound:.3f} x bound,"
         f" baseline / engine = {baseline['api_calls']['total'] / calls:.2f}. The emulator's"
         " rate limit is off: time at 15 req/s is API calls / 15, wall time is what it took."
-        " Peak memory is each system's own process (`ru_maxrss`).",
+        " Peak memory is the high-water resident size of each system's own process.",
     ]
     million = result.get("million")
     if million is not None:

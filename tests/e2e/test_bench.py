@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import copy
 import json
+import multiprocessing
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import pytest
 
-from emulator.bench import check, markdown
+from emulator.bench import check, markdown, peak_rss_mb
 from emulator.segment.workload import build_workload
 from emulator.sidebyside import WorkloadFacts, count_repeated
 
@@ -118,6 +120,19 @@ def test_lower_bound_adds_lookups_changed_subscribers_and_changed_entries() -> N
     assert facts.subscribers_changed <= facts.identities <= 40
     assert facts.lower_bound(lookup_batch=50) == 1 + facts.subscribers_changed + entries
     assert facts.lower_bound(lookup_batch=50, post_events=False) == 1 + facts.subscribers_changed
+
+
+def test_a_spawned_childs_peak_memory_is_its_own_not_its_parents() -> None:
+    ballast = bytearray(300 * 1024 * 1024)
+    ballast[::4096] = b"x" * len(range(0, len(ballast), 4096))  # touch every page
+    context = multiprocessing.get_context("spawn")
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        child_peak = pool.submit(peak_rss_mb).result(timeout=60)
+
+    assert peak_rss_mb() > 300
+    assert 0 < child_peak < 200
+    del ballast
 
 
 @pytest.mark.slow
