@@ -237,10 +237,11 @@ class Engine:
             self._report_progress("write", done, total)
 
         for chunk in lookup.found(page=self.settings.lookup_batch):
+            chunk = await lookup.refresh(chunk, self.settings.max_read_age_s)
             try:
                 async with anyio.create_task_group() as tasks:
-                    for subscriber, identities in chunk:
-                        tasks.start_soon(write, subscriber, identities)
+                    for found in chunk:
+                        tasks.start_soon(write, found.subscriber, found.identities)
             except BaseExceptionGroup as failures:
                 raise _first_leaf(failures) from None
 

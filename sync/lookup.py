@@ -5,14 +5,17 @@ One drain looks every pending identity up once, `lookup_batch` values per call
 phone matched nobody), and keeps what it found in scratch tables of the
 ledger's connection: identity -> subscriber, and each subscriber as
 Postscript returned it. The engine then plans each subscriber once, from that
-read. Identities nobody matches are parked.
+read; one read longer ago than `max_read_age_s` is read again, in bulk, just
+before the write (`refresh`). Identities nobody matches are parked.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,8 +26,16 @@ from sync.report import Report
 __all__ = ["Found", "Lookup"]
 
 Queue = dict[str, list[Identity]]  # lookup value (phone or email) -> identities carrying it
-Found = tuple[dict[str, Any], list[Identity]]  # a subscriber as read, and who resolved to it
 ProgressCallback = Callable[[str, int, int | None], None]
+
+
+@dataclass
+class Found:
+    """A subscriber as Postscript returned it (at `read_at`), and the identities that are it."""
+
+    subscriber: dict[str, Any]
+    identities: list[Identity]
+    read_at: float  # time.monotonic() of the read
 
 
 class Lookup:
@@ -48,7 +59,7 @@ class Lookup:
             "CREATE TEMP TABLE IF NOT EXISTS resolved (phone TEXT NOT NULL, email TEXT NOT NULL, "
             "subscriber_id TEXT NOT NULL, PRIMARY KEY (phone, email));"
             "CREATE TEMP TABLE IF NOT EXISTS fetched "
-            "(subscriber_id TEXT PRIMARY KEY, body TEXT NOT NULL);"
+            "(subscriber_id TEXT PRIMARY KEY, body TEXT NOT NULL, read_at REAL NOT NULL);"
             "DELETE FROM temp.resolved; DELETE FROM temp.fetched;"
         )
 
@@ -91,14 +102,14 @@ class Lookup:
         last = ""
         while True:
             rows = db.execute(
-                "SELECT subscriber_id, body FROM temp.fetched WHERE subscriber_id > ? "
+                "SELECT subscriber_id, body, read_at FROM temp.fetched WHERE subscriber_id > ? "
                 "ORDER BY subscriber_id LIMIT ?",
                 (last, page),
             ).fetchall()
             if not rows:
                 return
             chunk: list[Found] = []
-            for subscriber_id, body in rows:
+            for subscriber_id, body, read_at in rows:
                 identities = [
                     Identity(phone or None, email or None)
                     for phone, email in db.execute(
@@ -107,9 +118,36 @@ class Lookup:
                         (subscriber_id,),
                     )
                 ]
-                chunk.append((json.loads(body), identities))
+                chunk.append(Found(json.loads(body), identities, read_at))
             yield chunk
             last = rows[-1][0]
+
+    async def refresh(self, chunk: list[Found], max_age_s: float) -> list[Found]:
+        """Read again, in bulk, the subscribers read more than `max_age_s` ago.
+
+        A long run writes its last subscribers long after it looked them up;
+        the PATCH must start from a recent list, or it could undo someone
+        else's change to it. A subscriber the bulk read misses keeps its read.
+        """
+        now = time.monotonic()
+        old = [found for found in chunk if now - found.read_at > max_age_s]
+        if not old:
+            return chunk
+        bodies = [found.subscriber for found in old]
+        phones = [str(body["phone_number"]) for body in bodies if body.get("phone_number")]
+        email_only = [body for body in bodies if not body.get("phone_number")]
+        emails = [str(body["email"]) for body in email_only if body.get("email")]
+        fresh = {
+            str(subscriber["id"]): subscriber
+            for subscriber in await self.client.find_subscribers(phones=phones, emails=emails)
+        }
+        read_at = time.monotonic()
+        return [
+            Found(fresh[key], found.identities, read_at)
+            if (key := str(found.subscriber["id"])) in fresh
+            else found
+            for found in chunk
+        ]
 
     async def _by_phone(self, by_phone: Queue) -> Queue:
         """One lookup for these phones; returns the not-found identities that have an email."""
@@ -161,8 +199,9 @@ class Lookup:
         rows = [(*identity.key, subscriber_id) for identity in identities]
         with self.ledger.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO temp.fetched (subscriber_id, body) VALUES (?, ?)",
-                (subscriber_id, dump_json(subscriber)),
+                "INSERT OR REPLACE INTO temp.fetched (subscriber_id, body, read_at) "
+                "VALUES (?, ?, ?)",
+                (subscriber_id, dump_json(subscriber), time.monotonic()),
             )
             db.executemany(
                 "INSERT OR REPLACE INTO temp.resolved (phone, email, subscriber_id) "

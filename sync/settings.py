@@ -22,3 +22,4 @@ class Settings:
     timeout_s: float = 10.0
     dry_run: bool = False
     workers: int = 4  # subscribers written concurrently (never two writes to one subscriber)
+    max_read_age_s: float = 60.0  # a subscriber read longer ago is read again before its PATCH

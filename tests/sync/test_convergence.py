@@ -10,6 +10,7 @@ from typing import Any
 
 import anyio
 from hypothesis import given
+from hypothesis import strategies as st
 
 from emulator.segment.strategies import Traffic, audience_traffic
 from sync.plan import ENTERED, EXITED
@@ -34,7 +35,9 @@ FAULTS = {
 }
 
 
-def _converge(traffic: Traffic, faults: dict[str, Any] | None = None) -> dict[str, Any]:
+def _converge(
+    traffic: Traffic, faults: dict[str, Any] | None = None, max_read_age_s: float = 60.0
+) -> dict[str, Any]:
     """Seed, run the engine once per delivery run on one state file, return the emulator state."""
 
     async def scenario() -> dict[str, Any]:
@@ -50,7 +53,7 @@ def _converge(traffic: Traffic, faults: dict[str, Any] | None = None) -> dict[st
                 ]
                 if arriving:
                     await WORLD.seed(*arriving)
-                report = await WORLD.sync(state_path, run)
+                report = await WORLD.sync(state_path, run, max_read_age_s=max_read_age_s)
                 assert report.pending == 0, report
             assert (report.parked > 0) is bool(traffic.never_seeded), report
         await WORLD.faults()
@@ -98,11 +101,11 @@ def _canonical(identity: str, traffic: Traffic) -> str:
 
 
 @CONVERGENCE
-@given(audience_traffic(late_subscribers=True))
+@given(audience_traffic(late_subscribers=True), st.sampled_from([0.0, 60.0]))
 def test_membership_converges_under_any_delivery_order_duplicates_runs_and_arrivals(
-    traffic: Traffic,
+    traffic: Traffic, max_read_age_s: float
 ) -> None:
-    _assert_spec_4(traffic, _converge(traffic))
+    _assert_spec_4(traffic, _converge(traffic, max_read_age_s=max_read_age_s))
 
 
 @CONVERGENCE

@@ -349,3 +349,26 @@ async def test_lookups_follow_every_page(state_path: Path) -> None:
     report = await world.sync(state_path, [event(phone=phone) for phone in phones])
     assert report.api_calls["subscribers.list"] == 3
     assert (report.applied, report.parked) == (5, 0)
+
+
+async def test_a_list_changed_after_the_lookup_is_read_again_before_the_patch(
+    world: World, state_path: Path
+) -> None:
+    (seeded,) = await world.seed({"phone_number": PHONE})
+    edited: list[bool] = []
+
+    async def edit_after_lookup(request: httpx.Request) -> None:
+        if request.method == "GET" and request.url.path == "/api/v2/subscribers" and not edited:
+            edited.append(True)
+            edit = httpx.Request(
+                "PATCH",
+                f"http://emulator/api/v2/subscribers/{seeded['id']}",
+                headers={"Authorization": f"Bearer {SECRET}"},
+                json={"properties": {"Segment Audiences": ["by_hand"]}},
+            )
+            await world.transport.handle_async_request(edit)
+
+    tap = Tap(world.transport, after=edit_after_lookup)
+    report = await world.sync(state_path, [event()], transport=tap, max_read_age_s=0)
+    assert audiences_of(await subscriber(world, PHONE)) == ["by_hand", "vip"]
+    assert report.api_calls["subscribers.list"] == 2  # the lookup, then the re-read
