@@ -14,10 +14,9 @@ __all__ = ["Report"]
 class Report:
     """Counts for one engine run (ingest + drain).
 
-    Every accepted event ends the run in exactly one bucket: written or found
-    already in place (`applied`), superseded by a newer version (`stale`),
-    refused by Postscript (`refused`), `parked`, or still `pending` (only when
-    the drain stopped early).
+    After a drain every change the ledger holds is settled (`applied`, or
+    superseded), `refused`, `parked`, or still `pending` (only when the drain
+    stopped early: the exit status is then non-zero).
     """
 
     received: int = 0  # events read (batches count each event), rejected ones included
@@ -33,7 +32,7 @@ class Report:
     pending: int = 0  # changes not yet settled (0 when drained)
     unparked: int = 0  # parked changes retried at the start of this run
     resumed: int = 0  # unfinished writes of a crashed run, completed
-    identities: int = 0  # distinct identities (phone, email) looked up this run
+    identities: int = 0  # distinct identity keys looked up: phone (E.164), else email
     subscribers_patched: int = 0
     events_posted: int = 0
     ambiguous: int = 0  # emails that matched several subscribers
