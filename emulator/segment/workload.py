@@ -3,7 +3,7 @@
 `build_workload("standard")` is the workload of SPEC §9 (10,000 shoppers,
 8 audiences, backfill p=0.3, three rounds flipping 10%, 10% duplicates,
 windows of 500, 2% late; about 35,000 lines). `build_workload("quick")` is the
-same shape at CI size (500 shoppers, 4 audiences, windows of 100; about 900
+same shape at CI size (500 shoppers, 8 audiences, windows of 100; about 1,700
 lines). Any `WorkloadConfig` field can be overridden by keyword.
 
 `string_bool_rate` (events whose membership is the string "true"/"false") and
@@ -52,7 +52,7 @@ class WorkloadConfig:
 
 PRESETS: dict[str, WorkloadConfig] = {
     "standard": WorkloadConfig(users=10_000, audiences=8, shuffle_window=500),
-    "quick": WorkloadConfig(users=500, audiences=4, shuffle_window=100),
+    "quick": WorkloadConfig(users=500, audiences=8, shuffle_window=100),
 }
 
 
