@@ -125,7 +125,7 @@ def demo_table(result: dict[str, Any]) -> Table:
             f" {RATE_LIMIT_RPS:.0f}. Lower bound (SPEC §5): {result['lower_bound']:,} calls."
         ),
     )
-    table.add_column("")
+    table.add_column("", no_wrap=True)
     table.add_column("engine", justify="right")
     table.add_column("Segment destination", justify="right")
 
