@@ -99,10 +99,6 @@ class Identity:
     phone: str | None
     email: str | None
 
-    @classmethod
-    def of(cls, change: AudienceChange) -> Identity:
-        return cls(change.phone, change.email)
-
     @property
     def key(self) -> tuple[str, str]:
         return (self.phone or "", self.email or "")

@@ -36,11 +36,6 @@ class Version:
     timestamp: datetime
     message_id: str
 
-    @property
-    def sort_key(self) -> str:
-        """A string whose order is the version order (stored in the ledger)."""
-        return f"{format_instant(self.timestamp)}|{self.message_id}"
-
 
 @dataclass(frozen=True)
 class AudienceChange:
@@ -53,13 +48,6 @@ class AudienceChange:
     member: bool
     version: Version
 
-    @property
-    def identity(self) -> str:
-        """The identity key: the phone in E.164, else the lower-cased email."""
-        identity = self.phone or self.email
-        assert identity is not None
-        return identity
-
 
 @dataclass(frozen=True)
 class Rejection:
@@ -71,8 +59,13 @@ class Rejection:
 
 
 def format_instant(instant: datetime) -> str:
-    """UTC with fixed width, so that string order is time order."""
-    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """UTC with fixed width, so that string order is time order (the ledger compares these).
+
+    `isoformat` pads the year to four digits where `strftime("%Y")` does not:
+    year 999 would sort after 2024 and not parse back.
+    """
+    utc = instant.astimezone(UTC).replace(tzinfo=None)
+    return utc.isoformat(timespec="microseconds") + "Z"
 
 
 def parse_line(
@@ -231,7 +224,10 @@ def _instant(event: Mapping[str, Any]) -> datetime:
             raise _Rejected(f"{field} is {raw!r}, which is not an ISO-8601 timestamp") from None
         if instant.tzinfo is None:  # Segment timestamps are UTC when no offset is given
             instant = instant.replace(tzinfo=UTC)
-        return instant.astimezone(UTC)
+        try:
+            return instant.astimezone(UTC)
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+            raise _Rejected(f"{field} is {raw!r}, which is out of range in UTC") from None
     raise _Rejected("the event has no timestamp, originalTimestamp or receivedAt")
 
 

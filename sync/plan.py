@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from sync.parse import AudienceChange, Version
@@ -26,7 +26,6 @@ __all__ = [
 AUDIENCES_PROPERTY = "Segment Audiences"
 ENTERED = "Segment_Audience_Entered"
 EXITED = "Segment_Audience_Exited"
-OCCURRED_AT_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
 
 @dataclass(frozen=True)
@@ -116,7 +115,12 @@ def _event(subscriber_id: str, winner: AudienceChange) -> dict[str, Any]:
     return {
         "type": ENTERED if winner.member else EXITED,
         "subscriber_id": subscriber_id,
-        "occurred_at": winner.version.timestamp.astimezone(UTC).strftime(OCCURRED_AT_FORMAT),
+        "occurred_at": _occurred_at(winner.version.timestamp),
         "external_id": winner.version.message_id,
         "properties": properties,
     }
+
+
+def _occurred_at(instant: datetime) -> str:
+    """Postscript's `%Y-%m-%d %H:%M:%S.%f` in UTC, with the year padded to four digits."""
+    return instant.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")

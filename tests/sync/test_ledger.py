@@ -47,6 +47,18 @@ def test_only_the_greatest_version_per_identity_and_audience_stays_pending(
     assert pending.member is True
 
 
+def test_a_version_before_year_1000_is_ordered_as_a_time_and_read_back(state_path: Path) -> None:
+    early = Version(datetime(999, 1, 1, tzinfo=UTC), "m-early")
+    with Ledger(state_path) as ledger:
+        counts = ledger.record(
+            [change(False, 0, "m1"), AudienceChange(PHONE.phone, None, "vip", None, True, early)],
+            ledger.start_run(),
+        )
+        (pending,) = ledger.pending_changes([PHONE])
+    assert (counts.accepted, counts.stale) == (1, 1)
+    assert pending.version.message_id == "m1"
+
+
 def test_rejections_are_kept_with_their_reason_and_line(state_path: Path) -> None:
     with Ledger(state_path) as ledger:
         run = ledger.start_run()

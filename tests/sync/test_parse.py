@@ -213,6 +213,15 @@ def test_an_unreadable_timestamp_is_rejected_with_the_value_shown() -> None:
     assert "'yesterday'" in reason(track(timestamp="yesterday"))
 
 
+def test_a_timestamp_that_is_not_a_string_is_rejected() -> None:
+    assert "expected an ISO-8601 timestamp string" in reason(track(timestamp=1714564800))
+
+
+def test_a_timestamp_that_leaves_the_calendar_in_utc_is_rejected_not_raised() -> None:
+    assert "out of range in UTC" in reason(track(timestamp="0001-01-01T00:00:00+01:00"))
+    assert "out of range in UTC" in reason(track(timestamp="9999-12-31T23:30:00-01:00"))
+
+
 def test_a_missing_message_id_is_replaced_by_a_hash_of_the_canonical_event() -> None:
     event = track()
     del event["messageId"]

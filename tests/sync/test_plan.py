@@ -130,6 +130,13 @@ def test_occurred_at_is_the_winning_timestamp_in_utc_with_microseconds() -> None
     assert plan.events[0]["occurred_at"] == "2024-05-01 14:00:00.123456"
 
 
+def test_occurred_at_pads_an_early_year_to_four_digits() -> None:
+    version = Version(datetime(999, 1, 2, tzinfo=UTC), "m")
+    early = AudienceChange(None, "a@example.com", "vip", None, True, version)
+    plan = plan_subscriber(subscriber([]), [early])
+    assert plan.events[0]["occurred_at"] == "0999-01-02 00:00:00.000000"
+
+
 changes_strategy = st.lists(
     st.builds(
         change,
