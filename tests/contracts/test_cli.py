@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 from typer.testing import CliRunner
 
 from contracts.cli import EXIT_MISSING_LIVE_SETTINGS, app
-from contracts.contract import load_contracts
+from contracts.contract import RECORDED, load_contracts
 from emulator.postscript.config import EmulatorConfig
 from emulator.postscript.serve import serve_in_background
 
@@ -39,10 +41,26 @@ def test_list_names_every_contract_with_its_provenance() -> None:
 def test_verify_json_reports_every_contract_against_the_in_process_emulator() -> None:
     result = CliRunner().invoke(app, ["verify", "--json"])
     report = json.loads(result.output)
-    assert {c["name"] for c in report["contracts"]} == {c.name for c in load_contracts()}
-    assert result.exit_code == (
-        1 if any(c["outcome"] == "differs" for c in report["contracts"]) else 0
-    )
+    assert {c["name"]: c["outcome"] for c in report["contracts"]} == {
+        c.name: "ok" for c in load_contracts()
+    }
+    assert result.exit_code == 0
+
+
+def test_verify_exits_1_naming_a_contract_the_emulator_no_longer_meets(tmp_path: Path) -> None:
+    for source in RECORDED.glob("*.json"):
+        shutil.copy(source, tmp_path)
+    changed = tmp_path / "subscribers.get.json"
+    contract = json.loads(changed.read_text())
+    contract["response"]["status"] = 201
+    changed.write_text(json.dumps(contract))
+
+    result = CliRunner().invoke(app, ["verify", "--folder", str(tmp_path)])
+
+    assert result.exit_code == 1
+    assert "FAIL subscribers.get" in result.output
+    assert "subscribers.get: status: wrong status (expected 201, got 200)" in result.output
+    assert result.output.splitlines()[-1].endswith("1 differ, 0 skipped")
 
 
 @pytest.mark.parametrize(
