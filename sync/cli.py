@@ -6,7 +6,6 @@ import io
 import json
 import sqlite3
 import sys
-from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, NoReturn, TextIO
@@ -115,7 +114,14 @@ def _run(
     settings: Settings, input_path: str, rejects_out: Path | None, err: Console, *, show_plans: bool
 ) -> Report:
     with ExitStack() as stack:
-        source: TextIO = sys.stdin if input_path == "-" else stack.enter_context(open(input_path))
+        # NDJSON is UTF-8; a line with other bytes is rejected alone (sync.parse), not fatal
+        if input_path == "-":
+            if isinstance(sys.stdin, io.TextIOWrapper):  # not so under test runners
+                sys.stdin.reconfigure(encoding="utf-8", errors="surrogateescape")
+            source: TextIO = sys.stdin
+        else:
+            opened = open(input_path, encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
+            source = stack.enter_context(opened)
         if source.isatty():  # nothing piped in: only retry parked and unfinished changes
             err.print("[dim]no input on stdin: draining what the state file holds[/]")
             source = io.StringIO()
@@ -138,7 +144,7 @@ def _run(
                 progress=on_progress,
             )
         )
-        engine.ingest(_lines(source))
+        engine.ingest(source)
         try:
             report = anyio.run(engine.drain)
         finally:
@@ -159,19 +165,15 @@ class _RetryNotice:
             self.console.print(f"[dim]retrying in {details.wait_for:.1f} s after {cause}[/]")
 
 
-def _lines(source: TextIO) -> Iterator[str]:
-    yield from source
-
-
 def _print_plan(plan: Plan) -> None:
     planned = {"subscriber_id": plan.subscriber_id, "patch": plan.patch_properties}
     print(json.dumps({**planned, "events": plan.events}, sort_keys=True))
 
 
 def _write_rejects(path: Path, engine: Engine) -> None:
-    with path.open("w") as out:
-        for rejection in engine.rejections():
-            out.write(json.dumps(rejection, ensure_ascii=False) + "\n")
+    with path.open("w", encoding="utf-8") as out:
+        for rejection in engine.rejections():  # ASCII-escaped: bytes that were not UTF-8 survive
+            out.write(json.dumps(rejection) + "\n")
 
 
 def _progress_bar(console: Console) -> Progress:

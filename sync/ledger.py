@@ -525,4 +525,5 @@ def _load_changes(items: list[dict[str, Any]]) -> list[AudienceChange]:
 
 
 def dump_json(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    """Compact JSON, ASCII-escaped: a rejected event's lone surrogate stays storable."""
+    return json.dumps(value, separators=(",", ":"), default=str)

@@ -75,6 +75,10 @@ def parse_line(
     text = line.strip()
     if not text:
         return []
+    if not _is_unicode(text):  # undecodable bytes, read with errors="surrogateescape"
+        where = f"line {line_no}" if line_no is not None else "the line"
+        reason = f"{where} is not UTF-8 text; re-encode it as UTF-8 or drop it"
+        return [Rejection(reason, text[:200], line_no)]
     try:
         payload = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -144,6 +148,14 @@ def _parse(event: Mapping[str, Any], default_region: str) -> AudienceChange:
     phone = _phone(traits.get("phone"), default_region) or _phone(
         context_traits.get("phone"), default_region
     )
+    for field, text in (
+        ("context.personas.computation_key", audience_key),
+        ("context.personas.computation_id", audience_id),
+        ("the email", email),
+        ("messageId", event.get("messageId")),
+    ):
+        if isinstance(text, str) and not _is_unicode(text):
+            raise _Rejected(f"{field} holds an unpaired surrogate (like \\ud800), not Unicode text")
     if email is None and phone is None:
         raise _Rejected(
             "either email or phone is required (traits or context.traits; "
@@ -157,6 +169,17 @@ def _parse(event: Mapping[str, Any], default_region: str) -> AudienceChange:
         member=member,
         version=Version(_instant(event), _message_id(event)),
     )
+
+
+def _is_unicode(text: str) -> bool:
+    """False for a str holding lone surrogates, which no store or wire format accepts."""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _object(value: object) -> Mapping[str, Any]:
@@ -236,4 +259,5 @@ def _message_id(event: Mapping[str, Any]) -> str:
     if isinstance(message_id, str | int) and not isinstance(message_id, bool) and message_id != "":
         return str(message_id)
     canonical = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+    digest = hashlib.sha256(canonical.encode("utf-8", "surrogatepass"))  # any str hashes
+    return "sha256:" + digest.hexdigest()

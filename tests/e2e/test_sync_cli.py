@@ -173,6 +173,35 @@ def test_a_dry_run_prints_each_planned_write_and_changes_nothing(
     assert not (world["subscribers"][0].get("properties") or {}).get("Segment Audiences")
 
 
+def test_a_line_that_is_not_utf8_is_rejected_and_the_rest_is_synced(
+    emulator_url: str, tmp_path: Path
+) -> None:
+    httpx.post(
+        f"{emulator_url}/_emulator/subscribers",
+        json={"subscribers": [{"phone_number": "+15555550100"}]},
+    )
+    event = {
+        "type": "identify",
+        "messageId": "m1",
+        "timestamp": "2024-05-01T12:00:00Z",
+        "traits": {"vip": True, "phone": "+15555550100", "name": "Zoë"},
+        "context": {"personas": {"computation_class": "audience", "computation_key": "vip"}},
+    }
+    source = tmp_path / "events.ndjson"
+    source.write_bytes(b'{"type": "identify", "name": "Zo\xeb"}\n' + json.dumps(event).encode())
+    rejects = tmp_path / "rejects.ndjson"
+    result = pslab_sync(
+        "--input", str(source), "--base-url", emulator_url, "--state", str(tmp_path / "s.sqlite"),
+        "--rejects-out", str(rejects), "--json",
+    )  # fmt: skip
+    report = summary(result)
+    assert (report["rejected"], report["applied"], report["pending"]) == (1, 1, 0)
+    (rejected,) = (json.loads(line) for line in rejects.read_text().splitlines())
+    assert "line 1 is not UTF-8" in rejected["reason"]
+    (subscriber,) = httpx.get(f"{emulator_url}/_emulator/state").json()["subscribers"]
+    assert subscriber["properties"]["Segment Audiences"] == ["vip"]
+
+
 def test_a_second_sync_on_a_state_file_in_use_is_refused(emulator_url: str, tmp_path: Path) -> None:
     phones = [f"+1555555{index:04d}" for index in range(6)]
     httpx.post(

@@ -202,6 +202,21 @@ async def test_an_email_shared_by_several_subscribers_goes_to_the_newest_and_is_
     assert audiences_of(subscribers[older["id"]]) == []
 
 
+async def test_text_no_store_accepts_is_rejected_and_the_rest_of_the_input_still_applies(
+    world: World, state_path: Path
+) -> None:
+    await world.seed({"phone_number": PHONE})
+    bad_key = event(key="vip\ud800")  # a lone surrogate, as json.loads makes from "\\ud800"
+    bad_type = {"type": "page\udc00"}
+    with Engine(world.settings(state_path), world.transport) as engine:
+        engine.ingest([bad_key, bad_type, "\udcff\udcfe", event(key="ok")])
+        report = await engine.drain()
+        reasons = [rejection["reason"] for rejection in engine.rejections()]
+    assert (report.received, report.rejected, report.applied, report.pending) == (4, 3, 1, 0)
+    assert len(reasons) == 3
+    assert audiences_of(await subscriber(world, PHONE)) == ["ok"]
+
+
 async def test_no_events_updates_the_list_and_posts_nothing(world: World, state_path: Path) -> None:
     await world.seed({"phone_number": PHONE})
     report = await world.sync(state_path, [event()], post_events=False)

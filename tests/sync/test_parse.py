@@ -262,6 +262,30 @@ def test_a_line_of_bad_json_is_rejected_with_its_line_number() -> None:
     assert "line 17 is not valid JSON" in result.reason
 
 
+def test_a_line_that_was_not_utf8_is_rejected_alone() -> None:
+    undecodable = b'{"type": "track", "x": "\xff"}'.decode("utf-8", "surrogateescape")
+    (result,) = parse_line(undecodable, 5)
+    assert isinstance(result, Rejection)
+    assert "line 5 is not UTF-8 text" in result.reason
+
+
+@pytest.mark.parametrize("where", ["computation_key", "email", "messageId"])
+def test_an_unpaired_surrogate_in_a_field_the_engine_keeps_rejects_the_event(where: str) -> None:
+    event = track(messageId="m\ud800" if where == "messageId" else "m1")
+    if where == "computation_key":
+        event["context"]["personas"]["computation_key"] = "vip\ud800"
+        event["properties"] = {"vip\ud800": True}
+    if where == "email":
+        event["context"]["traits"]["email"] = "a\udc00@example.com"
+    assert "unpaired surrogate" in reason(event)
+
+
+def test_a_missing_message_id_is_hashed_even_when_the_event_holds_a_lone_surrogate() -> None:
+    event = track(note="\ud800")
+    del event["messageId"]
+    assert change(event).version.message_id.startswith("sha256:")
+
+
 def test_a_blank_line_is_skipped() -> None:
     assert parse_line("   \n", 3) == []
 
