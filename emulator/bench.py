@@ -33,6 +33,7 @@ from emulator.postscript.config import EmulatorConfig
 from emulator.postscript.serve import serve_in_background
 from emulator.segment.workload import PRESETS, Workload, build_workload
 from emulator.sidebyside import (
+    ProgressCallback,
     Run,
     WorkloadFacts,
     format_duration,
@@ -48,7 +49,6 @@ from emulator.sidebyside import (
 __all__ = [
     "MEMORY_LIMIT_MB",
     "MillionShape",
-    "Progress",
     "check",
     "markdown",
     "run_bench",
@@ -58,13 +58,14 @@ MEMORY_LIMIT_MB = 200.0
 MAX_CALLS_OVER_BOUND = 1.10
 MIN_SAVING_OVER_BASELINE = 2.5
 
-Progress = Callable[[str, int, int | None], None]  # (stage, done, total)
 STAGES = {
     "generate": "writing the workload",
     "engine:ingest": "engine: reading events",
     "engine:resolve": "engine: finding subscribers",
     "engine:write": "engine: writing",
+    "engine:score": "engine: reading the emulator back",
     "baseline:deliver": "baseline: one event at a time",
+    "baseline:score": "baseline: reading the emulator back",
     "million:generate": "1M: writing events",
     "million:ingest": "1M: engine reading events",
     "million:resolve": "1M: engine finding subscribers",
@@ -163,7 +164,7 @@ def run_in_child(
     state_dir: Path,
     *,
     post_events: bool = True,
-    progress: Progress | None = None,
+    progress: ProgressCallback | None = None,
 ) -> Run:
     """Run `system` ("engine" or "baseline") in a fresh spawned process and return its `Run`."""
     context = multiprocessing.get_context("spawn")
@@ -209,7 +210,7 @@ def run_bench(
     *,
     million: bool = False,
     seed: int | None = None,
-    progress: Progress | None = None,
+    progress: ProgressCallback | None = None,
 ) -> dict[str, Any]:
     """Run both systems (and optionally the million-event input); return the JSON summary."""
     note = progress or (lambda stage, done, total: None)
@@ -246,7 +247,7 @@ def run_bench(
     }
 
 
-def _prefixed(note: Progress, prefix: str, lines: int) -> Progress:
+def _prefixed(note: ProgressCallback, prefix: str, lines: int) -> ProgressCallback:
     """Progress of one run's stages, reading an unknown total as "every line"."""
 
     def forward(stage: str, done: int, total: int | None) -> None:
@@ -255,7 +256,7 @@ def _prefixed(note: Progress, prefix: str, lines: int) -> Progress:
     return forward
 
 
-def _run_million(base_url: str, folder: Path, note: Progress) -> dict[str, Any]:
+def _run_million(base_url: str, folder: Path, note: ProgressCallback) -> dict[str, Any]:
     shape = MillionShape()
     workload = shape.workload()
     path = folder / "million.ndjson"

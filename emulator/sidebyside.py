@@ -44,7 +44,8 @@ from rich.progress import (
 )
 
 from emulator.postscript.config import DEFAULT_SECRET_KEY
-from emulator.segment.baseline import AUDIENCE_PROPERTY, run_baseline_async
+from emulator.segment import baseline
+from emulator.segment.baseline import AUDIENCE_PROPERTY
 from emulator.segment.workload import Workload
 from sync.engine import Engine, ProgressCallback
 from sync.settings import Settings
@@ -53,7 +54,6 @@ __all__ = [
     "ENDPOINTS",
     "RATE_LIMIT_RPS",
     "SECRET_KEY",
-    "SYSTEMS",
     "ProgressBars",
     "ProgressCallback",
     "Run",
@@ -70,7 +70,6 @@ __all__ = [
 ]
 
 SECRET_KEY = DEFAULT_SECRET_KEY
-SYSTEMS = ("engine", "baseline")
 ENDPOINTS = ("me", "subscribers.list", "subscribers.get", "subscribers.patch", "events.create")
 RATE_LIMIT_RPS = 15.0  # Postscript's limit; "time to converge" is calls / this
 LOOKUP_BATCH = 50
@@ -248,19 +247,13 @@ def run_baseline(
     lines: Iterable[str], base_url: str, *, on_event: Callable[[], None] | None = None
 ) -> Run:
     """The Segment destination's per-event algorithm, one event at a time (workers=1)."""
-    report = anyio.run(_baseline, lines, base_url, on_event)
+    report = baseline.run_baseline(lines, base_url, SECRET_KEY, on_event=on_event)
     return Run(
         system="baseline",
         received=report.events_seen,
         api_calls=Counter(report.api_calls),
         wall_s=report.wall_s,
     )
-
-
-async def _baseline(
-    lines: Iterable[str], base_url: str, on_event: Callable[[], None] | None
-) -> Any:
-    return await run_baseline_async(lines, base_url, SECRET_KEY, on_event=on_event)
 
 
 def system_summary(run: Run, score: Score, facts: WorkloadFacts) -> dict[str, Any]:

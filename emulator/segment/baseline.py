@@ -88,30 +88,9 @@ class BaselineReport:
     failed: int = 0
     retries: int = 0
     events_posted: int = 0
-    posted_by_type: Counter[str] = field(default_factory=Counter)
     api_calls: Counter[str] = field(default_factory=Counter)
     statuses: Counter[int] = field(default_factory=Counter)  # 0 = no response
     wall_s: float = 0.0
-
-    @property
-    def api_calls_total(self) -> int:
-        return sum(self.api_calls.values())
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "events_seen": self.events_seen,
-            "events_processed": self.events_processed,
-            "dropped_invalid": self.dropped_invalid,
-            "dropped_no_subscriber": self.dropped_no_subscriber,
-            "failed": self.failed,
-            "retries": self.retries,
-            "events_posted": self.events_posted,
-            "posted_by_type": dict(sorted(self.posted_by_type.items())),
-            "api_calls": dict(sorted(self.api_calls.items())),
-            "api_calls_total": self.api_calls_total,
-            "statuses": {str(code): n for code, n in sorted(self.statuses.items())},
-            "wall_s": round(self.wall_s, 3),
-        }
 
 
 @dataclass(frozen=True)
@@ -295,7 +274,6 @@ class _Destination:
             },
         )
         self.report.events_posted += 1
-        self.report.posted_by_type[event_type] += 1
 
 
 def _events(items: Iterable[str | Mapping[str, Any]]) -> Iterator[Mapping[str, Any] | None]:

@@ -126,7 +126,7 @@ class GroundTruth:
     in version order would post, starting from "not a member": they alternate
     from "Entered", so only their number is kept (memory stays per pair, not
     per event). An engine that drains everything in one run posts only the
-    net change (`net_transition`).
+    net change: "Entered" where `final[pair]` is true.
     """
 
     final: dict[Pair, bool] = field(default_factory=dict)
@@ -135,9 +135,6 @@ class GroundTruth:
 
     def transitions(self, pair: Pair) -> list[Transition]:
         return [("Entered", "Exited")[i % 2] for i in range(self.transition_counts.get(pair, 0))]
-
-    def net_transition(self, pair: Pair) -> list[Transition]:
-        return ["Entered"] if self.final.get(pair, False) else []
 
 
 class Scenario:
