@@ -282,7 +282,7 @@ class Engine:
             except BadRequestError as refused:
                 self.ledger.abandon_intent(intent_id)
                 reason = f"Postscript refused the PATCH of {subscriber_id}: {refused.message}"
-                self.ledger.refuse([*plan.winners.values()], reason, self.run_id)
+                self.ledger.refuse([*plan.winners.values()], reason, self.run_id, plan.stale)
                 self.report.refused += len(plan.winners)
                 return
             self.ledger.mark_patched(intent_id)

@@ -389,8 +389,18 @@ class Ledger:
                 db.execute("DELETE FROM intent_events WHERE intent_id = ?", (intent_id,))
                 db.execute("DELETE FROM intents WHERE id = ?", (intent_id,))
 
-    def refuse(self, changes: Sequence[AudienceChange], reason: str, run: int) -> None:
-        """Postscript refused the write (a 400): keep the reason, stop retrying those rows."""
+    def refuse(
+        self,
+        changes: Sequence[AudienceChange],
+        reason: str,
+        run: int,
+        superseded: Iterable[AudienceChange] = (),
+    ) -> None:
+        """Postscript refused the write (a 400): keep the reason, stop retrying those rows.
+
+        The changes the refused ones superseded are closed too: left pending, the
+        next run would apply an older version in place of the refused newer one.
+        """
         with self.transaction() as db:
             for change in changes:
                 db.execute(
@@ -398,6 +408,8 @@ class Ledger:
                     (run, None, reason, dump_json(_change_dict(change))),
                 )
                 _close(db, change, status="refused")
+            for change in superseded:
+                _close(db, change)
 
     def record_refusal(self, body: object, reason: str, run: int) -> None:
         self.db.execute(

@@ -217,6 +217,32 @@ async def test_text_no_store_accepts_is_rejected_and_the_rest_of_the_input_still
     assert audiences_of(await subscriber(world, PHONE)) == ["ok"]
 
 
+async def test_a_refused_patch_settles_every_change_it_carried_and_is_reported(
+    world: World, state_path: Path
+) -> None:
+    full = {f"custom_{index}": index for index in range(50)}  # a 51st property is a 400
+    await world.seed({"phone_number": PHONE, "email": EMAIL, "properties": full})
+    with Engine(world.settings(state_path), world.transport) as engine:
+        engine.ingest(
+            [
+                event(phone=PHONE, email=EMAIL, key="b", member=True, minute=1),
+                event(phone=PHONE, email=EMAIL, key="a", member=False, minute=3),
+                event(phone=PHONE, key="a", member=True, minute=2),  # older, another identity
+            ]
+        )
+        first = await engine.drain()
+        refusals = [rejection["reason"] for rejection in engine.rejections()]
+    assert (first.refused, first.pending, first.api_calls["subscribers.patch"]) == (2, 0, 1)
+    assert len(refusals) == 2
+    assert all("at most 50 custom properties" in reason for reason in refusals)  # the API's words
+    with Engine(world.settings(state_path), world.transport) as engine:
+        later = await engine.drain()
+        reasons = [rejection["reason"] for rejection in engine.rejections()]
+    assert (later.pending, later.api_calls["subscribers.patch"]) == (0, 0)
+    assert reasons == []
+    assert "Segment Audiences" not in (await subscriber(world, PHONE))["properties"]
+
+
 async def test_no_events_updates_the_list_and_posts_nothing(world: World, state_path: Path) -> None:
     await world.seed({"phone_number": PHONE})
     report = await world.sync(state_path, [event()], post_events=False)
