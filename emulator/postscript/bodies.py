@@ -316,7 +316,7 @@ def unsubscribe(body: dict[str, Any], region: str) -> EventTarget:
             problem(
                 ["body"],
                 "give exactly one of postscript_subscriber_id or phone_number",
-                "value_error.missing",
+                "value_error.missing" if not given else "value_error.conflict",
             )
         )
     elif given[0] == "phone_number":

@@ -98,8 +98,14 @@ async def test_compliance_unsubscribe_errors(api: httpx.AsyncClient) -> None:
         "/api/v2/compliance/unsubscribe", json={"phone_number": "+15555550199"}
     )
     empty = await api.patch("/api/v2/compliance/unsubscribe", json={})
+    both = await api.patch(
+        "/api/v2/compliance/unsubscribe",
+        json={"phone_number": "+15555550199", "postscript_subscriber_id": "s_1"},
+    )
     assert unknown.status_code == 404
-    assert empty.status_code == 400
+    assert empty.status_code == both.status_code == 400
+    assert [e["type"] for e in empty.json()["errors"]] == ["value_error.missing"]
+    assert [e["type"] for e in both.json()["errors"]] == ["value_error.conflict"]
 
 
 async def test_unknown_route_and_method_use_the_error_envelope(api: httpx.AsyncClient) -> None:
