@@ -40,22 +40,26 @@ class Plan:
     flips: list[str] = field(default_factory=list)  # audience keys added or removed
 
     @property
-    def audiences(self) -> list[str] | None:
+    def audiences(self) -> list[Any] | None:
         """The new `Segment Audiences` list, when it changes."""
         if self.patch_properties is None:
             return None
         return list(self.patch_properties[AUDIENCES_PROPERTY])
 
 
-def audience_list(subscriber: Mapping[str, Any]) -> list[str]:
-    """The subscriber's `Segment Audiences`, read leniently (absent -> empty)."""
+def audience_list(subscriber: Mapping[str, Any]) -> list[Any]:
+    """The subscriber's `Segment Audiences`, read leniently (absent -> empty).
+
+    Entries are kept exactly as read, whatever their type: a foreign entry
+    goes back unchanged (SPEC §4.2), not as its string.
+    """
     properties = subscriber.get("properties") or {}
     value = properties.get(AUDIENCES_PROPERTY) if isinstance(properties, Mapping) else None
     if value is None:
         return []
     if isinstance(value, list):
-        return [str(item) for item in value]
-    return [str(value)]  # a scalar someone else wrote stays, as one foreign entry
+        return list(value)
+    return [value]  # a scalar someone else wrote stays, as one foreign entry
 
 
 def plan_subscriber(

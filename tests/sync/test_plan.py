@@ -74,6 +74,13 @@ def test_a_scalar_value_someone_else_wrote_is_kept_as_a_foreign_entry() -> None:
     assert plan.patch_properties == {AUDIENCES_PROPERTY: ["hand-written", "vip"]}
 
 
+def test_foreign_entries_that_are_not_strings_go_back_unchanged() -> None:
+    plan = plan_subscriber(subscriber([7, None, {"by": "hand"}, "vip"]), [change("new", True)])
+    assert plan.patch_properties == {AUDIENCES_PROPERTY: [7, None, {"by": "hand"}, "vip", "new"]}
+    removal = plan_subscriber(subscriber([7, "vip"]), [change("vip", False)])
+    assert removal.patch_properties == {AUDIENCES_PROPERTY: [7]}
+
+
 def test_the_greatest_version_wins_whatever_the_order_of_changes() -> None:
     changes = [change("vip", True, 5, "m5"), change("vip", False, 9, "m9"), change("vip", True, 1)]
     for ordering in (changes, changes[::-1]):
