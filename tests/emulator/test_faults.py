@@ -34,6 +34,7 @@ async def test_error_rate_answers_the_configured_statuses_with_an_envelope(
 async def test_an_injected_429_has_the_rate_limit_body(api: httpx.AsyncClient) -> None:
     await api.put("/_emulator/faults", json={"error_rate": 1, "error_statuses": [429]})
     response = await api.get("/api/v2/me")
+    assert response.status_code == 429
     assert response.json() == {
         "error_code": 3002,
         "error_message": "Rate limit exceeded",
@@ -72,6 +73,7 @@ async def test_latency_holds_each_request_within_the_range(api: httpx.AsyncClien
         assert (await api.get("/api/v2/me")).status_code == 200
     entries = (await api.get("/_emulator/requests")).json()["requests"]
     # a lower bound only: the sleep is at least what was drawn
+    assert len(entries) == 3
     assert all(e["duration_ms"] >= 30 for e in entries)
 
 
