@@ -195,9 +195,15 @@ class Engine:
                 return
             redo = plan_subscriber(fresh, intent.winners, post_events=False)
             if redo.patch_properties is not None:
-                await self._client.patch_subscriber(
-                    intent.subscriber_id, properties=redo.patch_properties
-                )
+                try:
+                    await self._client.patch_subscriber(
+                        intent.subscriber_id, properties=redo.patch_properties
+                    )
+                except BadRequestError as refused:  # else every later run would stop here
+                    self._refuse_write(
+                        intent.id, intent.subscriber_id, intent.winners, intent.superseded, refused
+                    )
+                    return
             self.ledger.mark_patched(intent.id)
         for seq, body, posted in intent.events:
             if not posted:
@@ -280,16 +286,29 @@ class Engine:
                 self.ledger.park(identities)
                 return
             except BadRequestError as refused:
-                self.ledger.abandon_intent(intent_id)
-                reason = f"Postscript refused the PATCH of {subscriber_id}: {refused.message}"
-                self.ledger.refuse([*plan.winners.values()], reason, self.run_id, plan.stale)
-                self.report.refused += len(plan.winners)
+                self._refuse_write(
+                    intent_id, subscriber_id, [*plan.winners.values()], plan.stale, refused
+                )
                 return
             self.ledger.mark_patched(intent_id)
         for seq, body in enumerate(plan.events):
             await self._post(intent_id, seq, body)
         self.ledger.settle(subscriber_id, plan.winners.values(), plan.stale, intent_id)
         self._count_plan(plan)
+
+    def _refuse_write(
+        self,
+        intent_id: int,
+        subscriber_id: str,
+        winners: list[AudienceChange],
+        superseded: list[AudienceChange],
+        refused: BadRequestError,
+    ) -> None:
+        """A 400 on the PATCH: drop the journaled write, keep the reason, post no event."""
+        self.ledger.abandon_intent(intent_id)
+        reason = f"Postscript refused the PATCH of {subscriber_id}: {refused.message}"
+        self.ledger.refuse(winners, reason, self.run_id, superseded)
+        self.report.refused += len(winners)
 
     def _count_plan(self, plan: Plan) -> None:
         self.report.applied += len(plan.winners)

@@ -243,6 +243,21 @@ async def test_a_refused_patch_settles_every_change_it_carried_and_is_reported(
     assert "Segment Audiences" not in (await subscriber(world, PHONE))["properties"]
 
 
+async def test_a_patch_refused_while_resuming_a_crashed_write_does_not_stick_the_state_file(
+    world: World, state_path: Path
+) -> None:
+    full = {f"custom_{index}": index for index in range(50)}  # a 51st property is a 400
+    await world.seed({"phone_number": PHONE, "properties": full})
+    crashing = Tap(world.transport, before=crash_on("PATCH", "/api/v2/subscribers"))
+    with pytest.raises(Crash):
+        await world.sync(state_path, [event(member=True)], transport=crashing)
+    rerun = await world.sync(state_path, [])
+    assert (rerun.resumed, rerun.refused, rerun.pending) == (1, 1, 0)
+    assert await event_types(world) == []
+    after = await world.sync(state_path, [])
+    assert sum(after.api_calls.values()) == 0
+
+
 async def test_no_events_updates_the_list_and_posts_nothing(world: World, state_path: Path) -> None:
     await world.seed({"phone_number": PHONE})
     report = await world.sync(state_path, [event()], post_events=False)
