@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated, NoReturn, TextIO
 
 import anyio
+import phonenumbers
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
@@ -65,7 +66,7 @@ def sync_command(
         typer.Option(help="Write rejected events with their reasons here (NDJSON)."),
     ] = None,
     lookup_batch: Annotated[
-        int, typer.Option(min=1, max=100, help="Identities per bulk lookup call.")
+        int, typer.Option(min=1, max=50, help="Identities per bulk lookup call.")
     ] = 50,
     timeout: Annotated[float, typer.Option(help="Seconds before one request times out.")] = 10.0,
     as_json: Annotated[
@@ -75,6 +76,9 @@ def sync_command(
     """Sync Segment Engage audience events into Postscript subscribers, then exit."""
     if not secret_key:
         _fail("no secret key: pass --secret-key or set POSTSCRIPT_SECRET_KEY", code=2)
+    if default_region.upper() not in phonenumbers.SUPPORTED_REGIONS:
+        # an unknown region would make every national-format phone silently absent
+        _fail(f"--default-region {default_region!r} is not a region code such as US or GB", code=2)
     settings = Settings(
         base_url=base_url,
         secret_key=secret_key,

@@ -140,6 +140,13 @@ def test_a_missing_key_is_explained(tmp_path: Path) -> None:
     assert "POSTSCRIPT_SECRET_KEY" in result.stderr
 
 
+def test_an_unknown_default_region_is_a_usage_error(tmp_path: Path) -> None:
+    result = pslab_sync("--state", str(tmp_path / "s.sqlite"), "--default-region", "USA")
+    assert result.returncode == 2
+    assert "--default-region 'USA' is not a region code" in result.stderr
+    assert not (tmp_path / "s.sqlite").exists()
+
+
 def test_a_dry_run_prints_each_planned_write_and_changes_nothing(
     emulator_url: str, tmp_path: Path
 ) -> None:
