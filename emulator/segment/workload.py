@@ -33,6 +33,9 @@ __all__ = ["PRESETS", "Workload", "WorkloadConfig", "build_workload"]
 
 @dataclass(frozen=True)
 class WorkloadConfig:
+    """The scenario's and the delivery's settings in one flat config; each field goes to
+    the `ScenarioConfig` / `DeliveryConfig` field of the same name."""
+
     users: int = 500
     audiences: int = 4
     backfill_p: float = 0.3
@@ -61,27 +64,8 @@ class Workload:
 
     def __init__(self, config: WorkloadConfig) -> None:
         self.config = config
-        self.scenario = Scenario(
-            ScenarioConfig(
-                users=config.users,
-                audiences=config.audiences,
-                backfill_p=config.backfill_p,
-                rounds=config.rounds,
-                flip_rate=config.flip_rate,
-                tie_rate=config.tie_rate,
-                string_bool_rate=config.string_bool_rate,
-                omitted_journey_value_rate=config.omitted_journey_value_rate,
-                single_identifier_rate=config.single_identifier_rate,
-                seed=config.seed,
-            )
-        )
-        self.delivery = DeliveryConfig(
-            duplicate_rate=config.duplicate_rate,
-            shuffle_window=config.shuffle_window,
-            late_rate=config.late_rate,
-            batch_size=config.batch_size,
-            seed=config.seed,
-        )
+        self.scenario = Scenario(ScenarioConfig(**_shared(config, ScenarioConfig)))
+        self.delivery = DeliveryConfig(**_shared(config, DeliveryConfig))
 
     def iter_lines(self) -> Iterator[str]:
         """NDJSON lines (no trailing newline) in delivery order; re-iterable."""
@@ -153,6 +137,12 @@ class Workload:
                 }
             )
         return rows
+
+
+def _shared(config: WorkloadConfig, part: type[Any]) -> dict[str, Any]:
+    """The workload's values of the fields `part` (scenario or delivery config) also has."""
+    names = {f.name for f in dataclasses.fields(part)}
+    return {name: getattr(config, name) for name in names if hasattr(config, name)}
 
 
 def build_workload(preset: str = "quick", **overrides: Any) -> Workload:

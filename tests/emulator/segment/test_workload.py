@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import pytest
 
 from emulator.segment.identity import normalise_phone
@@ -56,3 +58,11 @@ def test_unseeded_shoppers_leave_the_seed_list_and_the_expected_file() -> None:
 def test_iter_lines_can_be_read_twice_with_the_same_result() -> None:
     workload = build_workload("quick", users=60)
     assert list(workload.iter_lines()) == list(workload.iter_lines())
+
+
+def test_every_workload_setting_reaches_the_scenario_or_the_delivery() -> None:
+    workload = build_workload("quick", users=7, flip_rate=0.2, shuffle_window=9, seed=5)
+    passed_on = {**asdict(workload.scenario.config), **asdict(workload.delivery)}
+    own = {"unseeded_rate"}  # read by the workload itself (who is seeded)
+    for name, value in asdict(workload.config).items():
+        assert name in own or passed_on.get(name) == value, name
