@@ -217,7 +217,11 @@ async def test_post_subscriber_creates_a_pending_subscriber(api: httpx.AsyncClie
     )
     assert response.status_code == 201
     body = response.json()
-    assert body["subscriptions"]["promotional"]["can_send"] is False
+    assert body["subscriptions"] == {
+        "promotional": {"can_send": False},
+        "transactional": {"can_send": False},
+    }
+    assert body["data"] == {"keyword_id": "kw_5f1c0e8a", "origin": "api"}  # JOIN, any case
     assert body["properties"] == {"tier": "gold"}
     assert body["tags"] == ["vip"]
     assert (await api.get(f"/api/v2/subscribers/{body['id']}")).json() == body
