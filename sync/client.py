@@ -171,7 +171,11 @@ class PostscriptClient:
         self.calls[endpoint] += 1
         response = await self._http.request(method, path, params=params, json=json)
         if response.is_success:
-            body = response.json() if response.content else {}
+            try:
+                body = response.json() if response.content else {}
+            except ValueError:  # e.g. a proxy's HTML page: say so, not a JSONDecodeError trace
+                text = response.text[:100]
+                raise ApiError(response.status_code, f"not JSON: {text!r}", endpoint) from None
             return body if isinstance(body, dict) else {"items": body}
         raise _error_for(endpoint, response)
 

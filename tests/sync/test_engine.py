@@ -18,6 +18,7 @@ from emulator.postscript.config import EmulatorConfig
 from sync.client import PostscriptClient
 from sync.engine import Engine
 from sync.errors import (
+    ApiError,
     AuthenticationError,
     NotFoundError,
     StateMismatchError,
@@ -322,6 +323,13 @@ async def test_a_missing_subscriber_is_a_not_found_error_with_the_api_message(
             await client.get_subscriber("s_missing")
     assert raised.value.status == 404
     assert raised.value.message
+
+
+async def test_a_success_that_is_not_json_is_an_api_error_naming_what_came_back() -> None:
+    page = httpx.MockTransport(lambda request: httpx.Response(200, text="<html>login</html>"))
+    async with PostscriptClient("http://emulator", SECRET, transport=page) as client:
+        with pytest.raises(ApiError, match="me: HTTP 200: not JSON: '<html>login</html>'"):
+            await client.me()
 
 
 async def test_every_retried_attempt_is_counted(world: World, state_path: Path) -> None:
