@@ -319,6 +319,8 @@ def check(result: dict[str, Any]) -> list[str]:
         )
     if engine["converged_share"] != 1.0:
         failures.append(f"engine converged_share {engine['converged_share']} != 1.0")
+    if not engine["drained"]:
+        failures.append("engine not drained: changes left pending or parked")
     if engine["repeated_events"] != 0:
         failures.append(f"engine repeated_events {engine['repeated_events']} != 0")
     million = result.get("million")
@@ -432,7 +434,8 @@ def bench_command(
         typer.Option(
             "--check",
             help="Exit 1 unless the engine meets the targets (calls <= 1.10 x bound and"
-            " <= baseline / 2.5, converged share 1.0, no repeated events, <= 200 MB on 1M).",
+            " <= baseline / 2.5, converged share 1.0 and drained, no repeated events,"
+            " <= 200 MB on 1M).",
         ),
     ] = False,
 ) -> None:

@@ -58,10 +58,11 @@ def test_check_accepts_a_result_that_meets_every_target() -> None:
         (("baseline", "api_calls", "total", 260), "baseline"),
         (("engine", "converged_share", None, 0.99), "converged_share"),
         (("engine", "repeated_events", None, 1), "repeated_events"),
+        (("engine", "drained", None, False), "not drained"),
     ],
 )
 def test_check_names_the_target_a_result_misses(
-    change: tuple[str, str, str | None, float], missed: str
+    change: tuple[str, str, str | None, float | bool], missed: str
 ) -> None:
     result = copy.deepcopy(PASSING)
     system, key, inner, value = change
