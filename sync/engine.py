@@ -180,7 +180,11 @@ class Engine:
 
     async def _resume(self) -> None:
         for intent in self.ledger.unfinished_intents():
-            if not self.settings.dry_run:
+            if self.settings.dry_run:  # finished in the scratch copy only, so the counts add up
+                self.ledger.settle(
+                    intent.subscriber_id, intent.winners, intent.superseded, intent.id
+                )
+            else:
                 await self._finish(intent)
             self.report.resumed += 1
 

@@ -293,6 +293,21 @@ async def test_a_dry_run_writes_nothing_anywhere_and_shows_its_plan(
     assert real.events_posted == 1
 
 
+async def test_a_dry_run_after_a_crash_drains_on_paper_and_leaves_the_resume_to_a_real_run(
+    world: World, state_path: Path
+) -> None:
+    await world.seed({"phone_number": PHONE})
+    crashing = Tap(world.transport, before=crash_on("POST", "/api/v2/events"))
+    with pytest.raises(Crash):
+        await world.sync(state_path, [event(member=True)], transport=crashing)
+    dry = await world.sync(state_path, [], dry_run=True)
+    assert (dry.resumed, dry.pending) == (1, 0)
+    assert await event_types(world) == []
+    real = await world.sync(state_path, [])
+    assert (real.resumed, real.events_posted, real.pending) == (1, 1, 0)
+    assert await event_types(world) == [ENTERED]
+
+
 async def test_a_refused_key_stops_the_run_and_keeps_the_changes(
     world: World, state_path: Path
 ) -> None:
