@@ -114,6 +114,21 @@ class _Fields:
             )
         return value
 
+    def one_of(self, *names: str) -> str | None:
+        """The one of `names` the body gives; with none or several, a problem and None."""
+        given = [name for name in names if self.given(name)]
+        if len(given) == 1:
+            return given[0]
+        choices = f"{', '.join(names[:-1])} or {names[-1]}"
+        self.problems.append(
+            problem(
+                self.loc,
+                f"give exactly one of {choices}",
+                "value_error.conflict" if given else "value_error.missing",
+            )
+        )
+        return None
+
     def done(self) -> None:
         if self.problems:
             raise InvalidInputError(self.problems)
@@ -284,49 +299,27 @@ def event(body: dict[str, Any], region: str) -> EventTarget:
                 "must be UTC in the form 2026-01-31 12:00:00.000000",
                 "value_error.datetime",
             )
-    given = [name for name in ("subscriber_id", "phone", "email") if fields.given(name)]
-    target = None
-    if len(given) != 1:
-        fields.problems.append(
-            problem(
-                ["body"],
-                "give exactly one of subscriber_id, phone or email",
-                "value_error.missing" if not given else "value_error.conflict",
-            )
-        )
-    else:
-        kind = given[0]
+    kind = fields.one_of("subscriber_id", "phone", "email")
+    value = None
+    if kind == "phone":
+        value = fields.phone(kind, region)
+    elif kind is not None:
         value = fields.string(kind)
-        if kind == "phone" and value is not None:
-            value = fields.phone("phone", region)
-        if value is not None:
-            target = EventTarget(kind, value)
-    fields.done()
-    assert target is not None
-    return target
+    fields.done()  # raises unless one identifier was given, and readable
+    assert kind is not None
+    assert value is not None
+    return EventTarget(kind, value)
 
 
 def unsubscribe(body: dict[str, Any], region: str) -> EventTarget:
     """`PATCH /api/v2/compliance/unsubscribe`: by `postscript_subscriber_id` or `phone_number`."""
     fields = _Fields(body, ["body"], ("postscript_subscriber_id", "phone_number"))
-    given = [name for name in ("postscript_subscriber_id", "phone_number") if fields.given(name)]
-    target = None
-    if len(given) != 1:
-        fields.problems.append(
-            problem(
-                ["body"],
-                "give exactly one of postscript_subscriber_id or phone_number",
-                "value_error.missing" if not given else "value_error.conflict",
-            )
-        )
-    elif given[0] == "phone_number":
-        phone = fields.phone("phone_number", region)
-        if phone is not None:
-            target = EventTarget("phone", phone)
-    else:
-        subscriber_id = fields.string("postscript_subscriber_id")
-        if subscriber_id is not None:
-            target = EventTarget("subscriber_id", subscriber_id)
-    fields.done()
-    assert target is not None
-    return target
+    name = fields.one_of("postscript_subscriber_id", "phone_number")
+    value = None
+    if name == "phone_number":
+        value = fields.phone(name, region)
+    elif name is not None:
+        value = fields.string(name)
+    fields.done()  # raises unless one identifier was given, and readable
+    assert value is not None
+    return EventTarget("phone" if name == "phone_number" else "subscriber_id", value)
