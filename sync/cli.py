@@ -120,7 +120,7 @@ def _run(
     with ExitStack() as stack:
         # NDJSON is UTF-8; a line with other bytes is rejected alone (sync.parse), not fatal
         if input_path == "-":
-            if isinstance(sys.stdin, io.TextIOWrapper):  # not so under test runners
+            if isinstance(sys.stdin, io.TextIOWrapper):  # a replaced stdin is read as it is
                 sys.stdin.reconfigure(encoding="utf-8", errors="surrogateescape")
             source: TextIO = sys.stdin
         else:
