@@ -189,6 +189,15 @@ async def test_the_phone_is_looked_up_before_the_email(world: World, state_path:
     assert audiences_of(state[EMAIL]) == []
 
 
+async def test_a_phone_that_matches_nobody_falls_back_to_the_email(
+    world: World, state_path: Path
+) -> None:
+    await world.seed({"email": EMAIL})
+    report = await world.sync(state_path, [event(phone=PHONE, email=EMAIL)])
+    assert (report.applied, report.parked) == (1, 0)
+    assert audiences_of(await subscriber(world, EMAIL)) == ["vip"]
+
+
 async def test_an_email_shared_by_several_subscribers_goes_to_the_newest_and_is_reported(
     world: World, state_path: Path
 ) -> None:
