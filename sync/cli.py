@@ -49,7 +49,8 @@ def sync_command(
         "pslab-state.sqlite"
     ),
     rate_limit: Annotated[
-        float, typer.Option(help="Requests per second to stay under; 0 turns pacing off.")
+        float,
+        typer.Option(min=0.0, help="Requests per second to stay under; 0 turns pacing off."),
     ] = 15.0,
     no_events: Annotated[
         bool, typer.Option("--no-events", help="Update the list only; post no custom events.")
@@ -68,7 +69,9 @@ def sync_command(
     lookup_batch: Annotated[
         int, typer.Option(min=1, max=50, help="Identities per bulk lookup call.")
     ] = 50,
-    timeout: Annotated[float, typer.Option(help="Seconds before one request times out.")] = 10.0,
+    timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds before one request times out.")
+    ] = 10.0,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the summary as one JSON object (last line).")
     ] = False,

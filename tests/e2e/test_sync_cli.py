@@ -147,6 +147,18 @@ def test_an_unknown_default_region_is_a_usage_error(tmp_path: Path) -> None:
     assert not (tmp_path / "s.sqlite").exists()
 
 
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--rate-limit", "-1"), ("--timeout", "0"), ("--lookup-batch", "51")]
+)
+def test_out_of_range_pacing_options_are_usage_errors(
+    tmp_path: Path, flag: str, value: str
+) -> None:
+    result = pslab_sync("--state", str(tmp_path / "s.sqlite"), flag, value)
+    assert result.returncode == 2
+    assert f"Invalid value for '{flag}'" in result.stderr
+    assert not (tmp_path / "s.sqlite").exists()
+
+
 def test_a_dry_run_prints_each_planned_write_and_changes_nothing(
     emulator_url: str, tmp_path: Path
 ) -> None:
