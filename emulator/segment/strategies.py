@@ -8,21 +8,26 @@ permutation, cut into one or more runs. Everything is drawn as small integers
 and lists (no `random.shuffle`), so a failing case shrinks to a few events in
 almost-original order.
 
+Some shoppers give Segment a phone that Postscript does not know: their
+subscriber is seeded with the email alone, so the engine must fall back from
+the phone to the email (SPEC §4.5); their events always carry the email.
+
 With `late_subscribers=True` some shoppers are not subscribers yet: each
 gets an arrival run (0 = seeded from the start, k = seeded just before run k,
 `len(runs)` = never), and `seeds_before_run(k)` lists whom to seed. Their
 changes must park until the subscriber exists (SPEC §4.4).
 
 Ground truth follows SPEC §4. `expected` maps (identity, audience_key) to the
-membership the greatest-version event says (identity = E.164 phone, else the
-lower-cased email). An engine drains once per run and writes the state it has
-reached, so `expected_entered_exited` lists, per pair, the changes between the
-membership at the end of consecutive runs — the state after run k being the
-winner among all events delivered in runs 1..k, starting from "not a member" —
-as "Entered" (false -> true) or "Exited" (true -> false). Flips that happen and
-un-happen inside one run post nothing. A late subscriber starts from "not a
-member" in the run it arrives; a shopper who never arrives is in neither dict
-(its pairs are in `never_seeded`).
+membership the greatest-version event says (identity = the E.164 phone the
+subscriber has in Postscript, else the lower-cased email). An engine drains
+once per run and writes the state it has reached, so `expected_entered_exited`
+lists, per pair, the changes between the membership at the end of consecutive
+runs — the state after run k being the winner among all events delivered in
+runs 1..k, starting from "not a member" — as "Entered" (false -> true) or
+"Exited" (true -> false). Flips that happen and un-happen inside one run post
+nothing. A late subscriber starts from "not a member" in the run it arrives; a
+shopper who never arrives is in neither dict (its pairs are in
+`never_seeded`).
 """
 
 from __future__ import annotations
@@ -56,6 +61,8 @@ __all__ = [
 
 PairKey = tuple[str, str]  # (identity, audience_key)
 Identifiers = Literal["both", "phone", "email"]
+# "unknown_phone": Segment has phone and email, Postscript only the email
+Kind = Literal["both", "phone", "email", "unknown_phone"]
 
 START = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 _KEYS = ["vip_buyers", "winback_90d", "cart_abandoners", "welcome__step_1", "high_aov"]
@@ -88,10 +95,24 @@ class Traffic:
     expected_entered_exited: dict[PairKey, list[str]]
     arrivals: list[int]  # per shopper: the run before which it is seeded
     never_seeded: set[PairKey]
+    unknown_phones: list[bool]  # per shopper: Postscript does not know its phone
 
     def seeds_before_run(self, run: int) -> list[dict[str, Any]]:
         """Subscribers to seed just before run `run` (0 gives `subscribers`)."""
-        return [_seed(s) for s, at in zip(self.shoppers, self.arrivals, strict=True) if at == run]
+        return [
+            _seed(shopper, unknown)
+            for shopper, unknown, at in zip(
+                self.shoppers, self.unknown_phones, self.arrivals, strict=True
+            )
+            if at == run
+        ]
+
+    def identity_of(self, identifier: str) -> str:
+        """The identity key (as in `expected`) of the shopper with this phone or email."""
+        for shopper, unknown in zip(self.shoppers, self.unknown_phones, strict=True):
+            if identifier in (shopper.phone, shopper.email):
+                return _identity(shopper, unknown)
+        raise KeyError(f"no shopper has {identifier}")
 
     @property
     def runs(self) -> list[list[dict[str, Any]]]:
@@ -127,7 +148,15 @@ def _describe(shopper: Shopper) -> str:
     return f"{shopper.user_id} phone={shopper.phone} email={shopper.email}"
 
 
-def _shopper(index: int, kind: Identifiers) -> Shopper:
+def _identity(shopper: Shopper, unknown_phone: bool) -> str:
+    """The subscriber's name in the ground truth: its Postscript phone, else its email."""
+    if unknown_phone:
+        assert shopper.email is not None
+        return shopper.email
+    return shopper.identity
+
+
+def _shopper(index: int, kind: Kind) -> Shopper:
     phone = f"+1555555{100 + index:04d}" if kind != "email" else None
     email = f"shopper{index}@example.com" if kind != "phone" else None
     return Shopper(user_id=f"user_{index}", phone=phone, email=email)
@@ -150,11 +179,20 @@ def _spelled_event(
     member: bool,
     minute: int,
     message_id: str,
+    *,
+    unknown_phone: bool = False,
 ) -> dict[str, Any]:
-    """A Segment event for this membership, with drawn spellings (all valid under SPEC §3)."""
+    """A Segment event for this membership, with drawn spellings (all valid under SPEC §3).
+
+    A shopper whose phone Postscript does not know always carries the email
+    (a phone alone would name nobody, and park forever).
+    """
     carry: Identifiers = "both"
     if shopper.phone and shopper.email:
-        carry = draw(st.sampled_from(["both", "phone", "email"]))
+        choices: list[Identifiers] = (
+            ["both", "email"] if unknown_phone else ["both", "phone", "email"]
+        )
+        carry = draw(st.sampled_from(choices))
     phone = email = None
     if shopper.phone and carry != "email":
         phone = draw(st.sampled_from(phone_spellings(shopper.phone)))
@@ -192,10 +230,15 @@ def audience_traffic(
     late_subscribers: bool = False,
 ) -> Traffic:
     """A small history, delivered with duplicates in any order across 1..max_runs runs."""
-    kinds: list[Identifiers] = draw(
-        st.lists(st.sampled_from(["both", "phone", "email"]), min_size=1, max_size=max_users)
+    kinds: list[Kind] = draw(
+        st.lists(
+            st.sampled_from(["both", "phone", "email", "unknown_phone"]),
+            min_size=1,
+            max_size=max_users,
+        )
     )
     shoppers = [_shopper(i, kind) for i, kind in enumerate(kinds)]
+    unknown_phones = [kind == "unknown_phone" for kind in kinds]
     audience_count = draw(st.integers(1, max_audiences))
     audiences = [draw(_audience(j)) for j in range(audience_count)]
 
@@ -215,7 +258,16 @@ def audience_traffic(
     history = []
     for index, (s, a, member, minute, rank) in enumerate(raw):
         message_id = f"personas_{rank}_{index:02d}"
-        event = draw(_spelled_event(shoppers[s], audiences[a], member, minute, message_id))
+        event = draw(
+            _spelled_event(
+                shoppers[s],
+                audiences[a],
+                member,
+                minute,
+                message_id,
+                unknown_phone=unknown_phones[s],
+            )
+        )
         history.append(HistoryEvent(s, audiences[a].key, member, minute, message_id, event))
 
     duplicates = draw(st.lists(st.integers(0, len(history) - 1), max_size=len(history)))
@@ -230,23 +282,32 @@ def audience_traffic(
     if late_subscribers:
         arrival = st.integers(0, len(runs))
         arrivals = draw(st.lists(arrival, min_size=len(shoppers), max_size=len(shoppers)))
-    expected, transitions = _truth(shoppers, history, runs, arrivals)
-    mentioned = {(shoppers[item.shopper].identity, item.audience): item.shopper for item in history}
+    identities = [
+        _identity(shopper, unknown)
+        for shopper, unknown in zip(shoppers, unknown_phones, strict=True)
+    ]
+    expected, transitions = _truth(identities, history, runs, arrivals)
+    mentioned = {(identities[item.shopper], item.audience): item.shopper for item in history}
     return Traffic(
         shoppers=shoppers,
         audiences=audiences,
         history=history,
         delivered=runs,
-        subscribers=[_seed(s) for s, at in zip(shoppers, arrivals, strict=True) if at == 0],
+        subscribers=[
+            _seed(shopper, unknown)
+            for shopper, unknown, at in zip(shoppers, unknown_phones, arrivals, strict=True)
+            if at == 0
+        ],
         expected=expected,
         expected_entered_exited=transitions,
         arrivals=arrivals,
         never_seeded={pair for pair, s in mentioned.items() if arrivals[s] == len(runs)},
+        unknown_phones=unknown_phones,
     )
 
 
 def _truth(
-    shoppers: list[Shopper],
+    identities: list[str],
     history: list[HistoryEvent],
     runs: list[list[int]],
     arrivals: list[int],
@@ -257,7 +318,7 @@ def _truth(
     for number, run in enumerate(runs):
         for index in run:
             item = history[index]
-            pair = (shoppers[item.shopper].identity, item.audience)
+            pair = (identities[item.shopper], item.audience)
             if arrivals[item.shopper] < len(runs):
                 transitions.setdefault(pair, [])
             if pair not in winners or item.version > winners[pair].version:
@@ -276,9 +337,9 @@ def _truth(
     return expected, transitions
 
 
-def _seed(shopper: Shopper) -> dict[str, Any]:
+def _seed(shopper: Shopper, unknown_phone: bool = False) -> dict[str, Any]:
     item: dict[str, Any] = {}
-    if shopper.phone:
+    if shopper.phone and not unknown_phone:
         item["phone_number"] = shopper.phone
     if shopper.email:
         item["email"] = shopper.email

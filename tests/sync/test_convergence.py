@@ -80,7 +80,7 @@ def _assert_spec_4(traffic: Traffic, state: dict[str, Any]) -> None:
     posted: dict[tuple[str, str], list[str]] = defaultdict(list)
     for event in state["events"]:
         audience = event["properties"]["Segment Audience Key"]
-        pair = (_canonical(identity_of[event["subscriber_id"]], traffic), audience)
+        pair = (traffic.identity_of(identity_of[event["subscriber_id"]]), audience)
         posted[pair].append("Entered" if event["type"] == ENTERED else "Exited")
         winner = versions[event["external_id"]]
         assert winner.audience == audience
@@ -90,14 +90,6 @@ def _assert_spec_4(traffic: Traffic, state: dict[str, Any]) -> None:
         assert event["occurred_at"] == instant.strftime("%Y-%m-%d %H:%M:%S.%f")
     expected = {pair: kinds for pair, kinds in traffic.expected_entered_exited.items() if kinds}
     assert dict(posted) == expected
-
-
-def _canonical(identity: str, traffic: Traffic) -> str:
-    """The shopper's identity key (phone, else email) for any of its identifiers."""
-    for shopper in traffic.shoppers:
-        if identity in (shopper.phone, shopper.email):
-            return shopper.identity
-    raise AssertionError(f"no shopper has {identity}")
 
 
 @CONVERGENCE
