@@ -112,10 +112,7 @@ def test_several_runs_on_one_state_file_converge_the_emulator(
 def test_a_refused_key_exits_non_zero_with_one_line_and_never_prints_the_key(
     emulator_url: str, tmp_path: Path
 ) -> None:
-    httpx.post(
-        f"{emulator_url}/_emulator/subscribers",
-        json={"subscribers": [{"phone_number": "+15555550100"}]},
-    )
+    _seed_one_subscriber(emulator_url)
     event = {
         "type": "identify",
         "messageId": "m1",
@@ -162,10 +159,7 @@ def test_out_of_range_pacing_options_are_usage_errors(
 def test_a_dry_run_prints_each_planned_write_and_changes_nothing(
     emulator_url: str, tmp_path: Path
 ) -> None:
-    httpx.post(
-        f"{emulator_url}/_emulator/subscribers",
-        json={"subscribers": [{"phone_number": "+15555550100"}]},
-    )
+    _seed_one_subscriber(emulator_url)
     event = {
         "type": "track",
         "messageId": "m1",
@@ -195,10 +189,7 @@ def test_a_dry_run_prints_each_planned_write_and_changes_nothing(
 def test_a_line_that_is_not_utf8_is_rejected_and_the_rest_is_synced(
     emulator_url: str, tmp_path: Path
 ) -> None:
-    httpx.post(
-        f"{emulator_url}/_emulator/subscribers",
-        json={"subscribers": [{"phone_number": "+15555550100"}]},
-    )
+    _seed_one_subscriber(emulator_url)
     event = {
         "type": "identify",
         "messageId": "m1",
@@ -261,3 +252,11 @@ def test_a_second_sync_on_a_state_file_in_use_is_refused(emulator_url: str, tmp_
     finally:
         first.wait(timeout=60)
     assert first.returncode == 0
+
+
+def _seed_one_subscriber(emulator_url: str) -> None:
+    """The subscriber the single-event tests write to: phone +1 555 555 0100."""
+    httpx.post(
+        f"{emulator_url}/_emulator/subscribers",
+        json={"subscribers": [{"phone_number": "+15555550100"}]},
+    ).raise_for_status()
