@@ -10,7 +10,7 @@ nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["lint", "typecheck", "tests", "contracts", "bench"]
 
-SOURCES = ["emulator", "sync", "contracts", "tests", "noxfile.py"]
+SOURCES = ["emulator", "sync", "contracts", "lab", "tests", "noxfile.py"]
 
 
 @nox.session

@@ -13,9 +13,11 @@ from typing import Any
 
 import pytest
 
-from emulator.bench import check, markdown, peak_rss_mb
 from emulator.segment.workload import build_workload
-from emulator.sidebyside import WorkloadFacts, count_repeated
+from lab.bench.child import peak_rss_mb
+from lab.bench.targets import check
+from lab.comparison import Comparison, WorkloadFacts, count_repeated
+from lab.render import markdown
 
 
 def _system(total: int, *, share: float = 1.0, repeated: int = 0) -> dict[str, Any]:
@@ -39,8 +41,16 @@ def _system(total: int, *, share: float = 1.0, repeated: int = 0) -> dict[str, A
 
 PASSING: dict[str, Any] = {
     "preset": "quick",
-    "workload": {"users": 50, "audiences": 4, "lines": 100, "changes": 90, "memberships": 80},
-    "lower_bound": 100,
+    "workload": {
+        "users": 50,
+        "audiences": 4,
+        "lines": 100,
+        "changes": 90,
+        "memberships": 80,
+        "identities": 50,
+        "subscribers_changed": 49,
+        "entries_changed": 50,
+    },
     "engine": _system(105),
     "baseline": _system(300, share=0.8, repeated=20),
     "million": None,
@@ -48,7 +58,8 @@ PASSING: dict[str, Any] = {
 
 
 def test_check_accepts_a_result_that_meets_every_target() -> None:
-    assert check(PASSING) == []
+    assert Comparison.from_json(PASSING).lower_bound == 100
+    assert check(Comparison.from_json(PASSING)) == []
 
 
 @pytest.mark.parametrize(
@@ -71,7 +82,7 @@ def test_check_names_the_target_a_result_misses(
     else:
         result[system][key][inner] = value
 
-    failures = check(result)
+    failures = check(Comparison.from_json(result))
 
     assert len(failures) == 1
     assert missed in failures[0]
@@ -79,18 +90,35 @@ def test_check_names_the_target_a_result_misses(
 
 def test_check_fails_when_the_million_event_run_exceeds_the_memory_limit() -> None:
     result = copy.deepcopy(PASSING)
-    result["million"] = {"peak_rss_mb": 250.0, "within_memory_limit": False}
+    result["million"] = {
+        "input": "a million lines",
+        "events": 1_000_000,
+        "wall_s": 100.0,
+        "ingest_s": 50.0,
+        "api_calls": {"total": 10, "subscribers.patch": 10},
+        "duplicates_dropped": 0,
+        "stale_skipped": 0,
+        "drained": True,
+        "peak_rss_mb": 250.0,
+        "memory_limit_mb": 200.0,
+    }
 
-    assert any("1M events" in failure for failure in check(result))
+    assert any("1M events" in failure for failure in check(Comparison.from_json(result)))
 
 
 def test_markdown_shows_both_systems_and_the_lower_bound() -> None:
-    table = markdown(PASSING)
+    table = markdown(Comparison.from_json(PASSING))
 
     assert "| | engine | Segment destination (baseline) |" in table
     assert "| **API calls, total** | **105** | **300** |" in table
-    assert "| memberships correct | 80 / 80 | 64 / 80 |" in table
-    assert "Lower bound (SPEC §5): **100** calls" in table
+    assert "| memberships correct | 80 / 80 (100.0%) | 64 / 80 (80.0%) |" in table
+    assert "Lower bound (design §5): 100 calls" in table
+
+
+def test_a_comparison_survives_its_own_json() -> None:
+    comparison = Comparison.from_json(PASSING)
+
+    assert Comparison.from_json(comparison.to_json()) == comparison
 
 
 def _event(subscriber: str, kind: str, key: str = "vip") -> dict[str, Any]:
@@ -139,9 +167,7 @@ def test_a_spawned_childs_peak_memory_is_its_own_not_its_parents() -> None:
 @pytest.mark.slow
 def test_bench_quick_runs_both_systems_on_one_workload_and_meets_every_target() -> None:
     program = shutil.which("pslab")
-    command = (
-        [program] if program else [sys.executable, "-c", "from emulator.cli import app; app()"]
-    )
+    command = [program] if program else [sys.executable, "-c", "from lab.cli import main; main()"]
     result = subprocess.run(  # noqa: S603 - our own program, fixed arguments
         [*command, "bench", "--preset", "quick", "--json"],
         capture_output=True,
@@ -160,4 +186,6 @@ def test_bench_quick_runs_both_systems_on_one_workload_and_meets_every_target() 
         assert figures["api_calls"]["total"] == sum(
             count for endpoint, count in figures["api_calls"].items() if endpoint != "total"
         )
-    assert check(summary) == []  # converged, no repeats, <= 1.10 x bound, <= baseline / 2.5
+    assert (
+        check(Comparison.from_json(summary)) == []
+    )  # converged, no repeats, <= 1.10 x bound, <= baseline / 2.5

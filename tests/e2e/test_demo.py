@@ -15,9 +15,7 @@ pytestmark = pytest.mark.slow
 
 def _pslab(*args: str) -> subprocess.CompletedProcess[str]:
     program = shutil.which("pslab")
-    command = (
-        [program] if program else [sys.executable, "-c", "from emulator.cli import app; app()"]
-    )
+    command = [program] if program else [sys.executable, "-c", "from lab.cli import main; main()"]
     return subprocess.run(  # noqa: S603 - our own program, fixed arguments
         [*command, *args], capture_output=True, text=True, timeout=120, check=False
     )
@@ -59,7 +57,7 @@ def test_demo_json_shows_the_engine_converged_where_the_destination_did_not(
     assert baseline["repeated_events"] > 0
     assert engine["api_calls"]["total"] < baseline["api_calls"]["total"]
     assert state.exists()
-    assert summary["wall_s"] < 60  # issue 6: the demo finishes in under a minute
+    assert summary["wall_s"] < 60  # the README promises a demo in under a minute
 
 
 def test_demo_refuses_a_state_file_that_already_exists(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import pytest
 from emulator.segment.workload import build_workload
 
 SECRET = "sk_e2e_not_a_real_key"
-PSLAB = [sys.executable, "-c", "from emulator.cli import app; app()"]
+PSLAB = [sys.executable, "-c", "from lab.cli import main; main()"]
 
 
 @pytest.fixture

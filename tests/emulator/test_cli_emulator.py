@@ -16,7 +16,7 @@ from pathlib import Path
 
 import httpx
 
-PSLAB = [sys.executable, "-c", "from emulator.cli import app; app()", "emulator"]
+PSLAB = [sys.executable, "-c", "from lab.cli import main; main()", "emulator"]
 
 
 @contextmanager

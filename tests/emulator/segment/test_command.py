@@ -5,8 +5,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from emulator.cli import app
 from emulator.segment.workload import build_workload
+from lab.cli import app
 
 runner = CliRunner()
 SMALL = ["--preset", "quick", "--users", "60", "--audiences", "3", "--seed", "7"]

@@ -24,29 +24,18 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
 
 from emulator.postscript.config import DEFAULT_SECRET_KEY
 from emulator.segment import baseline
 from emulator.segment.baseline import AUDIENCE_PROPERTY
-from emulator.segment.workload import Workload
+from emulator.segment.workload import Workload, WorkloadConfig
 from sync.engine import Engine, ProgressCallback
 from sync.settings import Settings
 
@@ -54,19 +43,19 @@ __all__ = [
     "ENDPOINTS",
     "RATE_LIMIT_RPS",
     "SECRET_KEY",
-    "ProgressBars",
+    "Comparison",
+    "MillionResult",
     "ProgressCallback",
     "Run",
     "Score",
+    "SystemResult",
     "WorkloadFacts",
-    "format_duration",
-    "format_share",
-    "progress_bars",
+    "compare",
+    "count_repeated",
     "run_baseline",
     "run_engine",
     "score_world",
     "seed_world",
-    "system_summary",
 ]
 
 SECRET_KEY = DEFAULT_SECRET_KEY
@@ -256,73 +245,173 @@ def run_baseline(
     )
 
 
-def system_summary(run: Run, score: Score, facts: WorkloadFacts) -> dict[str, Any]:
-    """One system's figures, as `pslab demo --json` and `pslab bench --json` print them."""
-    calls = {endpoint: run.api_calls.get(endpoint, 0) for endpoint in ENDPOINTS}
-    calls.update(run.api_calls)
-    total = sum(calls.values())
-    return {
-        "events_received": run.received,
-        "duplicates_dropped": run.duplicates_dropped,
-        "stale_skipped": run.stale_skipped,
-        "api_calls": {"total": total, **calls},
-        "calls_per_change": round(total / facts.changes, 4) if facts.changes else 0.0,
-        "time_to_converge_at_15rps_s": round(total / RATE_LIMIT_RPS, 1),
-        "memberships_correct": score.memberships_correct,
-        "memberships_total": score.memberships_total,
-        "converged_share": score.converged_share,
-        "events_posted": score.events_posted,
-        "repeated_events": score.repeated_events,
-        "wall_s": round(run.wall_s, 3),
-        "peak_rss_mb": None if run.peak_rss_mb is None else round(run.peak_rss_mb, 1),
-        "drained": run.drained,
-    }
+@dataclass(frozen=True)
+class SystemResult:
+    """One system's figures after scoring: what `pslab demo` and `pslab bench` print."""
+
+    events_received: int
+    duplicates_dropped: int
+    stale_skipped: int
+    api_calls: Mapping[str, int]  # by endpoint; every endpoint of ENDPOINTS present
+    calls_per_change: float
+    time_to_converge_at_15rps_s: float
+    memberships_correct: int
+    memberships_total: int
+    events_posted: int
+    repeated_events: int
+    wall_s: float
+    peak_rss_mb: float | None
+    drained: bool
+
+    @classmethod
+    def of(cls, run: Run, score: Score, facts: WorkloadFacts) -> SystemResult:
+        calls = {endpoint: run.api_calls.get(endpoint, 0) for endpoint in ENDPOINTS}
+        calls.update(run.api_calls)
+        total = sum(calls.values())
+        return cls(
+            events_received=run.received,
+            duplicates_dropped=run.duplicates_dropped,
+            stale_skipped=run.stale_skipped,
+            api_calls=calls,
+            calls_per_change=round(total / facts.changes, 4) if facts.changes else 0.0,
+            time_to_converge_at_15rps_s=round(total / RATE_LIMIT_RPS, 1),
+            memberships_correct=score.memberships_correct,
+            memberships_total=score.memberships_total,
+            events_posted=score.events_posted,
+            repeated_events=score.repeated_events,
+            wall_s=round(run.wall_s, 3),
+            peak_rss_mb=None if run.peak_rss_mb is None else round(run.peak_rss_mb, 1),
+            drained=run.drained,
+        )
+
+    @property
+    def calls_total(self) -> int:
+        return sum(self.api_calls.values())
+
+    @property
+    def converged_share(self) -> float:
+        if self.memberships_total == 0:
+            return 1.0
+        return self.memberships_correct / self.memberships_total
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["api_calls"] = {"total": self.calls_total, **self.api_calls}
+        data["converged_share"] = self.converged_share
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SystemResult:
+        names = {f.name for f in fields(cls)}
+        values = {key: value for key, value in data.items() if key in names}
+        values["api_calls"] = {k: v for k, v in data["api_calls"].items() if k != "total"}
+        return cls(**values)
 
 
-def format_share(share: float) -> str:
-    """A share as a percentage that never rounds a miss up to 100%."""
-    return f"{math.floor(share * 1000) / 10:.1f}%"
+@dataclass(frozen=True)
+class MillionResult:
+    """The engine streaming a million-event file: throughput and peak memory."""
+
+    input: str
+    events: int
+    wall_s: float
+    ingest_s: float
+    api_calls: Mapping[str, int]
+    duplicates_dropped: int
+    stale_skipped: int
+    drained: bool
+    peak_rss_mb: float
+    memory_limit_mb: float
+
+    @property
+    def events_per_s(self) -> int | None:
+        return round(self.events / self.wall_s) if self.wall_s else None
+
+    @property
+    def ingest_events_per_s(self) -> int | None:
+        return round(self.events / self.ingest_s) if self.ingest_s else None
+
+    @property
+    def within_memory_limit(self) -> bool:
+        return self.peak_rss_mb <= self.memory_limit_mb
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["api_calls"] = {"total": sum(self.api_calls.values()), **self.api_calls}
+        data["events_per_s"] = self.events_per_s
+        data["ingest_events_per_s"] = self.ingest_events_per_s
+        data["within_memory_limit"] = self.within_memory_limit
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> MillionResult:
+        names = {f.name for f in fields(cls)}
+        values = {key: value for key, value in data.items() if key in names}
+        values["api_calls"] = {k: v for k, v in data["api_calls"].items() if k != "total"}
+        return cls(**values)
 
 
-def format_duration(seconds: float) -> str:
-    minutes, rest = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    if hours:
-        return f"{hours}h {minutes:02d}m"
-    return f"{minutes}m {rest:02d}s" if minutes else f"{rest}s"
+@dataclass(frozen=True)
+class Comparison:
+    """Both systems on one workload: the result `pslab demo` and `pslab bench` share."""
+
+    preset: str
+    workload: WorkloadConfig
+    facts: WorkloadFacts
+    engine: SystemResult
+    baseline: SystemResult
+    million: MillionResult | None = None
+    wall_s: float | None = None
+
+    @property
+    def lower_bound(self) -> int:
+        return self.facts.lower_bound()
+
+    @property
+    def converged(self) -> bool:
+        """The engine got every membership right and left nothing pending or parked."""
+        return self.engine.converged_share == 1.0 and self.engine.drained
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "preset": self.preset,
+            "workload": {**asdict(self.workload), **asdict(self.facts)},
+            "rate_limit": "off; time_to_converge_at_15rps_s = api calls / 15",
+            "lower_bound": self.lower_bound,
+            "engine": self.engine.to_json(),
+            "baseline": self.baseline.to_json(),
+            "million": None if self.million is None else self.million.to_json(),
+            "converged": self.converged,
+            "wall_s": self.wall_s,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Comparison:
+        workload = data["workload"]
+        config_names = {f.name for f in fields(WorkloadConfig)}
+        fact_names = {f.name for f in fields(WorkloadFacts)}
+        million = data.get("million")
+        return cls(
+            preset=data["preset"],
+            workload=WorkloadConfig(**{k: v for k, v in workload.items() if k in config_names}),
+            facts=WorkloadFacts(**{k: v for k, v in workload.items() if k in fact_names}),
+            engine=SystemResult.from_json(data["engine"]),
+            baseline=SystemResult.from_json(data["baseline"]),
+            million=None if million is None else MillionResult.from_json(million),
+            wall_s=data.get("wall_s"),
+        )
 
 
-class ProgressBars:
-    """A `ProgressCallback` drawing one rich bar per stage; silent without a terminal."""
-
-    def __init__(self, progress: Progress | None, labels: Mapping[str, str]) -> None:
-        self.progress = progress
-        self.labels = labels
-        self.tasks: dict[str, TaskID] = {}
-
-    def __call__(self, stage: str, done: int, total: int | None) -> None:
-        if self.progress is None:
-            return
-        if stage not in self.tasks:
-            label = self.labels.get(stage, stage)
-            self.tasks[stage] = self.progress.add_task(label, total=total)
-        self.progress.update(self.tasks[stage], completed=done, total=total)
-
-
-@contextmanager
-def progress_bars(console: Console, labels: Mapping[str, str]) -> Iterator[ProgressBars]:
-    """Progress bars on `console` while the block runs, only when it is a terminal."""
-    if not console.is_terminal:
-        yield ProgressBars(None, labels)
-        return
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    )
-    with progress:
-        yield ProgressBars(progress, labels)
+def compare(
+    workload: Workload,
+    facts: WorkloadFacts,
+    base_url: str,
+    run_system: Callable[[str], Run],
+) -> tuple[SystemResult, SystemResult]:
+    """Seed a fresh world, run each system with `run_system`, score it: engine, then baseline."""
+    results = []
+    for system in ("engine", "baseline"):
+        seed_world(base_url, workload)
+        run = run_system(system)
+        results.append(SystemResult.of(run, score_world(base_url, workload), facts))
+    return results[0], results[1]

@@ -1,0 +1,5 @@
+"""`python -m lab` is `pslab`."""
+
+from lab.cli import main
+
+main()
