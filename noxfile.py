@@ -1,4 +1,10 @@
-"""Every check CI runs, by name. Plain `nox` runs the default sessions."""
+"""Every check, by name; `nox -l` is the table of contents, plain `nox` what CI runs.
+
+The default run does each thing once: lint, types, the whole test suite with
+coverage (contracts replay and verify included), then the quick benchmark,
+which prints its figures. The other sessions are for a developer's inner loop
+or for longer runs of what the default run does in a bounded way.
+"""
 
 from __future__ import annotations
 
@@ -8,14 +14,14 @@ import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["lint", "typecheck", "tests", "contracts", "bench"]
+nox.options.sessions = ["lint", "typecheck", "tests", "bench"]
 
 SOURCES = ["emulator", "sync", "contracts", "lab", "tests", "noxfile.py"]
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff check and ruff format --check."""
+    """ruff check and ruff format --check over the packages, the tests and this file."""
     session.install("ruff>=0.6")
     session.run("ruff", "check", *SOURCES)
     session.run("ruff", "format", "--check", *SOURCES)
@@ -30,14 +36,43 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Unit, property and end-to-end tests (pytest)."""
+    """The whole suite (unit, property, contracts, end-to-end) with a coverage figure."""
     session.install("-e", ".[test]")
-    session.run("pytest", "-q", *session.posargs)
+    session.run(
+        "pytest",
+        "-q",
+        "-m",
+        "not bench",
+        "--cov",
+        "--cov-report=term",
+        *session.posargs,
+    )
+
+
+@nox.session
+def fast(session: nox.Session) -> None:
+    """The inner loop: every test not marked slow, stopping at the first failure."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "-q", "-x", "-m", "not slow and not bench", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The quick benchmark, held to its targets, printing its table (design §9)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", "-q", "-s", "-m", "bench", "tests/e2e/test_bench.py")
+
+
+@nox.session
+def bench_standard(session: nox.Session) -> None:
+    """The standard workload and the million-event stream: `pslab bench --check` (minutes)."""
+    session.install("-e", ".")
+    session.run("pslab", "bench", "--check", *(session.posargs or ["--preset", "standard"]))
 
 
 @nox.session
 def contracts(session: nox.Session) -> None:
-    """Replay the contracts against the client and verify them against the emulator."""
+    """Only the contracts: replay against the client, verify against the emulator."""
     session.install("-e", ".[test]")
     session.run("pytest", "-q", "tests/contracts")
     session.run("pslab", "contracts", "verify")
@@ -45,7 +80,7 @@ def contracts(session: nox.Session) -> None:
 
 @nox.session
 def contracts_live(session: nox.Session) -> None:
-    """Verify the contracts against a live Postscript shop (needs a key)."""
+    """Verify the contracts against a live Postscript shop (skipped without a key)."""
     needed = ("POSTSCRIPT_SECRET_KEY", "POSTSCRIPT_TEST_PHONE")
     missing = [name for name in needed if not os.environ.get(name, "").strip()]
     if missing:
@@ -58,21 +93,19 @@ def contracts_live(session: nox.Session) -> None:
 
 @nox.session
 def fuzz(session: nox.Session) -> None:
-    """Schemathesis against the emulator's OpenAPI document (longer than the test in `tests`)."""
+    """The emulator's fuzz tests at 300 examples per operation (50 inside `tests`)."""
     session.install("-e", ".[test]")
-    session.run("pytest", "-q", "tests/emulator/test_fuzz.py", env={"PSLAB_FUZZ_EXAMPLES": "300"})
-
-
-@nox.session
-def bench(session: nox.Session) -> None:
-    """The benchmark of SPEC §9; `nox -s bench -- --preset standard` for the full workload."""
-    session.install("-e", ".")
-    args = session.posargs or ["--preset", "quick"]
-    session.run("pslab", "bench", "--check", *args)
+    session.run(
+        "pytest",
+        "-q",
+        "tests/emulator/test_fuzz.py",
+        "tests/emulator/test_hostile_input.py",
+        env={"PSLAB_FUZZ_EXAMPLES": "300"},
+    )
 
 
 @nox.session
 def bench_emulator(session: nox.Session) -> None:
-    """Loopback load on the emulator's phone lookup (needs `wrk` on PATH)."""
+    """Loopback load on the emulator's phone lookup with wrk (needs `wrk` on PATH)."""
     session.install("-e", ".")
     session.run("python", "-m", "emulator.postscript.loadtest", *session.posargs)

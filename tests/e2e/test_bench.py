@@ -165,7 +165,9 @@ def test_a_spawned_childs_peak_memory_is_its_own_not_its_parents() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.bench
 def test_bench_quick_runs_both_systems_on_one_workload_and_meets_every_target() -> None:
+    """`nox -s bench`: the quick benchmark from outside, its figures printed for the log."""
     program = shutil.which("pslab")
     command = [program] if program else [sys.executable, "-c", "from lab.cli import main; main()"]
     result = subprocess.run(  # noqa: S603 - our own program, fixed arguments
