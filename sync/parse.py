@@ -26,6 +26,7 @@ __all__ = [
 ]
 
 AUDIENCE_CLASSES = ("audience", "journey_step")
+MAX_NESTING = 64  # Segment events nest a handful of levels; this is far beyond any real one
 TIMESTAMP_FIELDS = ("timestamp", "originalTimestamp", "receivedAt")
 
 
@@ -69,7 +70,11 @@ def format_instant(instant: datetime) -> str:
 
 
 def parse_line(
-    line: str, line_no: int | None = None, *, default_region: str = "US"
+    line: str,
+    line_no: int | None = None,
+    *,
+    default_region: str = "US",
+    not_after: datetime | None = None,
 ) -> list[AudienceChange | Rejection]:
     """One NDJSON line: an event or a `{"batch":[…]}`; bad JSON rejects the line alone."""
     text = line.strip()
@@ -79,17 +84,50 @@ def parse_line(
         where = f"line {line_no}" if line_no is not None else "the line"
         reason = f"{where} is not UTF-8 text; re-encode it as UTF-8 or drop it"
         return [Rejection(reason, text[:200], line_no)]
+    where = f"line {line_no}" if line_no is not None else "the line"
+    if _nesting_exceeds(text, MAX_NESTING):
+        reason = f"{where} nests objects or lists more than {MAX_NESTING} deep; no event does"
+        return [Rejection(reason, text[:200], line_no)]
     try:
-        payload = json.loads(text)
+        payload = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
-        where = f"line {line_no}" if line_no is not None else "the line"
         reason = f"{where} is not valid JSON ({exc.msg} at column {exc.colno}); fix or drop it"
         return [Rejection(reason, text[:200], line_no)]
-    return list(parse_payload(payload, line_no, default_region=default_region))
+    except ValueError as exc:  # an integer of thousands of digits, NaN or Infinity
+        reason = f"{where} holds a value JSON text cannot carry safely ({exc}); fix or drop it"
+        return [Rejection(reason, text[:200], line_no)]
+    return list(parse_payload(payload, line_no, default_region=default_region, not_after=not_after))
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _nesting_exceeds(text: str, limit: int) -> bool:
+    """Whether brackets nest deeper than `limit` (brackets inside strings count: a safe bound).
+
+    Checked before parsing, so that a line nested thousands deep costs one scan
+    instead of a recursion error in the parser or in whatever stores it later.
+    """
+    if text.count("{") + text.count("[") <= limit:
+        return False
+    depth = 0
+    for char in text:
+        if char in "{[":
+            depth += 1
+            if depth > limit:
+                return True
+        elif char in "}]":
+            depth -= 1
+    return False
 
 
 def parse_payload(
-    payload: object, line_no: int | None = None, *, default_region: str = "US"
+    payload: object,
+    line_no: int | None = None,
+    *,
+    default_region: str = "US",
+    not_after: datetime | None = None,
 ) -> Iterator[AudienceChange | Rejection]:
     """A single event or a Segment batch, one result per event."""
     if isinstance(payload, Mapping) and "batch" in payload and "type" not in payload:
@@ -98,9 +136,13 @@ def parse_payload(
             yield Rejection('"batch" must be a list of events', payload, line_no)
             return
         for event in batch:
-            yield _located(parse_event(event, default_region=default_region), line_no)
+            yield _located(
+                parse_event(event, default_region=default_region, not_after=not_after), line_no
+            )
     else:
-        yield _located(parse_event(payload, default_region=default_region), line_no)
+        yield _located(
+            parse_event(payload, default_region=default_region, not_after=not_after), line_no
+        )
 
 
 def _located(result: AudienceChange | Rejection, line_no: int | None) -> AudienceChange | Rejection:
@@ -109,12 +151,14 @@ def _located(result: AudienceChange | Rejection, line_no: int | None) -> Audienc
     return result
 
 
-def parse_event(event: object, *, default_region: str = "US") -> AudienceChange | Rejection:
+def parse_event(
+    event: object, *, default_region: str = "US", not_after: datetime | None = None
+) -> AudienceChange | Rejection:
     """SPEC §3 rules 1–9, in order; the first rule that fails is the reason."""
     if not isinstance(event, Mapping):
         return Rejection("the event is not a JSON object", event)
     try:
-        return _parse(event, default_region)
+        return _parse(event, default_region, not_after)
     except _Rejected as rejected:
         return Rejection(str(rejected), event)
 
@@ -123,7 +167,9 @@ class _Rejected(Exception):
     pass
 
 
-def _parse(event: Mapping[str, Any], default_region: str) -> AudienceChange:
+def _parse(
+    event: Mapping[str, Any], default_region: str, not_after: datetime | None
+) -> AudienceChange:
     kind = event.get("type")
     if kind not in ("identify", "track"):
         raise _Rejected(
@@ -138,9 +184,21 @@ def _parse(event: Mapping[str, Any], default_region: str) -> AudienceChange:
             "expected 'audience' or 'journey_step' (is this an Engage audience event?)"
         )
     audience_key = personas.get("computation_key")
-    if not isinstance(audience_key, str) or not audience_key.strip():
+    if audience_key is not None and not isinstance(audience_key, str):
+        raise _Rejected(
+            f"context.personas.computation_key is {_shown(audience_key)}; "
+            "expected the audience key as a string"
+        )
+    if not audience_key or not audience_key.strip():
         raise _Rejected("context.personas.computation_key (the audience key) is missing or empty")
     audience_id = personas.get("computation_id")
+    if audience_id is not None and (
+        not isinstance(audience_id, str | int) or isinstance(audience_id, bool)
+    ):
+        raise _Rejected(
+            f"context.personas.computation_id is {_shown(audience_id)}; "
+            "expected the audience id as a string"
+        )
     member = _membership(event, kind, audience_key, computation_class)
     traits = _object(event.get("traits"))
     context_traits = _object(context.get("traits"))
@@ -167,8 +225,22 @@ def _parse(event: Mapping[str, Any], default_region: str) -> AudienceChange:
         audience_key=audience_key,
         audience_id=str(audience_id) if audience_id not in (None, "") else None,
         member=member,
-        version=Version(_instant(event), _message_id(event)),
+        version=Version(_instant(event, not_after), _message_id(event)),
     )
+
+
+def _shown(value: object) -> str:
+    """A value as a reason quotes it: its JSON type, and the value itself when it is short."""
+    kind = {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        list: "a list",
+        dict: "an object",
+    }
+    text = repr(value)
+    name = kind.get(type(value), type(value).__name__)
+    return f"{text} ({name})" if len(text) <= 40 else name
 
 
 def _is_unicode(text: str) -> bool:
@@ -234,7 +306,7 @@ def _e164(value: str, default_region: str) -> str | None:
     return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
 
 
-def _instant(event: Mapping[str, Any]) -> datetime:
+def _instant(event: Mapping[str, Any], not_after: datetime | None) -> datetime:
     for field in TIMESTAMP_FIELDS:
         raw = event.get(field)
         if raw is None or raw == "":
@@ -248,9 +320,16 @@ def _instant(event: Mapping[str, Any]) -> datetime:
         if instant.tzinfo is None:  # Segment timestamps are UTC when no offset is given
             instant = instant.replace(tzinfo=UTC)
         try:
-            return instant.astimezone(UTC)
+            instant = instant.astimezone(UTC)
         except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
             raise _Rejected(f"{field} is {raw!r}, which is out of range in UTC") from None
+        if not_after is not None and instant > not_after:
+            # A clock error would make this the newest version for ever (design §3.9).
+            raise _Rejected(
+                f"{field} is {raw!r}, later than {format_instant(not_after)}, the latest"
+                " this run accepts; fix the sender's clock or drop the event"
+            )
+        return instant
     raise _Rejected("the event has no timestamp, originalTimestamp or receivedAt")
 
 

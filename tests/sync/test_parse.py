@@ -301,3 +301,74 @@ def test_every_valid_engage_spelling_is_read_as_the_generator_meant(valid: Valid
     assert result.email == expected.email
     assert result.version.timestamp == expected.timestamp
     assert result.version.message_id == expected.message_id
+
+
+# -- hostile input: every line becomes a rejection with a reason, never an exception ------
+
+GOOD_LINE = json.dumps(track())
+POISON_LINES = {
+    "an integer of 5,000 digits": '{"type": "track", "n": ' + "9" * 5000 + "}",
+    "JSON nested 100,000 deep": "[" * 100_000 + "]" * 100_000,
+    "an event nested 980 deep": '{"type":"track","properties":' + '{"a":' * 980 + "1" + "}" * 981,
+    "NaN": '{"type": "track", "timestamp": NaN}',
+    "Infinity": '{"type": "track", "n": -Infinity}',
+}
+
+
+@pytest.mark.parametrize("name", sorted(POISON_LINES))
+def test_a_poison_line_is_rejected_with_a_reason_and_the_next_line_still_parses(
+    name: str,
+) -> None:
+    rejected = parse_line(POISON_LINES[name], 7)
+    accepted = parse_line(GOOD_LINE, 8)
+
+    assert len(rejected) == 1
+    assert isinstance(rejected[0], Rejection)
+    assert rejected[0].line == 7
+    assert "line 7" in rejected[0].reason
+    assert len(repr(rejected[0].event)) < 1000
+    assert isinstance(accepted[0], AudienceChange)
+
+
+def test_a_line_nested_within_the_limit_is_read_normally() -> None:
+    deep = '{"type":"track","extra":' + "[" * 60 + "]" * 60 + "}"
+
+    (result,) = parse_line(deep, 1)
+
+    assert isinstance(result, Rejection)
+    assert "nests" not in result.reason  # rejected for what it lacks, not for its depth
+
+
+def test_an_audience_key_that_is_not_a_string_is_named_for_its_type() -> None:
+    event = track()
+    event["context"]["personas"]["computation_key"] = 42
+
+    assert reason(event) == (
+        "context.personas.computation_key is 42 (a number); expected the audience key as a string"
+    )
+
+
+@pytest.mark.parametrize("audience_id", [{"id": 1}, [1], True, 1.5])
+def test_an_audience_id_that_is_not_a_string_or_integer_is_rejected(audience_id: object) -> None:
+    event = track()
+    event["context"]["personas"]["computation_id"] = audience_id
+
+    assert "computation_id is" in reason(event)
+
+
+def test_an_integer_audience_id_is_kept_as_its_digits() -> None:
+    event = track()
+    event["context"]["personas"]["computation_id"] = 1234
+
+    assert change(event).audience_id == "1234"
+
+
+def test_a_timestamp_later_than_the_run_accepts_is_rejected_as_a_clock_error() -> None:
+    latest = datetime(2024, 5, 2, tzinfo=UTC)
+
+    future = parse_event(track(timestamp="9999-01-01T00:00:00Z"), not_after=latest)
+    present = parse_event(track(), not_after=latest)
+
+    assert isinstance(future, Rejection)
+    assert "later than 2024-05-02T00:00:00.000000Z" in future.reason
+    assert isinstance(present, AudienceChange)
