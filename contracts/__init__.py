@@ -40,6 +40,7 @@ The harness:
 """
 
 from contracts.contract import RECORDED, Contract, load_contracts
-from contracts.replay import exercised, replay
 
-__all__ = ["RECORDED", "Contract", "exercised", "load_contracts", "replay"]
+# `contracts.replay` is not re-exported: it needs respx (the `testing` extra),
+# which `pslab contracts verify` must run without.
+__all__ = ["RECORDED", "Contract", "load_contracts"]

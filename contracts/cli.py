@@ -26,6 +26,8 @@ from contracts.target import EmulatorTarget, LiveTarget, TargetError
 from contracts.verify import ContractResult, summary, verify_emulator, verify_target
 from emulator.postscript.config import DEFAULT_SECRET_KEY
 
+__all__ = ["EXIT_DIFFERENCES", "EXIT_MISSING_LIVE_SETTINGS", "app"]
+
 LIVE_BASE_URL = "https://api.postscript.io"
 EXIT_DIFFERENCES = 1
 EXIT_MISSING_LIVE_SETTINGS = 3

@@ -13,6 +13,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+__all__ = [
+    "RECORDED",
+    "Contract",
+    "ContractFileError",
+    "Request",
+    "Response",
+    "fill",
+    "load_contract",
+    "load_contracts",
+    "parse_contract",
+    "references_in",
+    "save_contract",
+    "select",
+]
+
 RECORDED = Path(__file__).parent / "recorded"
 """Where the project's contracts live (shipped inside the wheel)."""
 

@@ -17,6 +17,8 @@ from contracts.contract import Contract
 from contracts.matching import Difference, compare, project
 from contracts.verify import ContractResult
 
+__all__ = ["DriftEntry", "drift"]
+
 
 @dataclass
 class DriftEntry:

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+__all__ = ["Difference", "child", "compare", "json_type", "matcher_for", "project"]
+
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _INDEX = re.compile(r"\[\d+\]")
 

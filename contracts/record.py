@@ -24,6 +24,8 @@ from contracts.contract import Contract, Response, save_contract
 from contracts.matching import child, compare, matcher_for, project
 from contracts.target import LiveTarget, SkipContract
 
+__all__ = ["RecordResult", "UnsafeRecording", "assert_clean", "keep_stable", "record", "scrub"]
+
 SCRUBBED_EMAIL = "scrubbed@example.com"
 SCRUBBED_PHONE = "+15555550199"
 _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")

@@ -28,6 +28,16 @@ import respx
 from contracts.contract import Contract, fill, load_contracts, select
 from contracts.matching import json_type
 
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "UNMATCHED_STATUS",
+    "ContractNotExercised",
+    "Expectation",
+    "Replay",
+    "exercised",
+    "replay",
+]
+
 DEFAULT_BASE_URL = "https://api.postscript.io"
 UNMATCHED_STATUS = 599  # not a status the API uses, so a client never mistakes it for one
 

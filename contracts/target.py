@@ -20,6 +20,8 @@ from aiolimiter import AsyncLimiter
 
 from contracts.contract import Contract, fill
 
+__all__ = ["EmulatorTarget", "Exchange", "LiveTarget", "SkipContract", "Target", "TargetError"]
+
 INVALID_KEY = "sk_invalid_pslab_contract"
 NEUTRAL_FAULTS: dict[str, Any] = {
     "error_rate": 0.0,

@@ -21,6 +21,8 @@ from contracts.target import EmulatorTarget, Exchange, SkipContract, Target
 from emulator.postscript.app import create_app
 from emulator.postscript.config import DEFAULT_SECRET_KEY
 
+__all__ = ["ContractResult", "summary", "verify_emulator", "verify_target"]
+
 IN_PROCESS_URL = "http://emulator.invalid"
 
 

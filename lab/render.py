@@ -29,8 +29,6 @@ from lab.comparison import ENDPOINTS, RATE_LIMIT_RPS, Comparison, SystemResult
 __all__ = [
     "ProgressBars",
     "Row",
-    "format_duration",
-    "format_share",
     "markdown",
     "progress_bars",
     "rich_table",

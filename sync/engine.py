@@ -4,7 +4,7 @@
 batched transactions). `drain` then works the ledger off:
 
 1. check the state file belongs to the key's shop (one `GET /me`);
-2. finish writes a crashed run journaled but did not confirm (SPEC §4.4);
+2. finish writes a crashed run journaled but did not confirm (docs/design.md §4.4);
 3. make parked changes pending again;
 4. find every pending identity's subscriber in bulk (`sync.lookup`);
 5. plan each subscriber once over all its pending changes (`sync.plan`), and
@@ -15,10 +15,8 @@ time, all through the one paced client."""
 
 from __future__ import annotations
 
-import sqlite3
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import closing
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
@@ -28,7 +26,7 @@ import httpx
 
 from sync.client import PostscriptClient
 from sync.errors import BadRequestError, NotFoundError, StateMismatchError
-from sync.ledger import Identity, IngestCounts, Intent, Ledger, hold_lock
+from sync.ledger import Identity, IngestCounts, Intent, Ledger, Status, copy_state, hold_lock
 from sync.lookup import Lookup
 from sync.parse import AudienceChange, Rejection, parse_line, parse_payload
 from sync.plan import Plan, plan_subscriber
@@ -89,13 +87,7 @@ class Engine:
         self._lock = hold_lock(path)
         self._scratch = tempfile.TemporaryDirectory(prefix="pslab-dry-run-")
         copy = Path(self._scratch.name) / "state.sqlite"
-        if path.exists():
-            read_only = f"{path.resolve().as_uri()}?mode=ro"
-            with (
-                closing(sqlite3.connect(read_only, uri=True)) as source,
-                closing(sqlite3.connect(copy)) as target,
-            ):
-                source.backup(target)
+        copy_state(path, copy)
         return Ledger(copy).__enter__()
 
     # -- ingest ---------------------------------------------------------------
@@ -174,9 +166,9 @@ class Engine:
 
     def _count_leftovers(self) -> None:
         counts = self.ledger.status_counts()
-        self.report.parked = counts.get("parked", 0)
+        self.report.parked = counts.get(Status.PARKED, 0)
         self.report.parked_identities = self.ledger.parked_identities()
-        self.report.pending = counts.get("pending", 0) + counts["intents"]
+        self.report.pending = counts.get(Status.PENDING, 0) + self.ledger.count_intents()
 
     async def _resume(self) -> None:
         for intent in self.ledger.unfinished_intents():

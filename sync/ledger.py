@@ -1,10 +1,10 @@
-"""The engine's memory between runs: one SQLite file (the `--state` of SPEC §6).
+"""The engine's memory between runs: one SQLite file (the `--state` of docs/design.md §6).
 
 Tables:
 - `seen`        every accepted messageId (duplicates are recognised across runs);
 - `winners`     the greatest version per (identity, audience) and whether it is
                 `pending` (not yet written), `parked` (no subscriber yet) or `done`;
-- `intents`     planned writes not yet confirmed (the crash journal of SPEC §4.4),
+- `intents`     planned writes not yet confirmed (the crash journal of design §4.4),
                 with `intent_events`, each marked once posted;
 - `applied`     per (subscriber, audience) the version the engine last settled,
                 so a stale event arriving through another identity changes nothing;
@@ -22,9 +22,11 @@ import fcntl
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
@@ -33,7 +35,7 @@ from sync.errors import StateLockedError
 from sync.parse import AudienceChange, Rejection, Version, format_instant
 from sync.plan import Plan
 
-__all__ = ["Identity", "IngestCounts", "Intent", "Ledger", "dump_json", "hold_lock"]
+__all__ = ["Identity", "IngestCounts", "Intent", "Ledger", "Status", "copy_state", "hold_lock"]
 
 INGEST_TRANSACTION_ROWS = 5000
 
@@ -91,6 +93,35 @@ CREATE TABLE IF NOT EXISTS rejections (
 );
 """
 
+# What one drain's lookups found, on the ledger's connection only (SQLite's temp schema).
+DRAIN_SCRATCH = """
+CREATE TEMP TABLE IF NOT EXISTS resolved (
+    phone TEXT NOT NULL,
+    email TEXT NOT NULL,
+    subscriber_id TEXT NOT NULL,
+    PRIMARY KEY (phone, email)
+);
+CREATE TEMP TABLE IF NOT EXISTS fetched (
+    subscriber_id TEXT PRIMARY KEY,
+    body TEXT NOT NULL,
+    read_at REAL NOT NULL
+);
+DELETE FROM temp.resolved;
+DELETE FROM temp.fetched;
+"""
+
+
+class Status(StrEnum):
+    """Where a row of `winners` stands; the values are the strings the state file stores."""
+
+    PENDING = "pending"  # not yet written
+    PARKED = "parked"  # no subscriber yet; each run makes it pending again
+    DONE = "done"  # settled: applied, or superseded by a newer version
+    REFUSED = "refused"  # Postscript refused the write (a 400); the reason is in `rejections`
+
+
+OPEN_STATUSES = (Status.PENDING, Status.PARKED)  # what a run still has to work off
+
 
 @dataclass(frozen=True, order=True)
 class Identity:
@@ -105,7 +136,7 @@ class Identity:
 
     @property
     def name(self) -> str:
-        """The identity key of SPEC §9's expectations: phone, else email."""
+        """The identity key (design §5, §9): phone, else email."""
         return self.phone or self.email or ""
 
 
@@ -206,13 +237,10 @@ class Ledger:
                 counts.received += 1
                 if isinstance(result, Rejection):
                     counts.rejected += 1
-                    db.execute(
-                        "INSERT INTO rejections (run, line, reason, event) VALUES (?, ?, ?, ?)",
-                        (run, result.line, result.reason, dump_json(result.event)),
-                    )
+                    _insert_rejection(db, run, result.line, result.reason, result.event)
                 elif not _insert_seen(db, result.version.message_id):
                     counts.duplicates += 1
-                elif _upsert_winner(db, result, "pending"):
+                elif _upsert_winner(db, result, Status.PENDING):
                     counts.accepted += 1
                 else:
                     counts.stale += 1
@@ -245,15 +273,16 @@ class Ledger:
     def has_work(self) -> bool:
         """Anything to write: pending or parked changes, or an unfinished intent."""
         row = self.db.execute(
-            "SELECT EXISTS (SELECT 1 FROM winners WHERE status IN ('pending', 'parked')) "
-            "OR EXISTS (SELECT 1 FROM intents)"
+            "SELECT EXISTS (SELECT 1 FROM winners WHERE status IN (?, ?)) "
+            "OR EXISTS (SELECT 1 FROM intents)",
+            OPEN_STATUSES,
         ).fetchone()
         return bool(row[0])
 
     def unpark(self) -> int:
         """Parked changes become pending again (each run retries them)."""
-        sql = "UPDATE winners SET status = 'pending' WHERE status = 'parked'"
-        return self.db.execute(sql).rowcount
+        sql = "UPDATE winners SET status = ? WHERE status = ?"
+        return self.db.execute(sql, (Status.PENDING, Status.PARKED)).rowcount
 
     def pending_identities(self, page: int = 500) -> Iterator[Identity]:
         """Every identity with a pending change, in key order; safe while rows change status."""
@@ -261,9 +290,9 @@ class Ledger:
         first = True
         while True:
             rows = self.db.execute(
-                "SELECT DISTINCT phone, email FROM winners WHERE status = 'pending' "
+                "SELECT DISTINCT phone, email FROM winners WHERE status = ? "
                 "AND (? OR (phone, email) > (?, ?)) ORDER BY phone, email LIMIT ?",
-                (first, *last, page),
+                (Status.PENDING, first, *last, page),
             ).fetchall()
             if not rows:
                 return
@@ -277,8 +306,8 @@ class Ledger:
         for identity in identities:
             cursor = self.db.execute(
                 "SELECT audience_key, audience_id, member, ts, message_id FROM winners "
-                "WHERE phone = ? AND email = ? AND status = 'pending'",
-                identity.key,
+                "WHERE phone = ? AND email = ? AND status = ?",
+                (*identity.key, Status.PENDING),
             )
             for key, audience_id, member, ts, message_id in cursor:
                 changes.append(
@@ -298,9 +327,8 @@ class Ledger:
         with self.transaction() as db:
             for identity in identities:
                 parked += db.execute(
-                    "UPDATE winners SET status = 'parked' "
-                    "WHERE phone = ? AND email = ? AND status = 'pending'",
-                    identity.key,
+                    "UPDATE winners SET status = ? WHERE phone = ? AND email = ? AND status = ?",
+                    (Status.PARKED, *identity.key, Status.PENDING),
                 ).rowcount
         return parked
 
@@ -320,13 +348,13 @@ class Ledger:
         with self.transaction() as db:
             cursor = db.execute(
                 "INSERT INTO intents (subscriber_id, changes, patch) VALUES (?, ?, ?)",
-                (plan.subscriber_id, dump_json(changes), dump_json(plan.patch_properties)),
+                (plan.subscriber_id, _dump_json(changes), _dump_json(plan.patch_properties)),
             )
             intent_id = cursor.lastrowid
             assert intent_id is not None
             db.executemany(
                 "INSERT INTO intent_events (intent_id, seq, body) VALUES (?, ?, ?)",
-                [(intent_id, seq, dump_json(body)) for seq, body in enumerate(plan.events)],
+                [(intent_id, seq, _dump_json(body)) for seq, body in enumerate(plan.events)],
             )
         return intent_id
 
@@ -403,45 +431,96 @@ class Ledger:
         """
         with self.transaction() as db:
             for change in changes:
-                db.execute(
-                    "INSERT INTO rejections (run, line, reason, event) VALUES (?, ?, ?, ?)",
-                    (run, None, reason, dump_json(_change_dict(change))),
-                )
-                _close(db, change, status="refused")
+                _insert_rejection(db, run, None, reason, _change_dict(change))
+                _close(db, change, status=Status.REFUSED)
             for change in superseded:
                 _close(db, change)
 
     def record_refusal(self, body: object, reason: str, run: int) -> None:
-        self.db.execute(
-            "INSERT INTO rejections (run, line, reason, event) VALUES (?, ?, ?, ?)",
-            (run, None, reason, dump_json(body)),
-        )
+        _insert_rejection(self.db, run, None, reason, body)
 
     def count_pending_identities(self) -> int:
-        row = self.db.execute(
-            "SELECT COUNT(*) FROM (SELECT DISTINCT phone, email FROM winners "
-            "WHERE status = 'pending')"
-        ).fetchone()
-        return int(row[0])
+        return self._count_identities(Status.PENDING)
 
     def abandon_intent(self, intent_id: int) -> None:
         with self.transaction() as db:
             db.execute("DELETE FROM intent_events WHERE intent_id = ?", (intent_id,))
             db.execute("DELETE FROM intents WHERE id = ?", (intent_id,))
 
-    def status_counts(self) -> dict[str, int]:
-        counts = dict(
-            self.db.execute("SELECT status, COUNT(*) FROM winners GROUP BY status").fetchall()
-        )
-        counts["intents"] = self.db.execute("SELECT COUNT(*) FROM intents").fetchone()[0]
-        return counts
+    def status_counts(self) -> dict[Status, int]:
+        """Rows of `winners` per status (statuses with no rows are left out)."""
+        rows = self.db.execute("SELECT status, COUNT(*) FROM winners GROUP BY status")
+        return {Status(status): int(count) for status, count in rows}
+
+    def count_intents(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM intents").fetchone()[0])
 
     def parked_identities(self) -> int:
+        return self._count_identities(Status.PARKED)
+
+    def _count_identities(self, status: Status) -> int:
         row = self.db.execute(
-            "SELECT COUNT(*) FROM (SELECT DISTINCT phone, email FROM winners "
-            "WHERE status = 'parked')"
+            "SELECT COUNT(*) FROM (SELECT DISTINCT phone, email FROM winners WHERE status = ?)",
+            (status,),
         ).fetchone()
         return int(row[0])
+
+    # -- lookup (one drain's scratch tables, and the lasting identity cache) ---
+
+    def clear_lookups(self) -> None:
+        """Start a drain with empty scratch tables (they live as long as the connection)."""
+        self.db.executescript(DRAIN_SCRATCH)
+
+    def remember_subscriber(
+        self,
+        subscriber: Mapping[str, Any],
+        identities: Iterable[Identity],
+        via: str,
+        read_at: float,
+    ) -> None:
+        """Identities found as `subscriber`: for this drain, and in the lasting cache."""
+        subscriber_id = str(subscriber["id"])
+        rows = [(*identity.key, subscriber_id) for identity in identities]
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO temp.fetched (subscriber_id, body, read_at) "
+                "VALUES (?, ?, ?)",
+                (subscriber_id, _dump_json(subscriber), read_at),
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO temp.resolved (phone, email, subscriber_id) "
+                "VALUES (?, ?, ?)",
+                rows,
+            )
+            db.executemany(
+                "INSERT INTO identities (phone, email, subscriber_id, via) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (phone, email) DO UPDATE SET "
+                "subscriber_id = excluded.subscriber_id, via = excluded.via",
+                [(*row, via) for row in rows],
+            )
+
+    def count_fetched(self) -> int:
+        """Subscribers found in this drain."""
+        return int(self.db.execute("SELECT COUNT(*) FROM temp.fetched").fetchone()[0])
+
+    def fetched_after(
+        self, subscriber_id: str, limit: int
+    ) -> list[tuple[str, dict[str, Any], float]]:
+        """The next `limit` subscribers found in this drain, by id: (id, body, read_at)."""
+        rows = self.db.execute(
+            "SELECT subscriber_id, body, read_at FROM temp.fetched WHERE subscriber_id > ? "
+            "ORDER BY subscriber_id LIMIT ?",
+            (subscriber_id, limit),
+        ).fetchall()
+        return [(found_id, json.loads(body), read_at) for found_id, body, read_at in rows]
+
+    def resolved_to(self, subscriber_id: str) -> list[Identity]:
+        """The identities this drain found to be `subscriber_id`, in key order."""
+        cursor = self.db.execute(
+            "SELECT phone, email FROM temp.resolved WHERE subscriber_id = ? ORDER BY phone, email",
+            (subscriber_id,),
+        )
+        return [Identity(phone or None, email or None) for phone, email in cursor]
 
 
 def hold_lock(path: Path) -> IO[str]:
@@ -465,12 +544,33 @@ def hold_lock(path: Path) -> IO[str]:
     return handle
 
 
+def copy_state(path: Path, copy: Path) -> None:
+    """Copy the state file at `path`, if there is one, to `copy`, opening it read-only."""
+    if not path.exists():
+        return
+    read_only = f"{path.resolve().as_uri()}?mode=ro"
+    with (
+        closing(sqlite3.connect(read_only, uri=True)) as source,
+        closing(sqlite3.connect(copy)) as target,
+    ):
+        source.backup(target)
+
+
+def _insert_rejection(
+    db: sqlite3.Connection, run: int, line: int | None, reason: str, event: object
+) -> None:
+    db.execute(
+        "INSERT INTO rejections (run, line, reason, event) VALUES (?, ?, ?, ?)",
+        (run, line, reason, _dump_json(event)),
+    )
+
+
 def _insert_seen(db: sqlite3.Connection, message_id: str) -> bool:
     cursor = db.execute("INSERT OR IGNORE INTO seen (message_id) VALUES (?)", (message_id,))
     return cursor.rowcount == 1
 
 
-def _upsert_winner(db: sqlite3.Connection, change: AudienceChange, status: str) -> bool:
+def _upsert_winner(db: sqlite3.Connection, change: AudienceChange, status: Status) -> bool:
     cursor = db.execute(
         "INSERT INTO winners (phone, email, audience_key, audience_id, member, ts, message_id, "
         "status) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
@@ -491,17 +591,18 @@ def _upsert_winner(db: sqlite3.Connection, change: AudienceChange, status: str) 
     return cursor.rowcount == 1
 
 
-def _close(db: sqlite3.Connection, change: AudienceChange, status: str = "done") -> None:
+def _close(db: sqlite3.Connection, change: AudienceChange, status: Status = Status.DONE) -> None:
     """Close the row only if it still holds this version (a newer one stays pending)."""
     db.execute(
         "UPDATE winners SET status = ? WHERE phone = ? AND email = ? AND audience_key = ? "
-        "AND ts = ? AND message_id = ? AND status IN ('pending', 'parked')",
+        "AND ts = ? AND message_id = ? AND status IN (?, ?)",
         (
             status,
             change.phone or "",
             change.email or "",
             change.audience_key,
             *_version_row(change),
+            *OPEN_STATUSES,
         ),
     )
 
@@ -536,6 +637,6 @@ def _load_changes(items: list[dict[str, Any]]) -> list[AudienceChange]:
     ]
 
 
-def dump_json(value: object) -> str:
+def _dump_json(value: object) -> str:
     """Compact JSON, ASCII-escaped: a rejected event's lone surrogate stays storable."""
     return json.dumps(value, separators=(",", ":"), default=str)

@@ -1,4 +1,4 @@
-"""SPEC §4.5 in bulk: which subscriber each pending identity is, found by phone, then email.
+"""Which subscriber each pending identity is, in bulk: phone, then email (docs/design.md §4.5).
 
 One drain looks every pending identity up once, `lookup_batch` values per call
 (`phone_number__in`, then `email__in` for identities with no phone or whose
@@ -11,7 +11,6 @@ before the write (`refresh`). Identities nobody matches are parked.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -20,7 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sync.client import PostscriptClient
-from sync.ledger import Identity, Ledger, dump_json
+from sync.ledger import Identity, Ledger
 from sync.report import Report
 
 __all__ = ["Found", "Lookup"]
@@ -55,13 +54,7 @@ class Lookup:
         self.report = report
         self.batch = batch
         self.progress = progress
-        ledger.db.executescript(
-            "CREATE TEMP TABLE IF NOT EXISTS resolved (phone TEXT NOT NULL, email TEXT NOT NULL, "
-            "subscriber_id TEXT NOT NULL, PRIMARY KEY (phone, email));"
-            "CREATE TEMP TABLE IF NOT EXISTS fetched "
-            "(subscriber_id TEXT PRIMARY KEY, body TEXT NOT NULL, read_at REAL NOT NULL);"
-            "DELETE FROM temp.resolved; DELETE FROM temp.fetched;"
-        )
+        ledger.clear_lookups()
 
     async def resolve_pending(self) -> None:
         """Look every pending identity up; count distinct identity keys in the report."""
@@ -94,32 +87,16 @@ class Lookup:
 
     def count(self) -> int:
         """Subscribers found in this drain."""
-        return int(self.ledger.db.execute("SELECT COUNT(*) FROM temp.fetched").fetchone()[0])
+        return self.ledger.count_fetched()
 
     def found(self, page: int = 50) -> Iterator[list[Found]]:
         """Pages of (subscriber as read in this drain, the identities that resolved to it)."""
-        db = self.ledger.db
         last = ""
-        while True:
-            rows = db.execute(
-                "SELECT subscriber_id, body, read_at FROM temp.fetched WHERE subscriber_id > ? "
-                "ORDER BY subscriber_id LIMIT ?",
-                (last, page),
-            ).fetchall()
-            if not rows:
-                return
-            chunk: list[Found] = []
-            for subscriber_id, body, read_at in rows:
-                identities = [
-                    Identity(phone or None, email or None)
-                    for phone, email in db.execute(
-                        "SELECT phone, email FROM temp.resolved WHERE subscriber_id = ? "
-                        "ORDER BY phone, email",
-                        (subscriber_id,),
-                    )
-                ]
-                chunk.append(Found(json.loads(body), identities, read_at))
-            yield chunk
+        while rows := self.ledger.fetched_after(last, page):
+            yield [
+                Found(subscriber, self.ledger.resolved_to(subscriber_id), read_at)
+                for subscriber_id, subscriber, read_at in rows
+            ]
             last = rows[-1][0]
 
     async def refresh(self, chunk: list[Found], max_age_s: float) -> list[Found]:
@@ -186,7 +163,7 @@ class Lookup:
                 continue
             if len({str(candidate["id"]) for candidate in candidates}) > 1:
                 self.report.ambiguous += 1
-            newest = max(candidates, key=_created)  # SPEC §4.5: the most recently created
+            newest = max(candidates, key=_created)  # design §4.5: the most recently created
             self._remember(by_email[email], newest, via="email")
         self._park(unknown)
         return {email: by_email[email] for email in list(by_email)[self.batch :]}
@@ -195,25 +172,7 @@ class Lookup:
         self, identities: Iterable[Identity], subscriber: Mapping[str, Any], via: str
     ) -> None:
         """Identities found as `subscriber`: for this drain, and in the lasting cache."""
-        subscriber_id = str(subscriber["id"])
-        rows = [(*identity.key, subscriber_id) for identity in identities]
-        with self.ledger.transaction() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO temp.fetched (subscriber_id, body, read_at) "
-                "VALUES (?, ?, ?)",
-                (subscriber_id, dump_json(subscriber), time.monotonic()),
-            )
-            db.executemany(
-                "INSERT OR REPLACE INTO temp.resolved (phone, email, subscriber_id) "
-                "VALUES (?, ?, ?)",
-                rows,
-            )
-            db.executemany(
-                "INSERT INTO identities (phone, email, subscriber_id, via) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (phone, email) DO UPDATE SET "
-                "subscriber_id = excluded.subscriber_id, via = excluded.via",
-                [(*row, via) for row in rows],
-            )
+        self.ledger.remember_subscriber(subscriber, identities, via, read_at=time.monotonic())
 
     def _park(self, identities: list[Identity]) -> None:
         if identities:

@@ -1,4 +1,4 @@
-"""SPEC §3: one Segment Engage event -> one audience membership change, or a rejection.
+"""docs/design.md §3: one Segment Engage event -> one audience membership change, or a rejection.
 
 Pure: values in, values out; no clock, no I/O. Every rejection carries a
 reason a person can act on, and never stops the rest of the input.
@@ -20,6 +20,7 @@ __all__ = [
     "AudienceChange",
     "Rejection",
     "Version",
+    "format_instant",
     "parse_event",
     "parse_line",
     "parse_payload",
@@ -154,7 +155,7 @@ def _located(result: AudienceChange | Rejection, line_no: int | None) -> Audienc
 def parse_event(
     event: object, *, default_region: str = "US", not_after: datetime | None = None
 ) -> AudienceChange | Rejection:
-    """SPEC §3 rules 1–9, in order; the first rule that fails is the reason."""
+    """Design §3.1–§3.9, in order; the first step that fails is the reason."""
     if not isinstance(event, Mapping):
         return Rejection("the event is not a JSON object", event)
     try:

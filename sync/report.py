@@ -22,7 +22,7 @@ class Report:
     received: int = 0  # events read (batches count each event), rejected ones included
     duplicates: int = 0  # messageIds seen before (this run or an earlier one)
     stale: int = 0  # not newer than what the engine already knew or wrote
-    rejected: int = 0  # failed SPEC §3, reasons in --rejects-out
+    rejected: int = 0  # failed docs/design.md §3, reasons in --rejects-out
     accepted: int = 0  # new winners stored in the ledger
     applied: int = 0  # winning changes settled against Postscript
     changed: int = 0  # list entries added or removed
@@ -42,7 +42,7 @@ class Report:
 
     @property
     def lower_bound(self) -> int:
-        """SPEC §5: ceil(identities / lookup batch) + patched subscribers + posted events."""
+        """design §5: ceil(identities / lookup batch) + patched subscribers + posted events."""
         lookups = math.ceil(self.identities / self.lookup_batch) if self.lookup_batch else 0
         return lookups + self.subscribers_patched + self.events_posted
 

@@ -15,6 +15,8 @@ from rich.progress import Progress
 
 from emulator.segment.workload import PRESETS, build_workload
 
+__all__ = ["generate_command"]
+
 _RATE = {"min": 0.0, "max": 1.0}
 
 
@@ -40,7 +42,7 @@ def _open_out(out: Path | None) -> TextIO:
 
 def generate_command(
     preset: Annotated[
-        str, typer.Option(help=f"Workload of SPEC §9 to start from: {' or '.join(PRESETS)}.")
+        str, typer.Option(help=f"Workload (docs/design.md §9): {' or '.join(PRESETS)}.")
     ] = "standard",
     users: Annotated[
         int | None,

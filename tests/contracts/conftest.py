@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import stamina
 
-from contracts import exercised, load_contracts
+from contracts import load_contracts
+from contracts.replay import exercised
 from tests.contracts.replayed import RETRIES
 
 HERE = Path(__file__).parent

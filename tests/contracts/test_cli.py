@@ -26,14 +26,17 @@ def standin() -> Iterator[str]:
     """An emulator standing in for a live shop, with a test subscriber."""
     with serve_in_background(EmulatorConfig(secret_key=STANDIN_KEY)) as base_url:
         seed = {"phone_number": TEST_PHONE, "email": "test.person@gmail.test"}
-        httpx.post(f"{base_url}/_emulator/subscribers", json={"subscribers": [seed]})
+        seeded = httpx.post(f"{base_url}/_emulator/subscribers", json={"subscribers": [seed]})
+        seeded.raise_for_status()
         yield base_url
 
 
 def test_list_names_every_contract_with_its_provenance() -> None:
     result = CliRunner().invoke(app, ["list"])
     assert result.exit_code == 0
-    for contract in load_contracts():
+    contracts = load_contracts()
+    assert contracts
+    for contract in contracts:
         line = next(line for line in result.output.splitlines() if line.startswith(contract.name))
         assert contract.provenance["source"] in line
 
@@ -41,6 +44,7 @@ def test_list_names_every_contract_with_its_provenance() -> None:
 def test_verify_json_reports_every_contract_against_the_in_process_emulator() -> None:
     result = CliRunner().invoke(app, ["verify", "--json"])
     report = json.loads(result.output)
+    assert report["contracts"]
     assert {c["name"]: c["outcome"] for c in report["contracts"]} == {
         c.name: "ok" for c in load_contracts()
     }
@@ -84,6 +88,7 @@ def test_live_mode_with_a_phone_no_subscriber_has_says_so(standin: str) -> None:
 def test_verify_live_skips_what_a_live_shop_cannot_set_up_and_checks_the_rest(standin: str) -> None:
     env = {"POSTSCRIPT_SECRET_KEY": STANDIN_KEY, "POSTSCRIPT_TEST_PHONE": TEST_PHONE}
     result = CliRunner().invoke(app, ["verify", "--live", "--base-url", standin, "--json"], env=env)
+    assert result.exit_code == 0, result.output
     outcomes = {c["name"]: c["outcome"] for c in json.loads(result.output)["contracts"]}
     assert outcomes["subscribers.list.page1"] == "skipped"
     assert outcomes["subscribers.get.server_error"] == "skipped"
@@ -105,8 +110,11 @@ def test_drift_between_the_emulator_and_an_identical_stand_in_finds_no_disagreem
 def test_verify_live_with_allow_flow_events_posts_the_real_event_type(standin: str) -> None:
     env = {"POSTSCRIPT_SECRET_KEY": STANDIN_KEY, "POSTSCRIPT_TEST_PHONE": TEST_PHONE}
     args = ["verify", "--live", "--base-url", standin, "--allow-flow-events"]
-    CliRunner().invoke(app, args, env=env)
-    events = httpx.get(f"{standin}/_emulator/state").json()["events"]
+    before = len(httpx.get(f"{standin}/_emulator/state").json()["events"])
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == 0, result.output
+    # only what this run posted: the stand-in is shared by the module's tests
+    events = httpx.get(f"{standin}/_emulator/state").json()["events"][before:]
     assert "Segment_Audience_Entered" in {event["type"] for event in events}
 
 

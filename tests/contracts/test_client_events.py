@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from contracts import replay
+from contracts.replay import replay
 from sync.errors import BadRequestError
 from tests.contracts.replayed import contract, postscript_client, request_body
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from contracts import replay
+from contracts.replay import replay
 from tests.contracts.replayed import alice_id, postscript_client
 
 pytestmark = pytest.mark.anyio

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from contracts import replay
+from contracts.replay import replay
 from sync.client import PostscriptClient
 from sync.errors import AuthenticationError, RateLimitedError
 from tests.contracts.replayed import RETRIES, postscript_client

@@ -9,6 +9,7 @@ import pytest
 
 from contracts.contract import (
     RECORDED,
+    Contract,
     ContractFileError,
     fill,
     load_contracts,
@@ -17,14 +18,20 @@ from contracts.contract import (
 )
 
 
+def _contracts() -> list[Contract]:
+    contracts = load_contracts()
+    assert contracts, f"no contract in {RECORDED}"
+    return contracts
+
+
 def test_saving_a_contract_reproduces_its_file_byte_for_byte(tmp_path: Path) -> None:
-    for contract in load_contracts():
+    for contract in _contracts():
         written = save_contract(contract, tmp_path)
         assert written.read_text() == (RECORDED / written.name).read_text(), written.name
 
 
 def test_every_contract_names_its_provenance() -> None:
-    for contract in load_contracts():
+    for contract in _contracts():
         source = contract.provenance["source"]
         assert source in ("docs", "live"), contract.name
         if source == "docs":
@@ -34,7 +41,7 @@ def test_every_contract_names_its_provenance() -> None:
 
 
 def test_every_reference_a_request_uses_has_a_recorded_value() -> None:
-    for contract in load_contracts():
+    for contract in _contracts():
         request = contract.request
         used = references_in([request.path, request.query, request.json])
         assert used <= contract.refs.keys(), contract.name

@@ -33,7 +33,7 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("recorded")
     config = EmulatorConfig(secret_key=STANDIN_KEY)  # the default 15 rps limit, like a shop
     with serve_in_background(config) as base_url, httpx.Client(base_url=base_url) as admin:
-        seeded = admin.post(
+        seed = admin.post(
             "/_emulator/subscribers",
             json={
                 "subscribers": [
@@ -41,7 +41,9 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                     BYSTANDER,
                 ]
             },
-        ).json()["subscribers"]
+        )
+        seed.raise_for_status()
+        seeded = seed.json()["subscribers"]
         env = {"POSTSCRIPT_SECRET_KEY": STANDIN_KEY, "POSTSCRIPT_TEST_PHONE": REAL_PHONE}
         result = CliRunner().invoke(
             app, ["record", "--base-url", base_url, "--out", str(out)], env=env
@@ -67,7 +69,9 @@ def test_record_writes_one_file_per_contract(recording: dict[str, Any]) -> None:
 def test_recorded_files_hold_no_key_no_real_phone_and_no_real_email(
     recording: dict[str, Any],
 ) -> None:
-    for path in Path(recording["out"]).glob("*.json"):
+    paths = sorted(Path(recording["out"]).glob("*.json"))
+    assert paths, "record wrote no file"
+    for path in paths:
         text = path.read_text()
         assert STANDIN_KEY not in text, path.name
         assert "4155552671" not in text.replace("-", "").replace(" ", ""), path.name
@@ -88,8 +92,11 @@ def test_recorded_contracts_say_live_with_the_date(recording: dict[str, Any]) ->
 
 
 def test_record_touches_only_the_test_subscriber(recording: dict[str, Any]) -> None:
+    assert recording["result"].exit_code == 0, recording["result"].output
     subscribers = {s["id"]: s for s in recording["state"]["subscribers"]}
     bystander = recording["bystander"]
+    touched = [e for e in recording["journal"] if e["path"].endswith(recording["test_id"])]
+    assert touched, "record never called the API about the test subscriber"
     assert subscribers[bystander["id"]]["properties"] == bystander["properties"]
     assert subscribers[bystander["id"]]["updated_at"] == bystander["updated_at"]
     for entry in recording["journal"]:

@@ -12,8 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from contracts import replay
-from contracts.replay import DEFAULT_BASE_URL, UNMATCHED_STATUS, ContractNotExercised
+from contracts.replay import DEFAULT_BASE_URL, UNMATCHED_STATUS, ContractNotExercised, replay
 
 HERE = Path(__file__).parent
 
@@ -93,9 +92,9 @@ def test_the_session_fails_when_the_client_tests_leave_a_contract_unexercised(
         tmp_path,
         f"""
         import httpx
-        from contracts import load_contracts, replay
+        from contracts import load_contracts
         from contracts.contract import fill
-        from contracts.replay import DEFAULT_BASE_URL, Expectation
+        from contracts.replay import DEFAULT_BASE_URL, Expectation, replay
 
         def test_sample():
             chosen = {chosen}

@@ -1,4 +1,4 @@
-"""SPEC §4.1–§4.3 as properties: any history, any delivery, any split into runs, any faults."""
+"""docs/design.md §4.1–§4.3 as properties: any history, delivery, split into runs, faults."""
 
 from __future__ import annotations
 

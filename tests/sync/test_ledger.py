@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import textwrap
@@ -14,6 +15,7 @@ from sync.errors import StateLockedError
 from sync.ledger import Identity, Ledger
 from sync.parse import AudienceChange, Rejection, Version
 from sync.plan import plan_subscriber
+from tests.processes import read_line, stop
 
 T0 = datetime(2024, 5, 1, 12, tzinfo=UTC)
 PHONE = Identity("+15555550100", None)
@@ -150,11 +152,11 @@ def test_a_second_process_on_the_same_state_file_is_refused(state_path: Path) ->
         text=True,
     )
     try:
-        assert process.stdout is not None
-        assert process.stdout.readline().strip() == "locked"
+        assert read_line(process, timeout=30).strip() == "locked"
         with pytest.raises(StateLockedError, match=f"pid {process.pid}"):
             Ledger(state_path).open()
-    finally:
         process.communicate("done\n", timeout=30)
+    finally:
+        stop(process, signal.SIGKILL)  # only does anything when the lines above failed
     with Ledger(state_path):  # the lock went with the process
         pass

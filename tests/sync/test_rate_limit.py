@@ -1,4 +1,4 @@
-"""SPEC §5 pacing: at --rate-limit 15 against an emulator enforcing 15 requests/s, no 429s."""
+"""docs/design.md §5 pacing: --rate-limit 15 against an emulator enforcing 15/s, no 429s."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ def test_a_paced_run_of_thirty_seconds_at_the_limit_gets_no_429(state_path: Path
     workload = build_workload("quick", users=260)  # about 500 calls: 33 s at 15/s
     config = EmulatorConfig(secret_key=SECRET, rate_limit_rps=15)
     with serve_in_background(config) as base_url:
-        httpx.post(f"{base_url}/_emulator/subscribers", json={"subscribers": workload.subscribers})
+        seed = {"subscribers": workload.subscribers}
+        httpx.post(f"{base_url}/_emulator/subscribers", json=seed).raise_for_status()
         settings = Settings(
             base_url=base_url, secret_key=SECRET, state_path=state_path, rate_limit=15
         )
