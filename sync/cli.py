@@ -23,6 +23,7 @@ from sync.errors import AuthenticationError, PostscriptError, SyncError
 from sync.plan import Plan
 from sync.report import Report
 from sync.settings import Settings
+from sync.source import bounded_lines
 
 __all__ = ["sync_command"]
 
@@ -30,6 +31,7 @@ STAGES = {"ingest": "reading events", "resolve": "finding subscribers", "write":
 
 
 def sync_command(
+    ctx: typer.Context,
     input_path: Annotated[
         str,
         typer.Option("--input", "-i", help="NDJSON events (event or batch per line); - is stdin."),
@@ -41,9 +43,14 @@ def sync_command(
         str | None,
         typer.Option(
             envvar="POSTSCRIPT_SECRET_KEY",
-            help="Postscript secret API key (or set POSTSCRIPT_SECRET_KEY).",
+            help="Postscript secret API key. Prefer POSTSCRIPT_SECRET_KEY or --secret-key-file:"
+            " a value given here is visible to every user of the machine.",
             show_default=False,
         ),
+    ] = None,
+    secret_key_file: Annotated[
+        Path | None,
+        typer.Option(help="Read the secret key from this file (its first line).", exists=False),
     ] = None,
     state: Annotated[Path, typer.Option(help="SQLite state file; keep it between runs.")] = Path(
         "pslab-state.sqlite"
@@ -77,14 +84,13 @@ def sync_command(
     ] = False,
 ) -> None:
     """Sync Segment Engage audience events into Postscript subscribers, then exit."""
-    if not secret_key:
-        _fail("no secret key: pass --secret-key or set POSTSCRIPT_SECRET_KEY", code=2)
+    key = _secret_key(ctx, secret_key, secret_key_file)
     if default_region.upper() not in phonenumbers.SUPPORTED_REGIONS:
         # an unknown region would make every national-format phone silently absent
         _fail(f"--default-region {default_region!r} is not a region code such as US or GB", code=2)
     settings = Settings(
         base_url=base_url,
-        secret_key=secret_key,
+        secret_key=key,
         state_path=state,
         rate_limit=rate_limit,
         post_events=not no_events,
@@ -95,44 +101,85 @@ def sync_command(
     )
     err = Console(stderr=True)
     set_on_retry_hooks([_RetryNotice(err)])  # instead of stamina's default log lines
-    try:
-        report = _run(settings, input_path, rejects_out, err, show_plans=dry_run)
-    except AuthenticationError as exc:
-        _fail(f"Postscript refused the secret key (HTTP {exc.status}); check --secret-key")
-    except PostscriptError as exc:
-        _fail(f"{exc}; run again with the same --state to resume")
-    except SyncError as exc:
-        _fail(str(exc))
-    except sqlite3.DatabaseError as exc:
-        _fail(f"{state} is not a usable pslab state file ({exc}); pass another --state")
-    except OSError as exc:
-        _fail(f"{exc.filename or input_path}: {exc.strerror or exc}")
-    except KeyboardInterrupt:
-        _fail("interrupted; run again with the same --state to resume", code=130)
-    if as_json:
-        print(json.dumps(report.as_dict(), sort_keys=True))
-    else:
-        Console().print(_summary(report))
-    if not report.drained:
-        _fail(f"{report.pending} changes are still pending; run again with the same --state")
-
-
-def _run(
-    settings: Settings, input_path: str, rejects_out: Path | None, err: Console, *, show_plans: bool
-) -> Report:
     with ExitStack() as stack:
-        # NDJSON is UTF-8; a line with other bytes is rejected alone (sync.parse), not fatal
-        if input_path == "-":
-            if isinstance(sys.stdin, io.TextIOWrapper):  # a replaced stdin is read as it is
-                sys.stdin.reconfigure(encoding="utf-8", errors="surrogateescape")
-            source: TextIO = sys.stdin
-        else:
-            opened = open(input_path, encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
-            source = stack.enter_context(opened)
-        if source.isatty():  # nothing piped in: only retry parked and unfinished changes
-            err.print("[dim]no input on stdin: draining what the state file holds[/]")
-            source = io.StringIO()
-        progress = _progress_bar(err) if err.is_terminal else None
+        rejects = _open_output(stack, rejects_out, "--rejects-out")  # before anything is stored
+        run = _Run(settings, err, show_plans=dry_run)
+        try:
+            run.sync(stack, input_path)
+        except AuthenticationError as exc:
+            run.fail(f"Postscript refused the secret key (HTTP {exc.status}); check the key")
+        except PostscriptError as exc:
+            run.fail(f"{exc}; run again with the same --state to resume")
+        except SyncError as exc:
+            run.fail(str(exc))
+        except sqlite3.DatabaseError as exc:
+            run.fail(f"{state} is not a usable pslab state file ({exc}); pass another --state")
+        except OSError as exc:
+            run.fail(f"{exc.filename or input_path}: {exc.strerror or exc}")
+        except KeyboardInterrupt:
+            run.fail("interrupted; run again with the same --state to resume", code=130)
+        finally:
+            if rejects is not None and run.engine is not None:
+                _write_rejects(rejects, run.engine)
+        assert run.engine is not None
+        report = run.engine.report
+        _print_summary(report, as_json)
+        if run.failure is not None:
+            _fail(*run.failure)
+        if not report.drained:
+            _fail(f"{report.pending} changes are still pending; run again with the same --state")
+
+
+def _secret_key(ctx: typer.Context, given: str | None, key_file: Path | None) -> str:
+    """The key from --secret-key-file, POSTSCRIPT_SECRET_KEY or --secret-key, in that order."""
+    if key_file is not None:
+        try:
+            lines = key_file.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            _fail(f"cannot read --secret-key-file {key_file}: {exc}", code=2)
+        key = lines[0].strip() if lines else ""
+        if not key:
+            _fail(f"--secret-key-file {key_file} is empty", code=2)
+        return key
+    if not given:
+        _fail(
+            "no secret key: set POSTSCRIPT_SECRET_KEY or pass --secret-key-file (or --secret-key)",
+            code=2,
+        )
+    source = ctx.get_parameter_source("secret_key")
+    if source is not None and source.name == "COMMANDLINE":
+        print(
+            "pslab sync: warning: a key given with --secret-key is visible to every user of"
+            " this machine (process list, shell history); prefer POSTSCRIPT_SECRET_KEY or"
+            " --secret-key-file",
+            file=sys.stderr,
+        )
+    return given
+
+
+def _open_output(stack: ExitStack, path: Path | None, option: str) -> TextIO | None:
+    """Open an output file now, so that a path that cannot be written stops the run first."""
+    if path is None:
+        return None
+    try:
+        return stack.enter_context(path.open("w", encoding="utf-8"))
+    except OSError as exc:
+        _fail(f"cannot write {option} {path}: {exc.strerror or exc}", code=2)
+
+
+class _Run:
+    """One `pslab sync` run: the engine it opened, and how it failed, if it did."""
+
+    def __init__(self, settings: Settings, err: Console, *, show_plans: bool) -> None:
+        self.settings = settings
+        self.err = err
+        self.show_plans = show_plans
+        self.engine: Engine | None = None
+        self.failure: tuple[str, int] | None = None
+
+    def sync(self, stack: ExitStack, input_path: str) -> None:
+        source = self._open_input(stack, input_path)
+        progress = _progress_bar(self.err) if self.err.is_terminal else None
         if progress is not None:
             stack.enter_context(progress)
         tasks: dict[str, TaskID] = {}
@@ -144,20 +191,43 @@ def _run(
                 tasks[stage] = progress.add_task(STAGES.get(stage, stage), total=total)
             progress.update(tasks[stage], completed=done, total=total)
 
-        engine = stack.enter_context(
-            Engine(
-                settings,
-                on_plan=_print_plan if show_plans else None,
-                progress=on_progress,
-            )
+        on_plan = _print_plan if self.show_plans else None
+        self.engine = stack.enter_context(
+            Engine(self.settings, on_plan=on_plan, progress=on_progress)
         )
-        engine.ingest(source)
-        try:
-            report = anyio.run(engine.drain)
-        finally:
-            if rejects_out is not None:
-                _write_rejects(rejects_out, engine)
-        return report
+        if source is not None:
+            anyio.run(self.engine.check_shop)  # before anything is stored in the state file
+            self.engine.ingest(bounded_lines(source))
+        anyio.run(self.engine.drain)
+
+    def _open_input(self, stack: ExitStack, input_path: str) -> TextIO | None:
+        # NDJSON is UTF-8; a line with other bytes is rejected alone (sync.parse), not fatal
+        if input_path == "-":
+            if isinstance(sys.stdin, io.TextIOWrapper):  # a replaced stdin is read as it is
+                sys.stdin.reconfigure(encoding="utf-8", errors="surrogateescape")
+            source: TextIO = sys.stdin
+        else:
+            opened = open(input_path, encoding="utf-8", errors="surrogateescape")  # noqa: SIM115
+            source = stack.enter_context(opened)
+        if source.isatty():  # nothing piped in: only retry parked and unfinished changes
+            self.err.print("[dim]no input on stdin: draining what the state file holds[/]")
+            return None
+        return source
+
+    def fail(self, message: str, code: int = 1) -> None:
+        """Remember why the run failed; the summary is printed first, then the reason."""
+        self.failure = (message, code)
+        if self.engine is None:
+            _fail(message, code)
+        if self.engine.shop_checked:  # else the state file's counts belong to another shop
+            self.engine.count_leftovers()
+
+
+def _print_summary(report: Report, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report.as_dict(), sort_keys=True))
+    else:
+        Console().print(_summary(report))
 
 
 class _RetryNotice:
@@ -177,10 +247,9 @@ def _print_plan(plan: Plan) -> None:
     print(json.dumps({**planned, "events": plan.events}, sort_keys=True))
 
 
-def _write_rejects(path: Path, engine: Engine) -> None:
-    with path.open("w", encoding="utf-8") as out:
-        for rejection in engine.rejections():  # ASCII-escaped: bytes that were not UTF-8 survive
-            out.write(json.dumps(rejection) + "\n")
+def _write_rejects(out: TextIO, engine: Engine) -> None:
+    for rejection in engine.rejections():  # ASCII-escaped: bytes that were not UTF-8 survive
+        out.write(json.dumps(rejection) + "\n")
 
 
 def _progress_bar(console: Console) -> Progress:

@@ -50,8 +50,12 @@ class PostscriptClient:
         rate_limit: float = 15.0,
         timeout_s: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        retry_forever: bool = False,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._retry_forever = retry_forever
+        # endpoint -> what its latest failed attempt met, while it is being retried
+        self.failing: dict[str, str] = {}
         self._secret_key = secret_key
         self._rate_limit = rate_limit
         self._timeout_s = timeout_s
@@ -140,15 +144,22 @@ class PostscriptClient:
         params: Mapping[str, Any] | None = None,
         json: Any = None,
     ) -> dict[str, Any]:
+        forever = self._retry_forever
         try:
             async for attempt in stamina.retry_context(
                 on=_retry_hook,
-                attempts=RETRY_ATTEMPTS,
-                timeout=RETRY_TIMEOUT_S,
+                attempts=None if forever else RETRY_ATTEMPTS,
+                timeout=None if forever else RETRY_TIMEOUT_S,
                 wait_max=RETRY_WAIT_MAX_S,
             ):
                 with attempt:
-                    return await self._send(endpoint, method, path, params=params, json=json)
+                    try:
+                        body = await self._send(endpoint, method, path, params=params, json=json)
+                    except Exception as exc:
+                        self.failing[endpoint] = f"attempt {attempt.num}: {_describe_failure(exc)}"
+                        raise
+                    self.failing.pop(endpoint, None)
+                    return body
         except (httpx.TimeoutException, httpx.TransportError) as exc:
             raise UnreachableError(
                 f"{endpoint}: could not reach {self.base_url} ({type(exc).__name__}) "
@@ -178,6 +189,12 @@ class PostscriptClient:
                 raise ApiError(response.status_code, f"not JSON: {text!r}", endpoint) from None
             return body if isinstance(body, dict) else {"items": body}
         raise _error_for(endpoint, response)
+
+
+def _describe_failure(exc: Exception) -> str:
+    if isinstance(exc, ApiError):
+        return f"HTTP {exc.status}: {exc.message}"
+    return type(exc).__name__
 
 
 def _retry_hook(exc: Exception) -> bool | float:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
@@ -38,6 +39,9 @@ __all__ = ["Engine", "PlanCallback", "ProgressCallback"]
 ProgressCallback = Callable[[str, int, int | None], None]
 PlanCallback = Callable[[Plan], None]
 INGEST_SLICE = 5000
+# Events dated further ahead than this of the run's clock are clock errors (design §3.9):
+# as the newest version they would pin a membership for as long as the date is ahead.
+MAX_CLOCK_AHEAD = timedelta(days=1)
 
 
 class Engine:
@@ -57,9 +61,17 @@ class Engine:
         self._progress = progress
         self.report = Report(lookup_batch=settings.lookup_batch, dry_run=settings.dry_run)
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
-        self._lock: IO[str] | None = None
+        self._lock: IO[bytes] | None = None
+        self._shop_checked = False
+        self._run_id: int | None = None
         self.ledger = self._open_ledger()
-        self.run_id = self.ledger.start_run()
+
+    @property
+    def run_id(self) -> int:
+        """This run's number in the state file, taken when the run first stores something."""
+        if self._run_id is None:
+            self._run_id = self.ledger.start_run()
+        return self._run_id
 
     def __enter__(self) -> Self:
         return self
@@ -84,7 +96,7 @@ class Engine:
         if not self.settings.dry_run:
             return Ledger(path).__enter__()
         # A dry run works on a copy, so that it writes nothing, not even the state file.
-        self._lock = hold_lock(path)
+        self._lock = hold_lock(path, create=False)
         self._scratch = tempfile.TemporaryDirectory(prefix="pslab-dry-run-")
         copy = Path(self._scratch.name) / "state.sqlite"
         copy_state(path, copy)
@@ -92,16 +104,28 @@ class Engine:
 
     # -- ingest ---------------------------------------------------------------
 
-    def ingest(self, source: Iterable[str | Mapping[str, Any]]) -> IngestCounts:
-        """Parse and store events: NDJSON lines (str) or event / batch objects."""
+    def ingest(self, source: Iterable[str | Mapping[str, Any] | Rejection]) -> IngestCounts:
+        """Parse and store events: NDJSON lines (str), event / batch objects, or rejections
+        made before parsing (such as `sync.source`'s for an oversized line).
+
+        Call `check_shop` first when the state file may already hold another shop's work:
+        ingest stores what it reads.
+        """
         total = IngestCounts()
         region = self.settings.default_region
+        not_after = datetime.now(UTC) + MAX_CLOCK_AHEAD
         results: list[AudienceChange | Rejection] = []
         for line_no, item in enumerate(source, start=1):
             if isinstance(item, str):
-                results.extend(parse_line(item, line_no, default_region=region))
+                results.extend(
+                    parse_line(item, line_no, default_region=region, not_after=not_after)
+                )
+            elif isinstance(item, Rejection):
+                results.append(item)
             else:
-                results.extend(parse_payload(item, line_no, default_region=region))
+                results.extend(
+                    parse_payload(item, line_no, default_region=region, not_after=not_after)
+                )
             if len(results) >= INGEST_SLICE:
                 self._record(results, total)
                 results = []
@@ -109,6 +133,8 @@ class Engine:
         return total
 
     def _record(self, results: list[AudienceChange | Rejection], total: IngestCounts) -> None:
+        if not results:
+            return
         counts = self.ledger.record(results, self.run_id)
         for name in ("received", "duplicates", "stale", "rejected", "accepted"):
             value = getattr(counts, name)
@@ -119,25 +145,48 @@ class Engine:
 
     def rejections(self) -> Iterable[dict[str, Any]]:
         """This run's rejected events (and changes Postscript refused), with reasons."""
-        return self.ledger.rejections(self.run_id)
+        if self._run_id is None:
+            return ()
+        return self.ledger.rejections(self._run_id)
 
     # -- drain ----------------------------------------------------------------
 
-    def run(self, source: Iterable[str | Mapping[str, Any]] = ()) -> Report:
-        """Blocking helper: ingest `source`, then drain."""
+    def run(self, source: Iterable[str | Mapping[str, Any] | Rejection] = ()) -> Report:
+        """Blocking helper: check the shop, ingest `source`, then drain."""
+        anyio.run(self.check_shop)
         self.ingest(source)
         return anyio.run(self.drain)
 
-    async def drain(self) -> Report:
-        """Write every pending change to Postscript; returns the run's report."""
+    def _new_client(self) -> PostscriptClient:
         settings = self.settings
-        client = PostscriptClient(
+        return PostscriptClient(
             settings.base_url,
             settings.secret_key,
             rate_limit=settings.rate_limit,
             timeout_s=settings.timeout_s,
             transport=self._transport,
+            retry_forever=settings.retry_forever,
         )
+
+    async def check_shop(self) -> None:
+        """Make sure the state file serves the key's shop, before anything is stored in it.
+
+        One `GET /me`. A state file filled for another shop is refused with
+        `StateMismatchError`, and nothing in it changes.
+        """
+        if self._shop_checked:
+            return
+        client = self._new_client()
+        try:
+            async with client:
+                self._client = client
+                await self._check_shop()
+        finally:
+            self.report.api_calls.update(client.calls)
+
+    async def drain(self) -> Report:
+        """Write every pending change to Postscript; returns the run's report."""
+        client = self._new_client()
         try:
             async with client:
                 self._client = client
@@ -149,11 +198,13 @@ class Engine:
                 await self._work_off_pending()
         finally:
             self.report.api_calls.update(client.calls)
-            self._count_leftovers()
+            self.count_leftovers()
         return self.report
 
     async def _check_shop(self) -> None:
         """One `me` call: a state file serves one shop (its messageIds mean nothing elsewhere)."""
+        if self._shop_checked:
+            return
         shop = str((await self._client.me()).get("resource_id") or "")
         known = self.ledger.meta("shop")
         if known and shop and known != shop:
@@ -163,8 +214,15 @@ class Engine:
             )
         if shop and not known:
             self.ledger.set_meta("shop", shop)
+        self._shop_checked = True
 
-    def _count_leftovers(self) -> None:
+    @property
+    def shop_checked(self) -> bool:
+        """Whether this run has made sure the state file serves the key's shop."""
+        return self._shop_checked
+
+    def count_leftovers(self) -> None:
+        """Put the changes still parked or pending in the state file into the report."""
         counts = self.ledger.status_counts()
         self.report.parked = counts.get(Status.PARKED, 0)
         self.report.parked_identities = self.ledger.parked_identities()

@@ -12,7 +12,8 @@ Tables:
 - `rejections`  rejected events with their reasons, per run;
 - `meta`        the shop the state belongs to.
 
-One process at a time: an exclusive `flock` on `<state>.lock`, taken on open.
+One process at a time: an exclusive `flock` on the database file itself, taken on
+open, so a symlink or a hard link to the same file meets the same lock.
 """
 
 from __future__ import annotations
@@ -35,9 +36,21 @@ from sync.errors import StateLockedError
 from sync.parse import AudienceChange, Rejection, Version, format_instant
 from sync.plan import Plan
 
-__all__ = ["Identity", "IngestCounts", "Intent", "Ledger", "Status", "copy_state", "hold_lock"]
+__all__ = [
+    "Identity",
+    "IngestCounts",
+    "Intent",
+    "Ledger",
+    "Status",
+    "copy_state",
+    "hold_lock",
+    "stored_event",
+]
 
 INGEST_TRANSACTION_ROWS = 5000
+MAX_STORED_EVENT_CHARS = 2000  # of a rejected event's JSON, in the state and the rejects file
+MAX_STORED_REASON_CHARS = 1000
+KEEP_REJECTIONS_OF_RUNS = 20  # older runs' rejections are pruned when a run starts
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS seen (message_id TEXT PRIMARY KEY) WITHOUT ROWID;
@@ -169,7 +182,7 @@ class Ledger:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._lock_file: IO[str] | None = None
+        self._lock_file: IO[bytes] | None = None
         self._db: sqlite3.Connection | None = None
 
     def __enter__(self) -> Self:
@@ -186,7 +199,9 @@ class Ledger:
 
     def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock_file = hold_lock(self.path)
+        lock = hold_lock(self.path)
+        assert lock is not None, "hold_lock creates the file unless told not to"
+        self._lock_file = lock
         db = sqlite3.connect(self.path, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
@@ -220,10 +235,17 @@ class Ledger:
     # -- ingest -------------------------------------------------------------
 
     def start_run(self) -> int:
-        cursor = self.db.execute(
-            "INSERT INTO runs (started_at) VALUES (?)", (datetime.now().astimezone().isoformat(),)
-        )
-        assert cursor.lastrowid is not None
+        """Number a new run, and forget the rejections of all but the latest runs."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO runs (started_at) VALUES (?)",
+                (datetime.now().astimezone().isoformat(),),
+            )
+            assert cursor.lastrowid is not None
+            db.execute(
+                "DELETE FROM rejections WHERE run <= ?",
+                (cursor.lastrowid - KEEP_REJECTIONS_OF_RUNS,),
+            )
         return cursor.lastrowid
 
     def record(self, results: Iterable[AudienceChange | Rejection], run: int) -> IngestCounts:
@@ -523,37 +545,65 @@ class Ledger:
         return [Identity(phone or None, email or None) for phone, email in cursor]
 
 
-def hold_lock(path: Path) -> IO[str]:
-    """Take the state file's process lock (released when the returned file is closed)."""
-    lock_path = path.with_name(path.name + ".lock")
-    handle = open(lock_path, "a+")  # noqa: SIM115 -- held open for the ledger's lifetime
+def hold_lock(path: Path, *, create: bool = True) -> IO[bytes] | None:
+    """Take the state file's process lock: an exclusive `flock` on the database file itself.
+
+    The lock belongs to the file, not to its name, so a second run that reaches the
+    same file through a symlink or a hard link is refused too. (`flock` locks are
+    apart from the byte-range locks SQLite takes, so the two never meet.) The holder's
+    pid goes to `<resolved state path>.lock`, for the refusal message only. With
+    `create=False` (a dry run) a missing state file is not created, nor the pid noted:
+    there is nothing to lock, and None comes back.
+    """
+    try:
+        handle = open(path, "a+b" if create else "rb")  # noqa: SIM115 -- held for the run
+    except FileNotFoundError:
+        if create:
+            raise
+        return None
+    pid_note = path.resolve().with_name(path.resolve().name + ".lock")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "unknown"
         handle.close()
+        holder = _read_pid(pid_note)
         raise StateLockedError(
             f"the state file {path} is in use by another pslab sync (pid {holder}); "
             "wait for it to finish or pass a different --state"
         ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(str(os.getpid()))
-    handle.flush()
+    if create:
+        with contextlib.suppress(OSError):  # the note is a courtesy; the lock is the flock
+            pid_note.write_text(str(os.getpid()), encoding="ascii")
     return handle
 
 
+def _read_pid(note: Path) -> str:
+    try:
+        return note.read_text(encoding="ascii").strip()[:20] or "unknown"
+    except (OSError, UnicodeDecodeError):
+        return "unknown"
+
+
 def copy_state(path: Path, copy: Path) -> None:
-    """Copy the state file at `path`, if there is one, to `copy`, opening it read-only."""
+    """Copy the state file at `path`, if there is one, to `copy`, leaving no trace beside it.
+
+    Reading a WAL database creates its `-wal` and `-shm` files when they are missing;
+    those this copy created are removed again (the caller holds the state lock, so no
+    other connection uses them).
+    """
     if not path.exists():
         return
+    companions = [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm")]
+    existed = {companion: companion.exists() for companion in companions}
     read_only = f"{path.resolve().as_uri()}?mode=ro"
     with (
         closing(sqlite3.connect(read_only, uri=True)) as source,
         closing(sqlite3.connect(copy)) as target,
     ):
         source.backup(target)
+    for companion, was_there in existed.items():
+        if not was_there:
+            companion.unlink(missing_ok=True)
 
 
 def _insert_rejection(
@@ -561,8 +611,23 @@ def _insert_rejection(
 ) -> None:
     db.execute(
         "INSERT INTO rejections (run, line, reason, event) VALUES (?, ?, ?, ?)",
-        (run, line, reason, _dump_json(event)),
+        (run, line, reason[:MAX_STORED_REASON_CHARS], stored_event(event)),
     )
+
+
+def stored_event(event: object) -> str:
+    """A rejected event as the state file keeps it: JSON of at most MAX_STORED_EVENT_CHARS.
+
+    A longer one keeps its beginning under `"truncated"`, with its full length; one
+    that cannot be written as JSON at all (nested too deep) is described, not stored.
+    """
+    try:
+        text = _dump_json(event)
+    except (RecursionError, ValueError):
+        return _dump_json({"unstorable": f"a {type(event).__name__} nested too deep to store"})
+    if len(text) <= MAX_STORED_EVENT_CHARS:
+        return text
+    return _dump_json({"truncated": text[: MAX_STORED_EVENT_CHARS - 100], "characters": len(text)})
 
 
 def _insert_seen(db: sqlite3.Connection, message_id: str) -> bool:

@@ -23,3 +23,6 @@ class Settings:
     dry_run: bool = False
     workers: int = 4  # subscribers written concurrently (never two writes to one subscriber)
     max_read_age_s: float = 60.0  # a subscriber read longer ago is read again before its PATCH
+    # A batch command gives up after bounded retries (and resumes on the next run); a
+    # long-running process retries for ever, with capped backoff, and shows the stuck call.
+    retry_forever: bool = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sync.errors import StateLockedError
-from sync.ledger import Identity, Ledger
+from sync.ledger import KEEP_REJECTIONS_OF_RUNS, MAX_STORED_EVENT_CHARS, Identity, Ledger
 from sync.parse import AudienceChange, Rejection, Version
 from sync.plan import plan_subscriber
 from tests.processes import read_line, stop
@@ -160,3 +161,47 @@ def test_a_second_process_on_the_same_state_file_is_refused(state_path: Path) ->
         stop(process, signal.SIGKILL)  # only does anything when the lines above failed
     with Ledger(state_path):  # the lock went with the process
         pass
+
+
+@pytest.mark.parametrize("link", ["symlink", "hard link"])
+def test_a_ledger_reaching_a_state_file_in_use_through_a_link_is_refused(
+    state_path: Path, link: str
+) -> None:
+    with Ledger(state_path):
+        other = state_path.with_name("other-name.sqlite")
+        if link == "symlink":
+            other.symlink_to(state_path)
+        else:
+            os.link(state_path, other)
+        with pytest.raises(StateLockedError, match="in use by another"):
+            Ledger(other).open()
+    with Ledger(other):  # released on close, whichever name is used next
+        pass
+
+
+def test_stored_rejections_are_bounded_in_size_and_depth(state_path: Path) -> None:
+    huge = {"blob": "x" * 5_000_000}
+    deep: object = 1
+    for _ in range(5000):
+        deep = [deep]
+    with Ledger(state_path) as ledger:
+        run = ledger.start_run()
+        ledger.record([Rejection("too big", huge, 1), Rejection("too deep", deep, 2)], run)
+        stored = list(ledger.rejections(run))
+        (longest,) = ledger.db.execute("SELECT max(length(event)) FROM rejections").fetchone()
+
+    assert longest <= MAX_STORED_EVENT_CHARS
+    assert stored[0]["event"]["characters"] > 5_000_000
+    assert "nested too deep" in stored[1]["event"]["unstorable"]
+
+
+def test_rejections_of_old_runs_are_pruned_when_a_run_starts(state_path: Path) -> None:
+    with Ledger(state_path) as ledger:
+        first = ledger.start_run()
+        ledger.record([Rejection("bad", {"n": 1}, 1)], first)
+        for _ in range(KEEP_REJECTIONS_OF_RUNS - 1):
+            ledger.start_run()
+        assert list(ledger.rejections(first))  # still among the latest runs
+        ledger.start_run()
+
+        assert list(ledger.rejections(first)) == []
