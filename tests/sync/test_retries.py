@@ -9,8 +9,8 @@ import pytest
 import stamina
 from stamina.instrumentation import RetryDetails, get_on_retry_hooks, set_on_retry_hooks
 
-from sync.client import PostscriptClient
-from sync.errors import AuthenticationError
+from sync.client import RETRY_ATTEMPTS, PostscriptClient
+from sync.errors import AuthenticationError, ServerError
 from tests.sync.world import SECRET, World
 
 pytestmark = pytest.mark.anyio
@@ -64,3 +64,43 @@ async def test_a_refused_key_is_not_retried(world: World, retries: list[RetryDet
             await c.me()
     assert retries == []
     assert c.calls["me"] == 1
+
+
+class FailingFirst(httpx.AsyncBaseTransport):
+    """Answers the first `times` requests with 503, then passes requests through."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport, times: int) -> None:
+        self.inner = inner
+        self.left = times
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.left > 0:
+            self.left -= 1
+            return httpx.Response(503, json={"error": "maintenance"})
+        return await self.inner.handle_async_request(request)
+
+
+@pytest.mark.parametrize("forever", [False, True])
+async def test_a_long_running_engine_retries_past_the_batch_limit_and_shows_the_failing_call(
+    world: World,
+    retries: list[RetryDetails],
+    monkeypatch: pytest.MonkeyPatch,
+    forever: bool,
+) -> None:
+    monkeypatch.setattr("sync.client.RETRY_WAIT_MAX_S", 0.001)  # real retries, tiny waits
+    transport = FailingFirst(world.transport, times=3 * RETRY_ATTEMPTS)
+    client = PostscriptClient("http://emulator", SECRET, transport=transport, retry_forever=forever)
+    shown: list[str] = []
+    set_on_retry_hooks([lambda details: shown.append(client.failing.get("me", ""))])
+
+    async with client:
+        if forever:
+            assert (await client.me())["resource_type"]
+        else:
+            with pytest.raises(ServerError):
+                await client.me()
+
+    attempts = 3 * RETRY_ATTEMPTS + 1 if forever else RETRY_ATTEMPTS
+    assert client.calls["me"] == attempts
+    assert shown[-1] == f"attempt {len(shown)}: HTTP 503: maintenance"
+    assert ("me" in client.failing) is not forever  # cleared once a call succeeds
