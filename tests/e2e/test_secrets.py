@@ -87,7 +87,7 @@ def test_no_command_writes_the_key_anywhere(
             "--out",
             str(work / "recorded"),
             cwd=work,
-        ),  # fmt: skip
+        ),
     }
     stop(process)
     emulator_output = process.stdout.read() if process.stdout else ""
