@@ -143,6 +143,7 @@ def list_contracts(folder: Folder = RECORDED) -> None:
 
 @app.command()
 def verify(
+    ctx: typer.Context,
     base_url: BaseUrl = None,
     secret_key: Annotated[
         str | None, typer.Option(help="Key the target accepts (emulator default: sk_test_pslab).")
@@ -163,6 +164,13 @@ def verify(
     On an emulator, each contract resets it and seeds its state; faults are restored after.
     """
     contracts = load_contracts(folder)
+    source = ctx.get_parameter_source("secret_key")
+    if live and source is not None and source.name == "COMMANDLINE":
+        typer.echo(
+            "warning: a key given with --secret-key is visible to every user of this machine"
+            " (process list, shell history); prefer POSTSCRIPT_SECRET_KEY",
+            err=True,
+        )
     with target_errors(EXIT_MISSING_LIVE_SETTINGS if live else EXIT_DIFFERENCES):
         if live:
             settings = live_settings(secret_key)
