@@ -8,7 +8,6 @@ import multiprocessing
 import shutil
 import subprocess
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import pytest
@@ -156,8 +155,10 @@ def test_a_spawned_childs_peak_memory_is_its_own_not_its_parents() -> None:
     ballast[::4096] = b"x" * len(range(0, len(ballast), 4096))  # touch every page
     context = multiprocessing.get_context("spawn")
 
-    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
-        child_peak = pool.submit(peak_rss_mb).result(timeout=60)
+    # a Pool, not a ProcessPoolExecutor: leaving its block terminates the child, so a
+    # child that never answers fails the test after the timeout instead of hanging it
+    with context.Pool(1) as pool:
+        child_peak = pool.apply_async(peak_rss_mb).get(timeout=60)
 
     assert peak_rss_mb() > 300
     assert 0 < child_peak < 200

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from emulator.segment.workload import build_workload
+from tests.processes import read_line, stop
 
 SECRET = "sk_e2e_not_a_real_key"
 PSLAB = [sys.executable, "-c", "from lab.cli import main; main()"]
@@ -31,14 +32,12 @@ def emulator_url(tmp_path: Path) -> Iterator[str]:
         text=True,
     )
     try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
+        line = read_line(process, timeout=30)
         match = re.search(r"http://127\.0\.0\.1:\d+", line)
         assert match, f"the emulator did not announce its URL: {line!r}"
         yield match.group(0)
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        stop(process, timeout=10)
 
 
 def pslab_sync(
@@ -68,7 +67,8 @@ def test_several_runs_on_one_state_file_converge_the_emulator(
     emulator_url: str, tmp_path: Path
 ) -> None:
     workload = build_workload("quick", users=60, unseeded_rate=0.2, seed=3)
-    httpx.post(f"{emulator_url}/_emulator/subscribers", json={"subscribers": workload.subscribers})
+    seed = {"subscribers": workload.subscribers}
+    httpx.post(f"{emulator_url}/_emulator/subscribers", json=seed).raise_for_status()
     lines = list(workload.iter_lines())
     thirds = [lines[: len(lines) // 3], lines[len(lines) // 3 : 2 * len(lines) // 3]]
     thirds.append([*lines[2 * len(lines) // 3 :], '{"not": "closed"', ""])
@@ -175,8 +175,8 @@ def test_a_dry_run_prints_each_planned_write_and_changes_nothing(
         "--base-url", emulator_url, "--state", str(state), "--dry-run", "--json",
         stdin=json.dumps(event),
     )  # fmt: skip
-    planned, report = (json.loads(line) for line in result.stdout.strip().splitlines())
     assert result.returncode == 0, result.stderr
+    planned, report = (json.loads(line) for line in result.stdout.strip().splitlines())
     assert planned["patch"] == {"Segment Audiences": ["vip"]}
     assert [e["type"] for e in planned["events"]] == ["Segment_Audience_Entered"]
     assert report["dry_run"] is True
@@ -217,7 +217,7 @@ def test_a_second_sync_on_a_state_file_in_use_is_refused(emulator_url: str, tmp_
     httpx.post(
         f"{emulator_url}/_emulator/subscribers",
         json={"subscribers": [{"phone_number": phone} for phone in phones]},
-    )
+    ).raise_for_status()
     events = "\n".join(
         json.dumps(
             {
@@ -246,11 +246,14 @@ def test_a_second_sync_on_a_state_file_in_use_is_refused(emulator_url: str, tmp_
             if lock.exists() and lock.read_text().strip() == str(first.pid):
                 break
             time.sleep(0.05)
+        else:
+            pytest.fail(f"the first run never held the lock (first exited: {first.poll()})")
         second = pslab_sync(*args[1:])
         assert second.returncode == 1
         assert f"in use by another pslab sync (pid {first.pid})" in second.stderr
+        first.communicate(timeout=60)
     finally:
-        first.wait(timeout=60)
+        stop(first)  # only does anything when the lines above failed
     assert first.returncode == 0
 
 

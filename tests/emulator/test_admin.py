@@ -1,4 +1,4 @@
-"""The admin surface of SPEC §7: reset, seed, state, the request journal and faults."""
+"""The admin surface of docs/design.md §7: reset, seed, state, the request journal and faults."""
 
 from __future__ import annotations
 
@@ -67,7 +67,8 @@ async def test_seed_rejects_a_phone_already_stored(api: httpx.AsyncClient) -> No
 
 async def test_state_shows_subscribers_and_events(api: httpx.AsyncClient) -> None:
     (created,) = await seed(api, {"phone_number": "+15555550100"})
-    await api.post("/api/v2/events", json={"type": "Hi", "subscriber_id": created["id"]})
+    posted = await api.post("/api/v2/events", json={"type": "Hi", "subscriber_id": created["id"]})
+    assert posted.status_code == 202, posted.text
     state = (await api.get("/_emulator/state")).json()
     assert state["subscribers"] == [created]
     assert [e["type"] for e in state["events"]] == ["Hi"]
@@ -89,7 +90,11 @@ async def test_journal_records_api_calls_but_not_admin_calls(api: httpx.AsyncCli
 
 async def test_reset_forgets_subscribers_events_and_journal(api: httpx.AsyncClient) -> None:
     (created,) = await seed(api, {"phone_number": "+15555550100"})
-    await api.post("/api/v2/events", json={"type": "Hi", "subscriber_id": created["id"]})
+    posted = await api.post("/api/v2/events", json={"type": "Hi", "subscriber_id": created["id"]})
+    assert posted.status_code == 202, posted.text
+    before = (await api.get("/_emulator/state")).json()
+    assert (len(before["subscribers"]), len(before["events"])) == (1, 1)
+    assert (await api.get("/_emulator/requests")).json()["requests"] != []
     response = await api.post("/_emulator/reset")
     state = (await api.get("/_emulator/state")).json()
     journal = (await api.get("/_emulator/requests")).json()
@@ -119,7 +124,9 @@ async def test_faults_put_then_get_shows_the_setting(api: httpx.AsyncClient) -> 
 async def test_faults_put_replaces_the_whole_setting_but_keeps_the_rate_limit(
     api: httpx.AsyncClient,
 ) -> None:
-    await api.put("/_emulator/faults", json={"error_rate": 0.5, "rate_limit_rps": 3})
+    first = await api.put("/_emulator/faults", json={"error_rate": 0.5, "rate_limit_rps": 3})
+    assert first.status_code == 200, first.text
+    assert first.json()["error_rate"] == 0.5
     got = (await api.put("/_emulator/faults", json={})).json()
     assert got["error_rate"] == 0
     assert got["rate_limit_rps"] == 3

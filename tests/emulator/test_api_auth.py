@@ -1,4 +1,4 @@
-"""Auth (Bearer and legacy Basic) and the per-key rate limit (SPEC §2)."""
+"""Auth (Bearer and legacy Basic) and the per-key rate limit (docs/design.md §2)."""
 
 from __future__ import annotations
 
@@ -98,7 +98,7 @@ async def test_rate_limit_can_be_changed_through_the_faults_call() -> None:
     async with _client(
         EmulatorConfig(rate_limit_rps=0), Authorization="Bearer sk_test_pslab"
     ) as api:
-        await api.put("/_emulator/faults", json={"rate_limit_rps": 0.01})
+        (await api.put("/_emulator/faults", json={"rate_limit_rps": 0.01})).raise_for_status()
         statuses = [(await api.get("/api/v2/me")).status_code for _ in range(3)]
     assert statuses[0] == 200
     assert statuses[1:] == [429, 429]

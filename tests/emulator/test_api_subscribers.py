@@ -1,15 +1,16 @@
-"""GET/POST/PATCH of subscribers: filters, sort, pages and PATCH semantics (SPEC §2)."""
+"""GET/POST/PATCH of subscribers: filters, sort, pages and PATCH semantics (docs/design.md §2)."""
 
 from __future__ import annotations
 
-import asyncio
+from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 
 from emulator.postscript.app import create_app
 from emulator.postscript.config import EmulatorConfig
-from tests.emulator.conftest import SECRET, seed
+from tests.emulator.conftest import SECRET, seed, send_from_threads
 
 pytestmark = pytest.mark.anyio
 
@@ -329,16 +330,86 @@ async def test_patch_of_unknown_subscriber_is_a_404(api: httpx.AsyncClient) -> N
     assert response.status_code == 404
 
 
-async def test_fifty_concurrent_patches_leave_a_consistent_store(api: httpx.AsyncClient) -> None:
-    (created,) = await seed(api, {"phone_number": "+15555550100"})
-    url = f"/api/v2/subscribers/{created['id']}"
-    responses = await asyncio.gather(
-        *(api.patch(url, json={"properties": {f"k{i}": i}, "tags": [f"t{i}"]}) for i in range(50))
-    )
-    final = (await api.get(url)).json()
-    assert all(r.status_code == 200 for r in responses)
+# -- concurrency: real threads, each on its own event loop, against one app; the
+# `slow_*` fixtures pause inside the store's critical sections, so that without the
+# store's lock the writers would interleave there (tests/emulator/conftest.py).
+
+
+def _call(app: Starlette, method: str, path: str, body: Any = None) -> Any:
+    (response,) = send_from_threads(app, [(method, path, body)])
+    assert response.status_code < 300, response.text
+    return response.json()
+
+
+def _seed_one(app: Starlette, **fields: Any) -> str:
+    seeded = _call(app, "POST", "/_emulator/subscribers", {"subscribers": [fields]})
+    subscriber_id: str = seeded["subscribers"][0]["id"]
+    return subscriber_id
+
+
+@pytest.mark.usefixtures("slow_property_reads")
+def test_fifty_concurrent_patches_leave_a_consistent_store(emulator_app: Starlette) -> None:
+    url = f"/api/v2/subscribers/{_seed_one(emulator_app, phone_number='+15555550100')}"
+    patches = [("PATCH", url, {"properties": {f"k{i}": i}, "tags": [f"t{i}"]}) for i in range(50)]
+
+    responses = send_from_threads(emulator_app, patches)
+
+    final = _call(emulator_app, "GET", url)
+    assert [r.status_code for r in responses] == [200] * 50, [r.text for r in responses]
     assert final["properties"] == {f"k{i}": i for i in range(50)}
     assert sorted(final["tags"]) == sorted(f"t{i}" for i in range(50))
-    assert len({r.json()["updated_at"] for r in responses}) == 50
-    state = (await api.get("/_emulator/state")).json()
-    assert state["subscribers"] == [final]
+    stamps = [r.json()["updated_at"] for r in responses]
+    assert len(set(stamps)) == 50
+    assert final["updated_at"] == max(stamps)
+    assert _call(emulator_app, "GET", "/_emulator/state")["subscribers"] == [final]
+
+
+@pytest.mark.usefixtures("slow_property_reads")
+def test_of_two_concurrent_patches_that_each_add_the_50th_property_one_is_refused(
+    emulator_app: Starlette,
+) -> None:
+    forty_nine = {f"p{i}": i for i in range(49)}
+    seeded = _seed_one(emulator_app, phone_number="+15555550100", properties=forty_nine)
+    url = f"/api/v2/subscribers/{seeded}"
+
+    responses = send_from_threads(
+        emulator_app, [("PATCH", url, {"properties": {key: 1}}) for key in ("a", "b")]
+    )
+
+    assert sorted(r.status_code for r in responses) == [200, 400]
+    (accepted,) = [r.json() for r in responses if r.status_code == 200]
+    final = _call(emulator_app, "GET", url)
+    assert final["properties"] == accepted["properties"]
+    assert len(final["properties"]) == 50
+
+
+@pytest.mark.usefixtures("slow_subscriber_construction")
+def test_concurrent_creates_of_one_phone_number_make_exactly_one_subscriber(
+    emulator_app: Starlette,
+) -> None:
+    post = ("POST", "/api/v2/subscribers", {"phone_number": "+15555550100"})
+
+    responses = send_from_threads(emulator_app, [post] * 10)
+
+    assert sorted(r.status_code for r in responses) == [201] + [400] * 9
+    (created,) = [r.json() for r in responses if r.status_code == 201]
+    refusals = [r.json()["errors"][0]["type"] for r in responses if r.status_code == 400]
+    assert refusals == ["value_error.duplicate"] * 9
+    state = _call(emulator_app, "GET", "/_emulator/state")
+    assert [s["id"] for s in state["subscribers"]] == [created["id"]]
+
+
+@pytest.mark.usefixtures("slow_subscriber_construction")
+def test_concurrent_creates_get_distinct_ps_ids(emulator_app: Starlette) -> None:
+    phones = [f"+1555555{i:04d}" for i in range(20)]
+
+    responses = send_from_threads(
+        emulator_app, [("POST", "/api/v2/subscribers", {"phone_number": p}) for p in phones]
+    )
+
+    assert [r.status_code for r in responses] == [201] * 20, [r.text for r in responses]
+    created = [r.json() for r in responses]
+    assert sorted(c["ps_id"] for c in created) == list(range(1, 21))
+    assert len({c["id"] for c in created}) == 20
+    state = _call(emulator_app, "GET", "/_emulator/state")
+    assert sorted(s["ps_id"] for s in state["subscribers"]) == list(range(1, 21))

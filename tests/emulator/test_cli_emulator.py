@@ -10,11 +10,12 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+
+from tests.processes import read_line, stop
 
 PSLAB = [sys.executable, "-c", "from lab.cli import main; main()", "emulator"]
 
@@ -30,21 +31,15 @@ def running_emulator(*args: str, env: dict[str, str] | None = None) -> Iterator[
         env={**os.environ, **(env or {})},
     )
     try:
-        assert process.stdout is not None
-        with ThreadPoolExecutor(1) as pool:
-            line = pool.submit(process.stdout.readline).result(timeout=30)
+        line = read_line(process, timeout=30)
         match = re.search(r"http://127\.0\.0\.1:\d+", line)
-        assert match, (
-            f"no URL in {line!r}; stderr: {process.stderr.read() if process.stderr else ''}"
-        )
+        if match is None:
+            stop(process, signal.SIGKILL)  # so that reading its stderr cannot block
+            stderr = process.stderr.read() if process.stderr else ""
+            raise AssertionError(f"no URL in {line!r}; stderr: {stderr}")
         yield match.group(0)
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process, signal.SIGINT)
 
 
 def test_serves_the_seed_with_the_key_from_the_environment_and_keeps_state(tmp_path: Path) -> None:
@@ -58,12 +53,14 @@ def test_serves_the_seed_with_the_key_from_the_environment_and_keeps_state(tmp_p
     ) as url:
         found = httpx.get(f"{url}/api/v2/subscribers?phone_number__eq=5555550100", headers=auth)
         wrong_key = httpx.get(f"{url}/api/v2/me", headers={"Authorization": "Bearer sk_test_pslab"})
+        assert found.status_code == 200, found.text
         subscriber_id = found.json()["subscribers"][0]["id"]
         httpx.patch(
             f"{url}/api/v2/subscribers/{subscriber_id}", json={"properties": {"a": 1}}, headers=auth
         ).raise_for_status()
     with running_emulator("--state", str(state_file), env=key) as url:
         kept = httpx.get(f"{url}/api/v2/subscribers/{subscriber_id}", headers=auth)
+    assert kept.status_code == 200, kept.text
     assert len(found.json()["subscribers"]) == 1
     assert wrong_key.status_code == 401
     assert kept.json()["properties"] == {"a": 1}
@@ -100,12 +97,16 @@ def test_json_prints_the_ready_line_and_the_summary_as_objects() -> None:
     process = subprocess.Popen(  # noqa: S603 - our own interpreter and fixed arguments
         [*PSLAB, "--port", "0", "--json"], stdout=subprocess.PIPE, text=True
     )
-    assert process.stdout is not None
-    with ThreadPoolExecutor(1) as pool:
-        ready = json.loads(pool.submit(process.stdout.readline).result(timeout=30))
-    httpx.get(f"{ready['url']}/api/v2/me", headers={"Authorization": "Bearer sk_test_pslab"})
-    process.send_signal(signal.SIGINT)
-    out, _ = process.communicate(timeout=15)
+    try:
+        ready = json.loads(read_line(process, timeout=30))
+        me = httpx.get(
+            f"{ready['url']}/api/v2/me", headers={"Authorization": "Bearer sk_test_pslab"}
+        )
+        process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=15)
+    finally:
+        stop(process, signal.SIGKILL)  # only does anything when the lines above failed
+    assert me.status_code == 200, me.text
     assert ready["url"].startswith("http://127.0.0.1:")
     assert ready["subscribers"] == 0
     assert json.loads(out) == {"api_requests": 1, "subscribers": 0, "events": 0}

@@ -29,14 +29,19 @@ async def test_subscribers_and_events_survive_a_restart(tmp_path: Path) -> None:
         first, _ = await seed(
             api, {"phone_number": "+15555550100", "email": "a@example.com"}, {"email": "b@x.org"}
         )
-        await api.patch(
-            f"/api/v2/subscribers/{first['id']}", json={"properties": {"k": [1]}, "tags": ["t"]}
-        )
-        created = (
-            await api.post("/api/v2/subscribers", json={"phone_number": "+15555550102"})
-        ).json()
-        await api.post("/api/v2/events", json={"type": "Hi", "subscriber_id": first["id"]})
-        await api.patch("/api/v2/compliance/unsubscribe", json={"phone_number": "+15555550102"})
+        writes = [
+            await api.patch(
+                f"/api/v2/subscribers/{first['id']}",
+                json={"properties": {"k": [1]}, "tags": ["t"]},
+            ),
+            await api.post("/api/v2/subscribers", json={"phone_number": "+15555550102"}),
+            await api.post("/api/v2/events", json={"type": "Hi", "subscriber_id": first["id"]}),
+            await api.patch(
+                "/api/v2/compliance/unsubscribe", json={"phone_number": "+15555550102"}
+            ),
+        ]
+        assert [w.status_code for w in writes] == [200, 201, 202, 202], [w.text for w in writes]
+        created = writes[1].json()
         before = (await api.get("/_emulator/state")).json()
     async with _client(state_path) as api:
         after = (await api.get("/_emulator/state")).json()
@@ -55,7 +60,7 @@ async def test_reset_is_kept_across_a_restart(tmp_path: Path) -> None:
     state_path = tmp_path / "emulator.sqlite"
     async with _client(state_path) as api:
         await seed(api, {"phone_number": "+15555550100"})
-        await api.post("/_emulator/reset")
+        (await api.post("/_emulator/reset")).raise_for_status()
     async with _client(state_path) as api:
         state = (await api.get("/_emulator/state")).json()
     assert state == {"subscribers": [], "events": []}

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from contextlib import ExitStack
 
 import httpx
 import pytest
 
+from emulator.postscript import serve
+from emulator.postscript.app import create_app
 from emulator.postscript.config import EmulatorConfig
 from emulator.postscript.serve import serve_in_background
 from tests.emulator.conftest import SECRET
@@ -33,30 +36,53 @@ def test_serves_on_a_loopback_port(base_url: str, admin: httpx.Client) -> None:
     assert response.status_code == 200
 
 
+@pytest.fixture
+def one_emulator_on_five_servers(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Base URLs of five uvicorn servers, each on its own thread, all serving one emulator.
+
+    One server runs every handler on its single event loop, so its requests never
+    reach the store at the same time; five servers sharing the app do.
+    """
+    app = create_app(EmulatorConfig(rate_limit_rps=0))
+    with ExitStack() as servers:
+        with monkeypatch.context() as patched:
+            patched.setattr(serve, "create_app", lambda config=None: app)
+            urls = [servers.enter_context(serve_in_background()) for _ in range(5)]
+        yield urls
+
+
 @pytest.mark.anyio
+@pytest.mark.usefixtures("slow_property_reads")
 async def test_fifty_concurrent_patches_over_the_network_are_all_kept(
-    base_url: str, admin: httpx.Client
+    one_emulator_on_five_servers: list[str],
 ) -> None:
+    urls = one_emulator_on_five_servers
     limits = httpx.Limits(max_connections=50)
     async with httpx.AsyncClient(
-        base_url=base_url, headers={"Authorization": f"Bearer {SECRET}"}, limits=limits
+        headers={"Authorization": f"Bearer {SECRET}"}, limits=limits, timeout=30
     ) as api:
         seeded = await api.post(
-            "/_emulator/subscribers", json={"subscribers": [{"phone_number": "+15555550100"}]}
+            f"{urls[0]}/_emulator/subscribers",
+            json={"subscribers": [{"phone_number": "+15555550100"}]},
         )
+        assert seeded.status_code == 200, seeded.text
         (created,) = seeded.json()["subscribers"]
-        url = f"/api/v2/subscribers/{created['id']}"
+        path = f"/api/v2/subscribers/{created['id']}"
         responses = await asyncio.gather(
             *(
-                api.patch(url, json={"properties": {f"k{i}": i}, "tags": [f"t{i}"]})
+                api.patch(
+                    f"{urls[i % len(urls)]}{path}",
+                    json={"properties": {f"k{i}": i}, "tags": [f"t{i}"]},
+                )
                 for i in range(50)
             )
         )
-        final = (await api.get(url)).json()
-        state = (await api.get("/_emulator/state")).json()
-    assert [r.status_code for r in responses] == [200] * 50
+        final = (await api.get(f"{urls[1]}{path}")).json()
+        state = (await api.get(f"{urls[2]}/_emulator/state")).json()
+    assert [r.status_code for r in responses] == [200] * 50, [r.text for r in responses]
     assert final["properties"] == {f"k{i}": i for i in range(50)}
-    assert len(final["tags"]) == 50
+    assert sorted(final["tags"]) == sorted(f"t{i}" for i in range(50))
+    assert len({r.json()["updated_at"] for r in responses}) == 50
     assert state["subscribers"] == [final]
 
 

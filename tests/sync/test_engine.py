@@ -454,7 +454,8 @@ async def test_a_list_changed_after_the_lookup_is_read_again_before_the_patch(
                 headers={"Authorization": f"Bearer {SECRET}"},
                 json={"properties": {"Segment Audiences": ["by_hand"]}},
             )
-            await world.transport.handle_async_request(edit)
+            response = await world.transport.handle_async_request(edit)
+            assert response.status_code == 200
 
     tap = Tap(world.transport, after=edit_after_lookup)
     report = await world.sync(state_path, [event()], transport=tap, max_read_age_s=0)

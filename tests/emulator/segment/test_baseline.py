@@ -157,7 +157,8 @@ def test_membership_values_follow_javascript_loose_comparison(
     httpx.post(f"{emulator_url}/_emulator/reset").raise_for_status()
     audiences_before = ["other", "vip"] if member_before else ["other"]
     seed = {"phone_number": "+15555550100", "properties": {AUDIENCE_PROPERTY: audiences_before}}
-    httpx.post(f"{emulator_url}/_emulator/subscribers", json={"subscribers": [seed]})
+    seeded = httpx.post(f"{emulator_url}/_emulator/subscribers", json={"subscribers": [seed]})
+    seeded.raise_for_status()
     traits: dict[str, Any] = {"phone": "(555) 555-0100"}
     if value is not None:
         traits["vip"] = value

@@ -36,6 +36,7 @@ def _generate(tmp_path: Path, name: str, *extra: str) -> Path:
 def test_generate_writes_events_subscribers_and_expected_membership(tmp_path: Path) -> None:
     folder = _generate(tmp_path, "a", "--batch-size", "4")
     lines = (folder / "events.ndjson").read_text().splitlines()
+    assert lines
     assert all("batch" in json.loads(line) for line in lines)
     subscribers = json.loads((folder / "subscribers.json").read_text())["subscribers"]
     assert len(subscribers) == 60

@@ -39,6 +39,7 @@ def test_expected_rows_name_seeded_subscribers_in_normalised_form() -> None:
     workload = build_workload("quick")
     phones = {s.get("phone_number") for s in workload.subscribers}
     emails = {s.get("email") for s in workload.subscribers}
+    assert workload.expected
     for row in workload.expected:
         assert set(row) == {"phone_number", "email", "audience_key", "member"}
         assert row["phone_number"] in phones
@@ -50,6 +51,7 @@ def test_unseeded_shoppers_leave_the_seed_list_and_the_expected_file() -> None:
     workload = build_workload("quick", unseeded_rate=0.2)
     assert 300 < len(workload.subscribers) < 500
     seeded = {(s.get("phone_number"), s.get("email")) for s in workload.subscribers}
+    assert workload.expected
     assert all((r["phone_number"], r["email"]) in seeded for r in workload.expected)
     assert all((r["phone_number"], r["email"]) not in seeded for r in workload.unseeded_expected)
     assert workload.unseeded_expected
