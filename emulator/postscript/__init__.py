@@ -1,1 +1,1 @@
-"""A stateful fake of the Postscript v2 API (SPEC §2) with an admin surface (SPEC §7)."""
+"""A stateful fake of the Postscript v2 API with an admin surface (docs/design.md §2, §7)."""

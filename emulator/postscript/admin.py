@@ -1,4 +1,4 @@
-"""The admin surface of SPEC §7, under `/_emulator` (no auth, no rate limit, not journaled)."""
+"""The admin surface (docs/design.md §7) under `/_emulator`: no auth, no rate limit, no journal."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from emulator.postscript import bodies
+from emulator.postscript import bodies, json_body
 from emulator.postscript.api import emulator_of
 from emulator.postscript.emulator import Emulator
 from emulator.postscript.faults import parse_settings
@@ -19,7 +19,7 @@ async def reset(request: Request) -> Response:
 
 async def seed_subscribers(request: Request) -> Response:
     emulator = emulator_of(request)
-    body = bodies.read_json_object(await request.body())
+    body = await json_body.read_object(request, json_body.ADMIN_BODY_LIMIT)
     drafts = bodies.seed_subscribers(body, emulator.config.default_region)
     created = emulator.store.create(drafts)
     return JSONResponse({"subscribers": [s.to_json() for s in created]})
@@ -47,7 +47,7 @@ async def get_faults(request: Request) -> Response:
 
 async def put_faults(request: Request) -> Response:
     emulator = emulator_of(request)
-    body = bodies.read_json_object(await request.body())
+    body = await json_body.read_object(request, json_body.ADMIN_BODY_LIMIT)
     settings, rps = parse_settings(body, emulator.rate_limiter.rps)
     emulator.faults.configure(settings)
     emulator.rate_limiter.rps = rps

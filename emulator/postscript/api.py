@@ -1,17 +1,17 @@
-"""Handlers of the emulated Postscript API (SPEC §2), under `/api/v2`."""
+"""Handlers of the emulated Postscript API (docs/design.md §2), under `/api/v2`."""
 
 from __future__ import annotations
 
-from typing import cast
+from typing import Any, cast
 from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from emulator.postscript import bodies
+from emulator.postscript import bodies, json_body
 from emulator.postscript.emulator import Emulator
-from emulator.postscript.errors import NotFoundError
+from emulator.postscript.errors import ResourceNotFound
 from emulator.postscript.query import parse_query
 from emulator.postscript.subscriber import Subscriber
 
@@ -25,6 +25,10 @@ ME = {
 
 def emulator_of(request: Request) -> Emulator:
     return cast(Emulator, request.app.state.emulator)
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    return await json_body.read_object(request, json_body.API_BODY_LIMIT)
 
 
 async def me(request: Request) -> Response:
@@ -51,7 +55,7 @@ async def get_subscriber(request: Request) -> Response:
 
 async def create_subscriber(request: Request) -> Response:
     emulator = emulator_of(request)
-    body = bodies.read_json_object(await request.body())
+    body = await _body(request)
     draft = bodies.api_subscriber(body, emulator.config.default_region, emulator.keywords)
     (subscriber,) = emulator.store.create([draft])
     return JSONResponse(subscriber.to_json(), status_code=201)
@@ -61,7 +65,7 @@ async def patch_subscriber(request: Request) -> Response:
     emulator = emulator_of(request)
     subscriber_id = request.path_params["subscriber_id"]
     emulator.store.get(subscriber_id)  # a missing subscriber is a 404 even when the body is bad
-    patch = bodies.subscriber_patch(bodies.read_json_object(await request.body()))
+    patch = bodies.subscriber_patch(await _body(request))
     return JSONResponse(emulator.store.patch(subscriber_id, patch).to_json())
 
 
@@ -72,17 +76,17 @@ def _target(emulator: Emulator, target: bodies.EventTarget) -> Subscriber:
     if target.kind == "phone":
         found = store.find_by_phone_digits(target.value.lstrip("+"))
         if found is None:
-            raise NotFoundError(f"No subscriber with phone number {target.value}")
+            raise ResourceNotFound(f"No subscriber with phone number {target.value}")
         return found
     matches = store.find_by_email(target.value)
     if not matches:
-        raise NotFoundError("No subscriber with this email")
+        raise ResourceNotFound("No subscriber with this email")
     return matches[0]
 
 
 async def create_event(request: Request) -> Response:
     emulator = emulator_of(request)
-    body = bodies.read_json_object(await request.body())
+    body = await _body(request)
     target = bodies.event(body, emulator.config.default_region)
     _target(emulator, target)  # an event for nobody is a 404 and is not stored
     event_id = emulator.store.record_event(body)
@@ -91,9 +95,7 @@ async def create_event(request: Request) -> Response:
 
 async def unsubscribe(request: Request) -> Response:
     emulator = emulator_of(request)
-    target = bodies.unsubscribe(
-        bodies.read_json_object(await request.body()), emulator.config.default_region
-    )
+    target = bodies.unsubscribe(await _body(request), emulator.config.default_region)
     emulator.store.unsubscribe(_target(emulator, target))
     return JSONResponse({"message": "OK"}, status_code=202)
 

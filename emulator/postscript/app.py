@@ -16,15 +16,15 @@ from emulator.postscript import admin, api
 from emulator.postscript.auth import AuthMiddleware
 from emulator.postscript.config import EmulatorConfig
 from emulator.postscript.emulator import Emulator
-from emulator.postscript.errors import ApiError, error_body
+from emulator.postscript.errors import ApiProblem, error_body
 from emulator.postscript.faults import FaultMiddleware
 from emulator.postscript.journal import JournalMiddleware
 from emulator.postscript.openapi import openapi_document
 from emulator.postscript.rate_limit import RateLimitMiddleware
 
 
-async def _api_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, ApiError)
+async def _api_problem(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiProblem)
     return JSONResponse(exc.body, status_code=exc.status)
 
 
@@ -50,7 +50,7 @@ def create_app(config: EmulatorConfig | None = None) -> Starlette:
             Middleware(RateLimitMiddleware, limiter=emulator.rate_limiter),
             Middleware(FaultMiddleware, faults=emulator.faults),
         ],
-        exception_handlers={ApiError: _api_error, HTTPException: _http_error},
+        exception_handlers={ApiProblem: _api_problem, HTTPException: _http_error},
     )
     app.state.emulator = emulator
     return app

@@ -1,4 +1,5 @@
-"""Request bodies: read, validated and normalised, or a 400 naming every problem.
+"""Request bodies, once `json_body` has read them: validated and normalised, or a 400
+naming every problem.
 
 Unknown fields are rejected (`value_error.extra`) so that a typo in a client
 shows up against the emulator instead of being silently ignored.
@@ -6,13 +7,12 @@ shows up against the emulator instead of being silently ignored.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from emulator.postscript.errors import InvalidInputError, invalid, problem
+from emulator.postscript.errors import InvalidInput, invalid, problem
 from emulator.postscript.keywords import Keyword
 from emulator.postscript.phones import to_e164
 from emulator.postscript.store import SubscriberDraft, SubscriberPatch
@@ -21,19 +21,11 @@ from emulator.postscript.subscriber import MAX_CUSTOM_PROPERTIES, parse_time
 EVENT_TYPE = re.compile(r"[A-Za-z0-9_]+")
 EVENT_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+SEED_ID = re.compile(r"[A-Za-z0-9_-]{1,100}")  # goes into URLs as is: no "/", no dot segments
+# A later created_at would leave no room for updated_at to keep increasing on each change.
+LATEST_CREATED_AT = datetime(9999, 1, 1, tzinfo=UTC)
 
 Loc = list[str | int]
-
-
-def read_json_object(raw: bytes) -> dict[str, Any]:
-    """The body as a JSON object, or a 400."""
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise invalid(["body"], "the body must be valid JSON", "value_error.jsondecode") from None
-    if not isinstance(body, dict):
-        raise invalid(["body"], "the body must be a JSON object", "type_error.dict")
-    return body
 
 
 class _Fields:
@@ -131,7 +123,7 @@ class _Fields:
 
     def done(self) -> None:
         if self.problems:
-            raise InvalidInputError(self.problems)
+            raise InvalidInput(self.problems)
 
 
 def api_subscriber(body: dict[str, Any], region: str, keywords: list[Keyword]) -> SubscriberDraft:
@@ -211,18 +203,16 @@ def seed_subscribers(body: dict[str, Any], region: str) -> list[SubscriberDraft]
             email=fields.email(),
             properties=fields.properties(),
             tags=fields.tags(),
-            id=fields.string("id"),
+            id=_seed_id(fields),
             created_at=_seed_time(fields),
             shopify_customer_id=_shopify_id(fields),
             loc=loc,
         )
         draft.promotional_can_send, draft.transactional_can_send = _seed_subscriptions(fields)
-        if draft.id is not None and not draft.id:
-            fields.fail("id", "must not be empty", "value_error.any_str.min_length")
         problems.extend(fields.problems)
         drafts.append(draft)
     if problems:
-        raise InvalidInputError(problems)
+        raise InvalidInput(problems)
     return drafts
 
 
@@ -231,10 +221,27 @@ def _seed_time(fields: _Fields) -> datetime | None:
     if text is None:
         return None
     try:
-        return parse_time(text)
+        moment = parse_time(text)
     except ValueError:
-        fields.fail("created_at", "must be an ISO 8601 date-time", "value_error.datetime")
+        moment = None
+    if moment is None or moment >= LATEST_CREATED_AT:
+        fields.fail(
+            "created_at",
+            "must be an ISO 8601 date-time from year 1 to 9998 in UTC",
+            "value_error.datetime",
+        )
         return None
+    return moment
+
+
+def _seed_id(fields: _Fields) -> str | None:
+    value = fields.string("id")
+    if value is not None and not SEED_ID.fullmatch(value):
+        fields.fail(
+            "id", "must be 1 to 100 letters, digits, _ or - characters", "value_error.str.regex"
+        )
+        return None
+    return value
 
 
 def _shopify_id(fields: _Fields) -> int | str | None:

@@ -8,24 +8,25 @@ from typing import Annotated
 
 import typer
 
-from emulator.postscript import bodies
+from emulator.postscript import bodies, json_body
 from emulator.postscript.app import create_app
 from emulator.postscript.config import DEFAULT_SECRET_KEY, EmulatorConfig
 from emulator.postscript.emulator import Emulator
-from emulator.postscript.errors import InvalidInputError
+from emulator.postscript.errors import InvalidInput
+from emulator.postscript.faults import MAX_RATE_LIMIT_RPS
 from emulator.postscript.serve import serve_forever
 
 
 def _seed(emulator: Emulator, path: Path) -> int:
     try:
-        body = bodies.read_json_object(path.read_bytes())
+        body = json_body.parse_object(path.read_bytes())
         drafts = bodies.seed_subscribers(body, emulator.config.default_region)
         return len(emulator.store.create(drafts))
     except OSError as error:
         raise typer.BadParameter(
             f"cannot read {path}: {error.strerror}", param_hint="--seed"
         ) from None
-    except InvalidInputError as error:
+    except InvalidInput as error:
         first = error.problems[0]
         where = ".".join(map(str, first["loc"][1:]))  # drop the leading "body"
         if first["type"] == "value_error.duplicate":
@@ -49,7 +50,12 @@ def emulator_command(
         ),
     ] = DEFAULT_SECRET_KEY,
     rate_limit: Annotated[
-        float, typer.Option(help="Requests per second per key before 429s (0 = no limit).", min=0)
+        float,
+        typer.Option(
+            help="Requests per second per key before 429s (0 = no limit).",
+            min=0,
+            max=MAX_RATE_LIMIT_RPS,
+        ),
     ] = 15.0,
     seed: Annotated[
         Path | None,

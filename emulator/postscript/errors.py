@@ -25,7 +25,7 @@ def error_code_for(status: int) -> int:
 
 
 def error_body(status: int, message: str | None = None) -> dict[str, Any]:
-    """The `error_code` envelope for `status`; the exact SPEC body for 429."""
+    """The `error_code` envelope for `status`; Postscript's exact 429 body (design §2.4)."""
     if status == HTTPStatus.TOO_MANY_REQUESTS:
         return dict(RATE_LIMIT_BODY)
     text = message if message is not None else _phrase(status)
@@ -39,8 +39,12 @@ def _phrase(status: int) -> str:
         return "Error"
 
 
-class ApiError(Exception):
-    """An answer other than success; the handler's caller turns it into a response."""
+class ApiProblem(Exception):
+    """An answer other than success; the handler's caller turns it into a response.
+
+    Named apart from the engine's client-side errors (sync/errors.py), which
+    describe the same answers as seen from the other end.
+    """
 
     def __init__(self, status: int, body: dict[str, Any]) -> None:
         super().__init__(status, body)
@@ -48,12 +52,12 @@ class ApiError(Exception):
         self.body = body
 
 
-class NotFoundError(ApiError):
+class ResourceNotFound(ApiProblem):
     def __init__(self, message: str) -> None:
         super().__init__(HTTPStatus.NOT_FOUND, error_body(HTTPStatus.NOT_FOUND, message))
 
 
-class InvalidInputError(ApiError):
+class InvalidInput(ApiProblem):
     """Bad input: 400 with one `{"loc","msg","type"}` item per problem."""
 
     def __init__(self, problems: list[dict[str, Any]]) -> None:
@@ -61,10 +65,24 @@ class InvalidInputError(ApiError):
         self.problems = problems
 
 
+class BodyTooLarge(ApiProblem):
+    def __init__(self, limit: int) -> None:
+        status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+        message = f"the body is over {limit:,} bytes, the most this endpoint reads"
+        super().__init__(status, error_body(status, message))
+
+
+class UnsupportedMediaType(ApiProblem):
+    def __init__(self, content_type: str) -> None:
+        status = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+        message = f"the body must be application/json, not {content_type[:100]}"
+        super().__init__(status, error_body(status, message))
+
+
 def problem(loc: list[str | int], msg: str, type_: str) -> dict[str, Any]:
     """One item of the `errors` list, shaped like pydantic's."""
     return {"loc": loc, "msg": msg, "type": type_}
 
 
-def invalid(loc: list[str | int], msg: str, type_: str) -> InvalidInputError:
-    return InvalidInputError([problem(loc, msg, type_)])
+def invalid(loc: list[str | int], msg: str, type_: str) -> InvalidInput:
+    return InvalidInput([problem(loc, msg, type_)])

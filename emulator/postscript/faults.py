@@ -77,76 +77,59 @@ class Faults:
         return FaultDraw(latency_s=latency, error_status=status, timeout=timeout)
 
 
+MAX_RATE_LIMIT_RPS = 1_000_000
+MAX_WAIT_MS = 3_600_000  # latency and timeouts: an hour is longer than any client waits
+_FIELDS = (
+    "error_rate",
+    "error_statuses",
+    "latency_ms",
+    "timeout_rate",
+    "timeout_ms",
+    "rate_limit_rps",
+    "seed",
+)
+
+
 def parse_settings(body: dict[str, Any], current_rps: float) -> tuple[FaultSettings, float]:
     """`PUT /_emulator/faults`: the whole setting; omitted fields take their defaults.
 
-    An omitted `rate_limit_rps` keeps the current limit.
+    An omitted `rate_limit_rps` keeps the current limit. Every number must be
+    finite and in range, so that the setting can be served back and slept on.
     """
-    allowed = {
-        "error_rate",
-        "error_statuses",
-        "latency_ms",
-        "timeout_rate",
-        "timeout_ms",
-        "rate_limit_rps",
-        "seed",
-    }
     for key in body:
-        if key not in allowed:
+        if key not in _FIELDS:
             raise invalid(
                 ["body", key],
-                f"unknown field; allowed fields are {', '.join(sorted(allowed))}",
+                f"unknown field; allowed fields are {', '.join(sorted(_FIELDS))}",
                 "value_error.extra",
             )
-    settings = FaultSettings()
-    settings.error_rate = _rate(body, "error_rate")
-    settings.timeout_rate = _rate(body, "timeout_rate")
+    probability = "must be a probability from 0 to 1"
+    settings = FaultSettings(
+        error_rate=_number(body, "error_rate", 0.0, 1, probability),
+        timeout_rate=_number(body, "timeout_rate", 0.0, 1, probability),
+        timeout_ms=_number(
+            body,
+            "timeout_ms",
+            FaultSettings.timeout_ms,
+            MAX_WAIT_MS,
+            f"must be milliseconds from 0 to {MAX_WAIT_MS:,}",
+        ),
+    )
     if "error_statuses" in body:
-        statuses = body["error_statuses"]
-        if (
-            not isinstance(statuses, list)
-            or not statuses
-            or not all(_is_number(s) and int(s) == s and 400 <= s <= 599 for s in statuses)
-        ):
-            raise invalid(
-                ["body", "error_statuses"],
-                "must be a non-empty list of HTTP statuses from 400 to 599",
-                "value_error",
-            )
-        settings.error_statuses = [int(s) for s in statuses]
+        settings.error_statuses = _statuses(body["error_statuses"])
     if "latency_ms" in body:
-        bounds = body["latency_ms"]
-        if (
-            not isinstance(bounds, list)
-            or len(bounds) != 2
-            or not all(_is_number(b) and b >= 0 for b in bounds)
-            or bounds[0] > bounds[1]
-        ):
-            raise invalid(
-                ["body", "latency_ms"],
-                "must be [low, high] milliseconds with 0 <= low <= high",
-                "value_error",
-            )
-        settings.latency_ms = (float(bounds[0]), float(bounds[1]))
-    if "timeout_ms" in body:
-        if not _is_number(body["timeout_ms"]) or body["timeout_ms"] < 0:
-            raise invalid(
-                ["body", "timeout_ms"], "must be a number of milliseconds >= 0", "value_error"
-            )
-        settings.timeout_ms = float(body["timeout_ms"])
+        settings.latency_ms = _latency(body["latency_ms"])
     if body.get("seed") is not None:
         if not isinstance(body["seed"], int) or isinstance(body["seed"], bool):
             raise invalid(["body", "seed"], "must be an integer", "type_error.integer")
         settings.seed = body["seed"]
-    rps = current_rps
-    if "rate_limit_rps" in body:
-        if not _is_number(body["rate_limit_rps"]) or body["rate_limit_rps"] < 0:
-            raise invalid(
-                ["body", "rate_limit_rps"],
-                "must be requests per second >= 0 (0 turns the limit off)",
-                "value_error",
-            )
-        rps = float(body["rate_limit_rps"])
+    rps = _number(
+        body,
+        "rate_limit_rps",
+        current_rps,
+        MAX_RATE_LIMIT_RPS,
+        f"must be requests per second from 0 to {MAX_RATE_LIMIT_RPS:,} (0 turns the limit off)",
+    )
     return settings, rps
 
 
@@ -154,11 +137,47 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _rate(body: dict[str, Any], name: str) -> float:
-    value = body.get(name, 0.0)
-    if not _is_number(value) or not 0 <= value <= 1:
-        raise invalid(["body", name], "must be a probability from 0 to 1", "value_error")
+def _in_range(value: object, high: float) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    # NaN fails both comparisons; an integer too big for a float compares without converting
+    return 0 <= value <= high
+
+
+def _number(body: dict[str, Any], name: str, default: float, high: float, message: str) -> float:
+    value = body.get(name, default)
+    if not _in_range(value, high):
+        raise invalid(["body", name], message, "value_error")
     return float(value)
+
+
+def _statuses(value: object) -> list[int]:
+    if (
+        not isinstance(value, list)
+        or not value
+        or not all(_is_number(s) and 400 <= s <= 599 and int(s) == s for s in value)
+    ):
+        raise invalid(
+            ["body", "error_statuses"],
+            "must be a non-empty list of HTTP statuses from 400 to 599",
+            "value_error",
+        )
+    return [int(s) for s in value]
+
+
+def _latency(value: object) -> tuple[float, float]:
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(_in_range(bound, MAX_WAIT_MS) for bound in value)
+        or value[0] > value[1]
+    ):
+        raise invalid(
+            ["body", "latency_ms"],
+            f"must be [low, high] milliseconds with 0 <= low <= high <= {MAX_WAIT_MS:,}",
+            "value_error",
+        )
+    return float(value[0]), float(value[1])
 
 
 class FaultMiddleware:

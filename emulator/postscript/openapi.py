@@ -1,14 +1,16 @@
 """The OpenAPI 3.0 document of the emulated API, served at `/openapi.json`.
 
 Written by hand so that it states exactly what the emulator does, including
-the emulator choices of SPEC §2; schemathesis fuzzes the emulator against it.
+the emulator choices of docs/design.md §2; schemathesis fuzzes the emulator against it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from emulator.postscript.bodies import SEED_FIELDS
+from emulator.postscript.bodies import SEED_FIELDS, SEED_ID
+from emulator.postscript.faults import MAX_RATE_LIMIT_RPS, MAX_WAIT_MS
+from emulator.postscript.json_body import ADMIN_BODY_LIMIT, API_BODY_LIMIT, MAX_NESTING
 from emulator.postscript.query import FILTER_OPERATORS, SORT_FIELDS
 from emulator.postscript.subscriber import MAX_CUSTOM_PROPERTIES
 
@@ -33,6 +35,21 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
 
 _ERROR_CODE = _json(_ref("ErrorCode"), "Error (`error_code` envelope)")
 _BAD_INPUT = _json(_ref("ValidationErrors"), "Bad input (`errors` envelope)")
+_UNSUPPORTED_MEDIA_TYPE = _json(
+    _ref("ErrorCode"), "A Content-Type other than application/json or application/*+json"
+)
+
+
+def _too_large(limit: int) -> dict[str, Any]:
+    return _json(_ref("ErrorCode"), f"A body over {limit:,} bytes")
+
+
+_API_ERRORS = {
+    "400": _BAD_INPUT,
+    "413": _too_large(API_BODY_LIMIT),
+    "415": _UNSUPPORTED_MEDIA_TYPE,
+}
+_BODY_ERRORS = ("400", "413", "415")  # what any call that reads a body may answer
 _COMMON = {
     "401": _json(_ref("ErrorCode"), "Missing or wrong key"),
     "429": _json(_ref("ErrorCode"), "Over the rate limit (error_code 3002)"),
@@ -42,7 +59,7 @@ _COMMON = {
 def _responses(ok: str, schema: dict[str, Any], description: str, *errors: str) -> dict[str, Any]:
     answers: dict[str, Any] = {ok: _json(schema, description), **_COMMON}
     for status in errors:
-        answers[status] = _BAD_INPUT if status == "400" else _ERROR_CODE
+        answers[status] = _API_ERRORS.get(status, _ERROR_CODE)
     return answers
 
 
@@ -225,7 +242,15 @@ _SUBSCRIBER_ID = {
 
 
 def _body(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"required": True, "content": {_JSON: {"schema": schema}}}
+    return {
+        "required": True,
+        "description": (
+            f"UTF-8 JSON nested at most {MAX_NESTING} levels, without NaN, Infinity, "
+            "lone surrogates or integers over 4,300 digits; sent as application/json, "
+            "application/*+json or without a Content-Type."
+        ),
+        "content": {_JSON: {"schema": schema}},
+    }
 
 
 def _api_paths() -> dict[str, Any]:
@@ -294,7 +319,9 @@ def _api_paths() -> dict[str, Any]:
                     "a phone number already taken is a 400 (`value_error.duplicate`)."
                 ),
                 "requestBody": _body(_CREATE_SUBSCRIBER),
-                "responses": _responses("201", _ref("Subscriber"), "The new subscriber", "400"),
+                "responses": _responses(
+                    "201", _ref("Subscriber"), "The new subscriber", *_BODY_ERRORS
+                ),
             },
         },
         "/api/v2/subscribers/{subscriber_id}": {
@@ -308,7 +335,7 @@ def _api_paths() -> dict[str, Any]:
                 "summary": "Merge properties per key, add tags, set the email only when empty.",
                 "requestBody": _body(_PATCH_SUBSCRIBER),
                 "responses": _responses(
-                    "200", _ref("Subscriber"), "The updated subscriber", "400", "404"
+                    "200", _ref("Subscriber"), "The updated subscriber", *_BODY_ERRORS, "404"
                 ),
             },
         },
@@ -325,7 +352,7 @@ def _api_paths() -> dict[str, Any]:
                         "properties": {"event_ids": {"type": "array", "items": {"type": "string"}}},
                     },
                     "Accepted",
-                    "400",
+                    *_BODY_ERRORS,
                     "404",
                 ),
             }
@@ -343,7 +370,7 @@ def _api_paths() -> dict[str, Any]:
                         "properties": {"message": {"type": "string"}},
                     },
                     "Unsubscribed",
-                    "400",
+                    *_BODY_ERRORS,
                     "404",
                 ),
             }
@@ -389,7 +416,13 @@ def _admin_paths() -> dict[str, Any]:
         }
         if body is not None:
             operation["requestBody"] = _body(body)
-            operation["responses"]["400"] = _BAD_INPUT
+            operation["responses"].update(
+                {
+                    "400": _BAD_INPUT,
+                    "413": _too_large(ADMIN_BODY_LIMIT),
+                    "415": _UNSUPPORTED_MEDIA_TYPE,
+                }
+            )
         return operation
 
     faults = {
@@ -405,11 +438,11 @@ def _admin_paths() -> dict[str, Any]:
                 "type": "array",
                 "minItems": 2,
                 "maxItems": 2,
-                "items": {"type": "number"},
+                "items": {"type": "number", "minimum": 0, "maximum": MAX_WAIT_MS},
             },
             "timeout_rate": {"type": "number", "minimum": 0, "maximum": 1},
-            "timeout_ms": {"type": "number", "minimum": 0},
-            "rate_limit_rps": {"type": "number", "minimum": 0},
+            "timeout_ms": {"type": "number", "minimum": 0, "maximum": MAX_WAIT_MS},
+            "rate_limit_rps": {"type": "number", "minimum": 0, "maximum": MAX_RATE_LIMIT_RPS},
             "seed": _nullable({"type": "integer"}),
         },
     }
@@ -417,7 +450,11 @@ def _admin_paths() -> dict[str, Any]:
     seed_item = {
         "type": "object",
         "additionalProperties": False,
-        "properties": {name: {} for name in SEED_FIELDS},
+        "properties": {
+            **{name: {} for name in SEED_FIELDS},
+            "id": {"type": "string", "pattern": f"^{SEED_ID.pattern}$"},
+            "created_at": {"type": "string", "format": "date-time"},
+        },
     }
     return {
         "/_emulator/reset": {

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from emulator.postscript.errors import InvalidInputError, problem
+from emulator.postscript.errors import InvalidInput, problem
 from emulator.postscript.phones import lookup_digits
 from emulator.postscript.store import Store
 from emulator.postscript.subscriber import Subscriber, parse_time
@@ -94,7 +94,7 @@ def parse_query(params: Iterable[tuple[str, str]], region: str) -> SubscriberQue
         except ValueError as error:
             problems.append(problem(["query", name], str(error), "value_error"))
     if problems:
-        raise InvalidInputError(problems)
+        raise InvalidInput(problems)
     return query
 
 
@@ -163,7 +163,8 @@ def _add_filter(
             bound = parse_time(last)
         except ValueError:
             raise ValueError(
-                "give an ISO 8601 date or date-time, e.g. 2026-01-31T12:00:00Z"
+                "give an ISO 8601 date or date-time within years 1 to 9999 in UTC, "
+                "e.g. 2026-01-31T12:00:00Z"
             ) from None
         compare = _COMPARISONS[op]
         if field_name == "created_at":

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from emulator.postscript.errors import InvalidInputError, NotFoundError, problem
+from emulator.postscript.errors import InvalidInput, ResourceNotFound, problem
 from emulator.postscript.state_file import StateFile
 from emulator.postscript.subscriber import (
     MAX_CUSTOM_PROPERTIES,
@@ -108,7 +108,7 @@ class Store:
     def get(self, subscriber_id: str) -> Subscriber:
         subscriber = self._subscribers.get(subscriber_id)
         if subscriber is None:
-            raise NotFoundError(f"Subscriber {subscriber_id!r} not found")
+            raise ResourceNotFound(f"Subscriber {subscriber_id!r} not found")
         return subscriber
 
     def find_by_phone_digits(self, digits: str) -> Subscriber | None:
@@ -163,7 +163,7 @@ class Store:
             subscriber = self.get(subscriber_id)
             merged = {**subscriber.properties, **patch.properties}
             if len(merged) > MAX_CUSTOM_PROPERTIES:
-                raise InvalidInputError(
+                raise InvalidInput(
                     [
                         problem(
                             ["body", "properties"],
@@ -240,7 +240,7 @@ class Store:
                     )
                 seen_phones.add(digits)
         if problems:
-            raise InvalidInputError(problems)
+            raise InvalidInput(problems)
 
     def _index(self, subscriber: Subscriber) -> None:
         self._subscribers[subscriber.id] = subscriber

@@ -24,11 +24,18 @@ def format_time(moment: datetime) -> str:
 
 
 def parse_time(text: str) -> datetime:
-    """ISO 8601 (a `Z` suffix or an offset; naive means UTC); raises ValueError."""
+    """ISO 8601 (a `Z` suffix or an offset; naive means UTC); raises ValueError.
+
+    A moment that is a valid date only in its own offset (year 9999 at -05:00,
+    year 1 at +05:00) falls outside the calendar in UTC: a ValueError too.
+    """
     moment = datetime.fromisoformat(text.strip())
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{text.strip()} is outside years 1 to 9999 in UTC") from None
 
 
 @dataclass(slots=True)

@@ -1,4 +1,4 @@
-"""POST /api/v2/events, compliance unsubscribe, keywords and /me (SPEC §2)."""
+"""POST /api/v2/events, compliance unsubscribe, keywords and /me (docs/design.md §2)."""
 
 from __future__ import annotations
 
