@@ -43,9 +43,6 @@ FORBIDDEN_IMPORTS: dict[str, set[str]] = {
     "sync": {"emulator", "lab", "contracts"},
 }
 
-# Not yet required to define `__all__`: the emulator's modules gain theirs with its rework.
-ALL_NOT_YET_REQUIRED = ("emulator.postscript",)
-
 HELP_PROBE = (
     "import sys; sys.argv=['pslab',{command!r},'--help']\n"
     "from lab.cli import main\n"
@@ -113,8 +110,6 @@ def defines_all(path: Path) -> bool:
 @pytest.mark.parametrize("package", sorted(EXPORTS))
 def test_each_package_exports_exactly_its_main_names(package: str) -> None:
     exported = getattr(importlib.import_module(package), "__all__", None)
-    if exported is None and package.startswith(ALL_NOT_YET_REQUIRED):
-        pytest.skip(f"{package} defines no __all__ yet")
     assert exported is not None, f"{package} defines no __all__"
     assert set(exported) == EXPORTS[package]
 
@@ -130,12 +125,7 @@ def test_every_name_a_module_exports_exists_and_is_public(name: str) -> None:
 
 @pytest.mark.parametrize(
     "path",
-    [
-        path
-        for package in PACKAGES
-        for path in source_files(package)
-        if not module_name(path).startswith(ALL_NOT_YET_REQUIRED)
-    ],
+    [path for package in PACKAGES for path in source_files(package)],
     ids=lambda path: module_name(path),
 )
 def test_every_module_says_what_it_exports(path: Path) -> None:

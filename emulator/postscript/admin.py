@@ -11,6 +11,8 @@ from emulator.postscript.api import emulator_of
 from emulator.postscript.emulator import Emulator
 from emulator.postscript.faults import parse_settings
 
+__all__ = ["routes"]
+
 
 async def reset(request: Request) -> Response:
     emulator_of(request).reset()

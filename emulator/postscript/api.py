@@ -15,6 +15,8 @@ from emulator.postscript.errors import ResourceNotFound
 from emulator.postscript.query import parse_query
 from emulator.postscript.subscriber import Subscriber
 
+__all__: list[str] = []
+
 # Postscript's docs show a string id like `shop_1234567abcde` for the key's shop.
 ME = {
     "resource_id": "shop_pslab0emulator",

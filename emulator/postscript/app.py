@@ -22,6 +22,8 @@ from emulator.postscript.journal import JournalMiddleware
 from emulator.postscript.openapi import openapi_document
 from emulator.postscript.rate_limit import RateLimitMiddleware
 
+__all__ = ["create_app"]
+
 
 async def _api_problem(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiProblem)

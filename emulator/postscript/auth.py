@@ -17,6 +17,8 @@ from emulator.postscript.asgi import (
 )
 from emulator.postscript.errors import error_body
 
+__all__ = ["UNAUTHORIZED_MESSAGE", "AuthMiddleware", "key_from_header"]
+
 UNAUTHORIZED_MESSAGE = "Missing or invalid API key; send Authorization: Bearer <secret key>"
 
 

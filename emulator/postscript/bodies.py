@@ -18,6 +18,18 @@ from emulator.postscript.phones import to_e164
 from emulator.postscript.store import SubscriberDraft, SubscriberPatch
 from emulator.postscript.subscriber import MAX_CUSTOM_PROPERTIES, parse_time
 
+__all__ = [
+    "EVENT_TIME_FORMAT",
+    "EVENT_TYPE",
+    "SEED_FIELDS",
+    "EventTarget",
+    "api_subscriber",
+    "event",
+    "seed_subscribers",
+    "subscriber_patch",
+    "unsubscribe",
+]
+
 EVENT_TYPE = re.compile(r"[A-Za-z0-9_]+")
 EVENT_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")

@@ -16,6 +16,8 @@ from emulator.postscript.errors import InvalidInput
 from emulator.postscript.faults import MAX_RATE_LIMIT_RPS
 from emulator.postscript.serve import serve_forever
 
+__all__ = ["emulator_command"]
+
 
 def _seed(emulator: Emulator, path: Path) -> int:
     try:

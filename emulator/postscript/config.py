@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+__all__ = ["DEFAULT_SECRET_KEY", "EmulatorConfig"]
+
 DEFAULT_SECRET_KEY = "sk_test_pslab"  # noqa: S105 - the emulator's public default, not a secret
 
 

@@ -12,6 +12,8 @@ from emulator.postscript.rate_limit import RateLimiter
 from emulator.postscript.state_file import StateFile
 from emulator.postscript.store import Store
 
+__all__ = ["Emulator"]
+
 
 @dataclass
 class Emulator:

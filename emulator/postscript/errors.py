@@ -10,6 +10,19 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
+__all__ = [
+    "RATE_LIMIT_BODY",
+    "ApiProblem",
+    "BodyTooLarge",
+    "InvalidInput",
+    "ResourceNotFound",
+    "UnsupportedMediaType",
+    "error_body",
+    "error_code_for",
+    "invalid",
+    "problem",
+]
+
 RATE_LIMIT_BODY: dict[str, Any] = {
     "error_code": 3002,
     "error_message": "Rate limit exceeded",

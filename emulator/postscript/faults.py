@@ -25,6 +25,17 @@ import httpx
 from emulator.postscript.asgi import ASGIApp, Receive, Scope, Send, is_api_request, send_json
 from emulator.postscript.errors import error_body, invalid
 
+__all__ = [
+    "MAX_RATE_LIMIT_RPS",
+    "MAX_WAIT_MS",
+    "ConnectionDropped",
+    "FaultDraw",
+    "FaultMiddleware",
+    "FaultSettings",
+    "Faults",
+    "parse_settings",
+]
+
 
 class ConnectionDropped(httpx.RemoteProtocolError):
     """The emulator hung up on purpose (a `timeout_rate` fault)."""

@@ -14,6 +14,8 @@ from typing import Any
 from emulator.postscript.asgi import ASGIApp, Message, Receive, Scope, Send, is_api_request
 from emulator.postscript.subscriber import format_time, utc_now
 
+__all__ = ["Journal", "JournalMiddleware"]
+
 
 class Journal:
     def __init__(self, size: int) -> None:

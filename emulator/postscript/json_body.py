@@ -20,6 +20,14 @@ from starlette.requests import Request
 
 from emulator.postscript.errors import BodyTooLarge, UnsupportedMediaType, invalid
 
+__all__ = [
+    "ADMIN_BODY_LIMIT",
+    "API_BODY_LIMIT",
+    "MAX_INTEGER_DIGITS",
+    "MAX_NESTING",
+    "parse_object",
+]
+
 API_BODY_LIMIT = 1024 * 1024  # bytes; Postscript's own limit is undocumented
 ADMIN_BODY_LIMIT = 64 * 1024 * 1024  # a seed of a few hundred thousand subscribers
 MAX_NESTING = 64  # levels of objects and lists, the body itself being the first

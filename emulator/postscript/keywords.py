@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+__all__ = ["DEFAULT_KEYWORDS", "Keyword"]
+
 
 @dataclass(frozen=True)
 class Keyword:

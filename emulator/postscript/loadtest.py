@@ -28,6 +28,8 @@ import httpx
 
 from emulator.postscript.config import DEFAULT_SECRET_KEY
 
+__all__ = ["TARGET_RPS", "LoadResult", "main", "parse_wrk", "run"]
+
 TARGET_RPS = 3000.0
 TARGET_P99_MS = 20.0
 FIRST_PHONE = 5_550_000_000  # seeded phones are +1 followed by FIRST_PHONE + i

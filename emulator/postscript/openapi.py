@@ -14,6 +14,8 @@ from emulator.postscript.json_body import ADMIN_BODY_LIMIT, API_BODY_LIMIT, MAX_
 from emulator.postscript.query import FILTER_OPERATORS, SORT_FIELDS
 from emulator.postscript.subscriber import MAX_CUSTOM_PROPERTIES
 
+__all__ = ["openapi_document"]
+
 _JSON = "application/json"
 _EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 _PHONE_DESCRIPTION = (

@@ -6,6 +6,8 @@ import re
 
 import phonenumbers
 
+__all__ = ["lookup_digits", "to_e164"]
+
 # `+1` and ten digits with a valid area-code start: phonenumbers would hand it back
 # unchanged (checked on 200k random numbers), and phone lookups are the emulator's
 # hot path, so skip the parse.

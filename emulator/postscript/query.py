@@ -18,6 +18,8 @@ from emulator.postscript.phones import lookup_digits
 from emulator.postscript.store import Store
 from emulator.postscript.subscriber import Subscriber, parse_time
 
+__all__ = ["FILTER_OPERATORS", "FILTER_PARAMS", "SORT_FIELDS", "SubscriberQuery", "parse_query"]
+
 FILTER_OPERATORS: dict[str, tuple[str, ...]] = {
     "phone_number": ("eq", "in", "contains"),
     "email": ("eq", "in", "contains"),

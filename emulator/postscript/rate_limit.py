@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from emulator.postscript.asgi import ASGIApp, Receive, Scope, Send, is_api_request, send_json
 from emulator.postscript.errors import RATE_LIMIT_BODY
 
+__all__ = ["RateLimitMiddleware", "RateLimiter"]
+
 
 @dataclass
 class _Bucket:

@@ -18,6 +18,8 @@ from emulator.postscript.app import create_app
 from emulator.postscript.config import EmulatorConfig
 from emulator.postscript.faults import ConnectionDropped
 
+__all__ = ["serve_forever", "serve_in_background"]
+
 
 class _QuietDroppedConnections(logging.Filter):
     """A timeout fault drops a connection on purpose; uvicorn need not log its traceback."""

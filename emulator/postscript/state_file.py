@@ -12,6 +12,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+__all__ = ["StateFile"]
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS subscribers (
     id TEXT PRIMARY KEY,

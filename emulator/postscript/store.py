@@ -24,6 +24,8 @@ from emulator.postscript.subscriber import (
     utc_now,
 )
 
+__all__ = ["Store", "SubscriberDraft", "SubscriberPatch"]
+
 
 @dataclass
 class SubscriberDraft:

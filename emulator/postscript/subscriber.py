@@ -7,6 +7,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+__all__ = [
+    "MAX_CUSTOM_PROPERTIES",
+    "Subscriber",
+    "format_time",
+    "new_subscriber_id",
+    "parse_time",
+    "utc_now",
+]
+
 MAX_CUSTOM_PROPERTIES = 50
 
 
