@@ -93,13 +93,14 @@ def contracts_live(session: nox.Session) -> None:
 
 @nox.session
 def fuzz(session: nox.Session) -> None:
-    """The emulator's fuzz tests at 300 examples per operation (50 inside `tests`)."""
+    """Every fuzz test (emulator endpoints, the engine's parser) at 300 examples each."""
     session.install("-e", ".[test]")
     session.run(
         "pytest",
         "-q",
         "tests/emulator/test_fuzz.py",
         "tests/emulator/test_hostile_input.py",
+        "tests/sync/test_parse_fuzz.py",
         env={"PSLAB_FUZZ_EXAMPLES": "300"},
     )
 
