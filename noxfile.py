@@ -9,14 +9,17 @@ or for longer runs of what the default run does in a bounded way.
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["lint", "typecheck", "tests", "bench"]
+nox.options.sessions = ["lint", "typecheck", "tests", "bench", "examples"]
 
-SOURCES = ["emulator", "sync", "contracts", "lab", "tests", "noxfile.py"]
+SOURCES = ["emulator", "sync", "contracts", "lab", "tests", "examples", "noxfile.py"]
+EXAMPLE = "examples/shipping_notifier"
 
 
 @nox.session
@@ -43,6 +46,8 @@ def tests(session: nox.Session) -> None:
         "-q",
         "-m",
         "not bench",
+        "-n",
+        "auto",
         "--cov",
         "--cov-report=term",
         *session.posargs,
@@ -61,6 +66,26 @@ def bench(session: nox.Session) -> None:
     """The quick benchmark, held to its targets, printing its table (design §9)."""
     session.install("-e", ".[test]")
     session.run("pytest", "-q", "-s", "-m", "bench", "tests/e2e/test_bench.py")
+
+
+@nox.session(reuse_venv=False)
+def examples(session: nox.Session) -> None:
+    """examples/ as a user runs it: the built wheel and pytest alone in a fresh virtualenv."""
+    dist = Path(session.create_tmp()) / "dist"
+    for old_wheel in dist.glob("pslab-*.whl"):
+        old_wheel.unlink()
+    # uv (installed next to nox by .ci/run, and in .[dev]) builds the wheel a user would get.
+    session.run(
+        sys.executable, "-m", "uv", "build", "--wheel", "--out-dir", str(dist), external=True
+    )
+    (wheel,) = dist.glob("pslab-*.whl")
+    session.install(str(wheel), "pytest")
+    session.chdir(EXAMPLE)
+    session.run("python", "-c", "import emulator; assert 'site-packages' in emulator.__file__")
+    session.run("pytest", "-q")
+    # The same suite again under xdist (one postscript_server per worker), property test included.
+    session.install("pytest-xdist", "hypothesis")
+    session.run("pytest", "-q", "-n", "2")
 
 
 @nox.session
@@ -89,6 +114,22 @@ def contracts_live(session: nox.Session) -> None:
     # Drift is a report to read (a disagreement does not stop the session); verify decides.
     session.run("pslab", "contracts", "drift", success_codes=[0, 1])
     session.run("pslab", "contracts", "verify", "--live")
+
+
+@nox.session
+def reliability(session: nox.Session) -> None:
+    """The long crash and fault suite (500+ kills, every fault kind), then fuzzing at 1,000."""
+    session.install("-e", ".[test]")
+    session.run("python", "-m", "lab.reliability", "--crashes", "500", *session.posargs)
+    session.run(
+        "pytest",
+        "-q",
+        "tests/emulator/test_hostile_input.py",
+        "tests/sync/test_parse_fuzz.py",
+        "tests/sync/test_parse.py",
+        "tests/e2e/test_sync_hostile.py",
+        env={"PSLAB_FUZZ_EXAMPLES": "1000"},
+    )
 
 
 @nox.session

@@ -7,17 +7,21 @@ A contract is one JSON file in `contracts/recorded/`, one interaction each:
       "description": "Get one subscriber by its opaque id.",
       "provenance": {"source": "docs", "page": "https://developers.postscript.io/reference/get-subscriber"},
                     or {"source": "live", "recorded_at": "2026-11-26"}
+      "behaviour": "documented",                      or the docs/design.md §2.8 choice the
+                                                      answer follows, e.g. "not-found-3001"
       "given": {                                      the state the request needs
         "subscribers": [{"ref": "alice", "phone_number": "+15555550100",
                          "email": "alice@example.com", "properties": {...}}],
                         ("copies": 101 seeds the same subscriber 101 times)
         "faults": {"error_rate": 1.0, "error_statuses": [503], "seed": 1},
-        "rate_limit_exceeded": true                   send bursts until a 429 comes back
+        "rate_limit_exceeded": true,                  send bursts until a 429 comes back
+        "partner_forbidden": ["compliance"]           operation groups the partner may not call
       },
       "refs": {"subscriber.alice.id": "s_3f2a..."},   recorded values of references
       "request": {"method": "GET", "path": "/api/v2/subscribers/{{subscriber.alice.id}}",
                   "query": {"email__in": ["alice@example.com"]}, "json": null,
-                  "auth": "valid" | "invalid" | "none"   (optional, default valid)},
+                  "auth": "valid" | "invalid" | "none" | "partner" | "partner_without_shop"
+                          | "public"   (optional, default valid: the shop's own key)},
       "response": {"status": 200, "body": {...}},
       "matchers": {"$.id": {"ref": "subscriber.alice.id"}, "$.created_at": {"type": "datetime"}},
       "live": {"skip": "why not live"} or {"event_type": "a type that starts no flow"},

@@ -131,14 +131,26 @@ async def run_emulator(
         )
 
 
+def behaviour_of(contract: Contract) -> str:
+    """`documented`, or `choice <id>` for an answer that follows a choice of design §2.8."""
+    if contract.documented:
+        return "documented"
+    return f"choice {contract.behaviour}" if contract.behaviour else "unstated"
+
+
 @app.command("list")
 def list_contracts(folder: Folder = RECORDED) -> None:
-    """Show every contract: name, request, recorded status and provenance."""
+    """Show every contract: name, request, recorded status, whose behaviour it pins, provenance.
+
+    The fourth column says whether Postscript's docs state the answer (`documented`)
+    or it follows a choice of the emulator (`choice <id>`, docs/design.md §2.8).
+    """
     for contract in load_contracts(folder):
         source = contract.provenance.get("source", "?")
         where = contract.provenance.get("page") or contract.provenance.get("recorded_at", "")
         request = f"{contract.request.method} {contract.request.path}"
-        typer.echo(f"{contract.name:40} {request:52} {contract.response.status}  {source} {where}")
+        answer = f"{contract.response.status}  {behaviour_of(contract):28}"
+        typer.echo(f"{contract.name:38} {request:50} {answer} {source} {where}")
 
 
 @app.command()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "DOCUMENTED",
     "RECORDED",
     "Contract",
     "ContractFileError",
@@ -33,7 +34,8 @@ RECORDED = Path(__file__).parent / "recorded"
 
 _TEMPLATE = re.compile(r"\{\{\s*([A-Za-z0-9_.]+)\s*\}\}")
 
-AUTH_CHOICES = ("valid", "invalid", "none")
+AUTH_CHOICES = ("valid", "invalid", "none", "partner", "partner_without_shop", "public")
+DOCUMENTED = "documented"  # `behaviour` of a contract whose answer Postscript's docs state
 
 
 class ContractFileError(ValueError):
@@ -46,7 +48,9 @@ class Request:
     path: str
     query: dict[str, list[str]] = field(default_factory=dict)
     json: Any = None
-    auth: str = "valid"  # "valid" key, an "invalid" key, or "none" at all
+    # the shop's key ("valid"), a wrong one ("invalid"), none, a partner key with the shop's
+    # token ("partner") or without ("partner_without_shop"), or the shop's public key
+    auth: str = "valid"
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,12 @@ class Contract:
     refs: dict[str, str] = field(default_factory=dict)
     live: dict[str, Any] = field(default_factory=dict)
     replay: dict[str, Any] = field(default_factory=dict)
+    behaviour: str = ""  # "documented", or the design §2.8 choice the answer follows
     path: Path | None = None
+
+    @property
+    def documented(self) -> bool:
+        return self.behaviour == DOCUMENTED
 
     @property
     def live_skip_reason(self) -> str | None:
@@ -97,6 +106,8 @@ class Contract:
             "response": {"status": self.response.status, "body": self.response.body},
             "matchers": self.matchers,
         }
+        if self.behaviour:
+            doc["behaviour"] = self.behaviour
         if self.request.auth != "valid":
             doc["request"]["auth"] = self.request.auth
         if self.live:
@@ -136,6 +147,7 @@ def parse_contract(doc: Mapping[str, Any], path: Path | None = None) -> Contract
             refs=dict(doc.get("refs") or {}),
             live=dict(doc.get("live") or {}),
             replay=dict(doc.get("replay") or {}),
+            behaviour=str(doc.get("behaviour", "")),
             path=path,
         )
     except (KeyError, TypeError, AttributeError) as exc:

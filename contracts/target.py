@@ -23,6 +23,14 @@ from contracts.contract import Contract, fill
 __all__ = ["EmulatorTarget", "Exchange", "LiveTarget", "SkipContract", "Target", "TargetError"]
 
 INVALID_KEY = "sk_invalid_pslab_contract"
+# The partner and public key an emulator target sets up for the contracts that need them.
+PARTNER = {
+    "id": "partner_pslab_contract",
+    "name": "pslab contracts",
+    "key": "sk_partner_pslab_contract",
+}
+PUBLIC_KEY = "pk_pslab_contract"
+PARTNER_AUTH = ("partner", "partner_without_shop", "public")
 NEUTRAL_FAULTS: dict[str, Any] = {
     "error_rate": 0.0,
     "timeout_rate": 0.0,
@@ -124,9 +132,19 @@ class Target:
         """Last step before the request (the emulator turns rate limiting on here)."""
 
     def headers(self, contract: Contract) -> dict[str, str]:
-        if contract.request.auth == "none":
+        auth = contract.request.auth
+        if auth == "none":
             return {}
-        key = self.secret_key if contract.request.auth == "valid" else INVALID_KEY
+        if auth == "partner":
+            return {
+                "Authorization": f"Bearer {PARTNER['key']}",
+                "X-Postscript-Shop-Token": self.secret_key,
+            }
+        key = {
+            "valid": self.secret_key,
+            "partner_without_shop": PARTNER["key"],
+            "public": PUBLIC_KEY,
+        }.get(auth, INVALID_KEY)
         return {"Authorization": f"Bearer {key}"}
 
     async def exchange(self, contract: Contract) -> Exchange:
@@ -183,6 +201,7 @@ class EmulatorTarget(Target):
     def __init__(self, client: httpx.AsyncClient, secret_key: str) -> None:
         super().__init__(client, secret_key)
         self._original_faults: dict[str, Any] | None = None
+        self._original_shops: dict[str, Any] | None = None
 
     async def start(self) -> None:
         answer = await self.client.get("/_emulator/faults")
@@ -192,11 +211,24 @@ class EmulatorTarget(Target):
                 f"answered {answer.status_code}); use --live for a real shop"
             )
         self._original_faults = answer.json()
+        self._original_shops = await self._admin("GET", "/_emulator/shops")
 
     async def finish(self) -> None:
         await self._admin("POST", "/_emulator/reset")
         if self._original_faults is not None:
             await self._admin("PUT", "/_emulator/faults", self._original_faults)
+        if self._original_shops is not None:
+            await self._admin("PUT", "/_emulator/shops", self._original_shops)
+
+    def _contract_shops(self, contract: Contract) -> dict[str, Any]:
+        """The emulator's shops, with the contract partner and the key's shop's public key."""
+        assert self._original_shops is not None, "start() reads the shops first"
+        shops = [
+            {**shop, "public_key": PUBLIC_KEY} if shop["secret_key"] == self.secret_key else shop
+            for shop in self._original_shops["shops"]
+        ]
+        partner = {**PARTNER, "forbidden": list(contract.given.get("partner_forbidden", []))}
+        return {"shops": shops, "partners": [partner]}
 
     async def _admin(self, method: str, path: str, body: Any = None) -> Any:
         answer = await self.client.request(method, path, json=body)
@@ -207,6 +239,7 @@ class EmulatorTarget(Target):
     async def prepare(self, contract: Contract) -> dict[str, Any]:
         await self._admin("POST", "/_emulator/reset")
         await self._admin("PUT", "/_emulator/faults", NEUTRAL_FAULTS)
+        await self._admin("PUT", "/_emulator/shops", self._contract_shops(contract))
         bindings: dict[str, Any] = {}
         seeds: list[dict[str, Any]] = []
         refs: list[str] = []
@@ -304,6 +337,10 @@ class LiveTarget(Target):
             raise SkipContract(contract.live_skip_reason)
         if contract.given.get("faults"):
             raise SkipContract("faults cannot be injected into a live shop")
+        if contract.request.auth in PARTNER_AUTH or contract.given.get("partner_forbidden"):
+            raise SkipContract(
+                "needs a partner key or the shop's public key; live runs have neither"
+            )
         people = contract.given.get("subscribers", [])
         if len(people) > 1 or any(int(p.get("copies", 1)) > 1 for p in people):
             raise SkipContract(

@@ -41,6 +41,7 @@ COMMANDS: dict[str, LazyCommand] = {
     "emulator": LazyCommand("emulator.postscript.command:emulator_command"),
     "generate": LazyCommand("emulator.segment.command:generate_command"),
     "sync": LazyCommand("sync.cli:sync_command"),
+    "serve": LazyCommand("sync.serve_command:serve_command"),
     "demo": LazyCommand("lab.demo:demo_command"),
     "bench": LazyCommand("lab.bench.command:bench_command"),
     "contracts": LazyCommand("contracts.cli:app"),

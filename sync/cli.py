@@ -20,6 +20,7 @@ from stamina.instrumentation import RetryDetails, set_on_retry_hooks
 
 from sync.engine import Engine
 from sync.errors import AuthenticationError, PostscriptError, SyncError
+from sync.keys import COMMAND_LINE_WARNING, KeySourceError, secret_key
 from sync.plan import Plan
 from sync.report import Report
 from sync.settings import Settings
@@ -132,29 +133,14 @@ def sync_command(
 
 def _secret_key(ctx: typer.Context, given: str | None, key_file: Path | None) -> str:
     """The key from --secret-key-file, POSTSCRIPT_SECRET_KEY or --secret-key, in that order."""
-    if key_file is not None:
-        try:
-            lines = key_file.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as exc:
-            _fail(f"cannot read --secret-key-file {key_file}: {exc}", code=2)
-        key = lines[0].strip() if lines else ""
-        if not key:
-            _fail(f"--secret-key-file {key_file} is empty", code=2)
-        return key
-    if not given:
-        _fail(
-            "no secret key: set POSTSCRIPT_SECRET_KEY or pass --secret-key-file (or --secret-key)",
-            code=2,
-        )
+    try:
+        key = secret_key(given, key_file)
+    except KeySourceError as exc:
+        _fail(str(exc), code=2)
     source = ctx.get_parameter_source("secret_key")
-    if source is not None and source.name == "COMMANDLINE":
-        print(
-            "pslab sync: warning: a key given with --secret-key is visible to every user of"
-            " this machine (process list, shell history); prefer POSTSCRIPT_SECRET_KEY or"
-            " --secret-key-file",
-            file=sys.stderr,
-        )
-    return given
+    if key_file is None and source is not None and source.name == "COMMANDLINE":
+        print(f"pslab sync: warning: {COMMAND_LINE_WARNING}", file=sys.stderr)
+    return key
 
 
 def _open_output(stack: ExitStack, path: Path | None, option: str) -> TextIO | None:

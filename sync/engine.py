@@ -27,7 +27,16 @@ import httpx
 
 from sync.client import PostscriptClient
 from sync.errors import BadRequestError, NotFoundError, StateMismatchError
-from sync.ledger import Identity, IngestCounts, Intent, Ledger, Status, copy_state, hold_lock
+from sync.ledger import (
+    Identity,
+    IngestCounts,
+    Intent,
+    Ledger,
+    Outcome,
+    Status,
+    copy_state,
+    hold_lock,
+)
 from sync.lookup import Lookup
 from sync.parse import AudienceChange, Rejection, parse_line, parse_payload
 from sync.plan import Plan, plan_subscriber
@@ -64,6 +73,7 @@ class Engine:
         self._lock: IO[bytes] | None = None
         self._shop_checked = False
         self._run_id: int | None = None
+        self._latest_client: PostscriptClient | None = None
         self.ledger = self._open_ledger()
 
     @property
@@ -72,6 +82,11 @@ class Engine:
         if self._run_id is None:
             self._run_id = self.ledger.start_run()
         return self._run_id
+
+    def next_run(self) -> None:
+        """Count what is stored from now on as a new run (a long-running process does so now
+        and then, so that the state file keeps the rejections of the latest runs only)."""
+        self._run_id = None
 
     def __enter__(self) -> Self:
         return self
@@ -132,10 +147,26 @@ class Engine:
         self._record(results, total)
         return total
 
-    def _record(self, results: list[AudienceChange | Rejection], total: IngestCounts) -> None:
+    def ingest_body(self, body: object) -> list[tuple[AudienceChange | Rejection, Outcome]]:
+        """Parse and store one decoded request body: an event, a `{"batch":[…]}` or a list of
+        events (design §11). Committed when it returns; what became of each event, in order."""
+        payload = {"batch": body} if isinstance(body, list) else body
+        not_after = datetime.now(UTC) + MAX_CLOCK_AHEAD
+        region = self.settings.default_region
+        results = list(parse_payload(payload, default_region=region, not_after=not_after))
+        outcomes: list[Outcome] = []
+        self._record(results, IngestCounts(), outcomes)
+        return list(zip(results, outcomes, strict=True))
+
+    def _record(
+        self,
+        results: list[AudienceChange | Rejection],
+        total: IngestCounts,
+        outcomes: list[Outcome] | None = None,
+    ) -> None:
         if not results:
             return
-        counts = self.ledger.record(results, self.run_id)
+        counts = self.ledger.record(results, self.run_id, outcomes)
         for name in ("received", "duplicates", "stale", "rejected", "accepted"):
             value = getattr(counts, name)
             setattr(total, name, getattr(total, name) + value)
@@ -159,7 +190,7 @@ class Engine:
 
     def _new_client(self) -> PostscriptClient:
         settings = self.settings
-        return PostscriptClient(
+        self._latest_client = PostscriptClient(
             settings.base_url,
             settings.secret_key,
             rate_limit=settings.rate_limit,
@@ -167,6 +198,14 @@ class Engine:
             transport=self._transport,
             retry_forever=settings.retry_forever,
         )
+        return self._latest_client
+
+    @property
+    def failing(self) -> dict[str, str]:
+        """The calls the latest drain (or shop check) retried without success so far, with
+        what their latest attempt met; empty once each has succeeded (design §6)."""
+        client = self._latest_client
+        return dict(client.failing) if client is not None else {}
 
     async def check_shop(self) -> None:
         """Make sure the state file serves the key's shop, before anything is stored in it.
@@ -184,8 +223,12 @@ class Engine:
         finally:
             self.report.api_calls.update(client.calls)
 
-    async def drain(self) -> Report:
-        """Write every pending change to Postscript; returns the run's report."""
+    async def drain(self, *, unpark: bool = True) -> Report:
+        """Write every pending change to Postscript; returns the run's report.
+
+        `unpark=False` leaves parked changes parked (a process that drains often retries
+        them now and then, not on every drain).
+        """
         client = self._new_client()
         try:
             async with client:
@@ -194,7 +237,8 @@ class Engine:
                     return self.report
                 await self._check_shop()
                 await self._resume()
-                self.report.unparked += self.ledger.unpark()
+                if unpark:
+                    self.report.unparked += self.ledger.unpark()
                 await self._work_off_pending()
         finally:
             self.report.api_calls.update(client.calls)

@@ -41,6 +41,7 @@ __all__ = [
     "IngestCounts",
     "Intent",
     "Ledger",
+    "Outcome",
     "Status",
     "copy_state",
     "hold_lock",
@@ -153,6 +154,15 @@ class Identity:
         return self.phone or self.email or ""
 
 
+class Outcome(StrEnum):
+    """What storing one parsed event did (the HTTP intake answers it per event)."""
+
+    ACCEPTED = "accepted"  # the newest version known for its identity and audience
+    DUPLICATE = "duplicate"  # its messageId was seen before
+    STALE = "stale"  # older than the version already known
+    REJECTED = "rejected"  # failed design §3; the reason is kept in `rejections`
+
+
 @dataclass
 class IngestCounts:
     """What one ingest did with its input."""
@@ -208,6 +218,14 @@ class Ledger:
         db.executescript(SCHEMA)
         self._db = db
 
+    def make_commits_durable(self) -> None:
+        """Sync every commit to disk before it returns, so a power loss keeps it too.
+
+        The default (WAL, synchronous=NORMAL) keeps a commit through a process crash;
+        a service that acknowledges events to their sender needs this (design §11).
+        """
+        self.db.execute("PRAGMA synchronous=FULL")
+
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
@@ -248,8 +266,16 @@ class Ledger:
             )
         return cursor.lastrowid
 
-    def record(self, results: Iterable[AudienceChange | Rejection], run: int) -> IngestCounts:
-        """Store parsed events: dedupe, keep the winner per (identity, audience)."""
+    def record(
+        self,
+        results: Iterable[AudienceChange | Rejection],
+        run: int,
+        outcomes: list[Outcome] | None = None,
+    ) -> IngestCounts:
+        """Store parsed events: dedupe, keep the winner per (identity, audience).
+
+        Committed when it returns; `outcomes`, when given, gets one entry per result, in order.
+        """
         counts = IngestCounts()
         db = self.db
         rows = 0
@@ -259,13 +285,19 @@ class Ledger:
                 counts.received += 1
                 if isinstance(result, Rejection):
                     counts.rejected += 1
+                    outcome = Outcome.REJECTED
                     _insert_rejection(db, run, result.line, result.reason, result.event)
                 elif not _insert_seen(db, result.version.message_id):
                     counts.duplicates += 1
+                    outcome = Outcome.DUPLICATE
                 elif _upsert_winner(db, result, Status.PENDING):
                     counts.accepted += 1
+                    outcome = Outcome.ACCEPTED
                 else:
                     counts.stale += 1
+                    outcome = Outcome.STALE
+                if outcomes is not None:
+                    outcomes.append(outcome)
                 rows += 1
                 if rows % INGEST_TRANSACTION_ROWS == 0:
                     db.execute("COMMIT")
@@ -473,6 +505,10 @@ class Ledger:
         """Rows of `winners` per status (statuses with no rows are left out)."""
         rows = self.db.execute("SELECT status, COUNT(*) FROM winners GROUP BY status")
         return {Status(status): int(count) for status, count in rows}
+
+    def count_rejections(self) -> int:
+        """Rejected events (and refused changes) the state file keeps, of the latest runs."""
+        return int(self.db.execute("SELECT COUNT(*) FROM rejections").fetchone()[0])
 
     def count_intents(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM intents").fetchone()[0])

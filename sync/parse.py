@@ -20,6 +20,7 @@ __all__ = [
     "AudienceChange",
     "Rejection",
     "Version",
+    "decode_json",
     "format_instant",
     "parse_event",
     "parse_line",
@@ -81,23 +82,35 @@ def parse_line(
     text = line.strip()
     if not text:
         return []
-    if not _is_unicode(text):  # undecodable bytes, read with errors="surrogateescape"
-        where = f"line {line_no}" if line_no is not None else "the line"
-        reason = f"{where} is not UTF-8 text; re-encode it as UTF-8 or drop it"
-        return [Rejection(reason, text[:200], line_no)]
     where = f"line {line_no}" if line_no is not None else "the line"
+    payload = decode_json(text, where)
+    if isinstance(payload, Rejection):
+        return [Rejection(payload.reason, payload.event, line_no)]
+    return list(parse_payload(payload, line_no, default_region=default_region, not_after=not_after))
+
+
+def decode_json(text: str, where: str) -> object:
+    """The JSON value `text` holds, or a `Rejection` of the whole text saying why not.
+
+    The rules every input follows, whether a line of a file or an HTTP body
+    (`where` names it in the reason): UTF-8 (a str read with
+    errors="surrogateescape" shows undecodable bytes as lone surrogates),
+    nested at most MAX_NESTING deep, no NaN/Infinity, no integer of thousands of digits.
+    """
+    if not _is_unicode(text):
+        reason = f"{where} is not UTF-8 text; re-encode it as UTF-8 or drop it"
+        return Rejection(reason, text[:200])
     if _nesting_exceeds(text, MAX_NESTING):
         reason = f"{where} nests objects or lists more than {MAX_NESTING} deep; no event does"
-        return [Rejection(reason, text[:200], line_no)]
+        return Rejection(reason, text[:200])
     try:
-        payload = json.loads(text, parse_constant=_no_constant)
+        return json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         reason = f"{where} is not valid JSON ({exc.msg} at column {exc.colno}); fix or drop it"
-        return [Rejection(reason, text[:200], line_no)]
+        return Rejection(reason, text[:200])
     except ValueError as exc:  # an integer of thousands of digits, NaN or Infinity
         reason = f"{where} holds a value JSON text cannot carry safely ({exc}); fix or drop it"
-        return [Rejection(reason, text[:200], line_no)]
-    return list(parse_payload(payload, line_no, default_region=default_region, not_after=not_after))
+        return Rejection(reason, text[:200])
 
 
 def _no_constant(name: str) -> object:

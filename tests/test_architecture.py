@@ -34,12 +34,27 @@ EXPORTS: dict[str, set[str]] = {
     "emulator": set(),
     "emulator.postscript": set(),
     "emulator.segment": set(),
+    "emulator.testing": {
+        "POSTSCRIPT_API",
+        "ApiRequest",
+        "EmulatorAdminError",
+        "Event",
+        "Faults",
+        "Postscript",
+        "PostscriptMock",
+        "Subscriber",
+        "SubscriberSeed",
+        "UnroutedRequest",
+        "mock_postscript",
+        "serve_postscript",
+    },
 }
 
 # What each folder must not import; `lab`, the wiring, may import them all.
 FORBIDDEN_IMPORTS: dict[str, set[str]] = {
     "emulator/postscript": {"sync", "lab", "contracts"},
     "emulator/segment": {"sync", "lab", "contracts"},
+    "emulator/testing": {"sync", "lab", "contracts"},
     "sync": {"emulator", "lab", "contracts"},
 }
 

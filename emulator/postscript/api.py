@@ -1,4 +1,10 @@
-"""Handlers of the emulated Postscript API (docs/design.md §2), under `/api/v2`."""
+"""Handlers of the emulated Postscript API (docs/design.md §2), under `/api/v2`.
+
+Each call acts for the shop its credentials name (`auth.Caller`), on that
+shop's store. The operations are the published reference's subscriber,
+event, keyword, compliance and identity groups, plus `POST /subscribers`
+(an emulator choice, design §2.6).
+"""
 
 from __future__ import annotations
 
@@ -10,23 +16,55 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from emulator.postscript import bodies, json_body
+from emulator.postscript.auth import Caller
 from emulator.postscript.emulator import Emulator
-from emulator.postscript.errors import ResourceNotFound
+from emulator.postscript.errors import InvalidInput, ResourceNotFound, problem
+from emulator.postscript.fidelity import choice_header
+from emulator.postscript.keywords import Keyword, find_keyword
 from emulator.postscript.query import parse_query
-from emulator.postscript.subscriber import Subscriber
+from emulator.postscript.store import Store
+from emulator.postscript.targets import compliance_subscribers, event_subscriber
 
-__all__: list[str] = []
-
-# Postscript's docs show a string id like `shop_1234567abcde` for the key's shop.
-ME = {
-    "resource_id": "shop_pslab0emulator",
-    "resource_name": "pslab emulator",
-    "resource_type": "shop",
-}
+__all__ = ["caller_of", "emulator_of", "routes"]
 
 
 def emulator_of(request: Request) -> Emulator:
     return cast(Emulator, request.app.state.emulator)
+
+
+def caller_of(request: Request) -> Caller:
+    return cast(Caller, request.scope["pslab.caller"])
+
+
+def _store(request: Request) -> Store:
+    shop = caller_of(request).shop
+    assert shop is not None, "auth lets a partner without a shop token reach /me only"
+    return emulator_of(request).store_of(shop.id)
+
+
+def _strict(request: Request) -> bool:
+    return emulator_of(request).config.strict
+
+
+def _query(request: Request) -> list[tuple[str, str]]:
+    return parse_qsl(request.scope["query_string"].decode("latin-1"), keep_blank_values=True)
+
+
+def _no_query(request: Request) -> None:
+    """Operations that document no query parameter: strict, any given is a 400."""
+    if _strict(request):
+        unknown = sorted({name for name, _ in _query(request)})
+        if unknown:
+            raise InvalidInput(
+                [
+                    problem(
+                        ["query", name],
+                        "this operation takes no query parameters",
+                        "value_error.extra",
+                    )
+                    for name in unknown
+                ]
+            )
 
 
 async def _body(request: Request) -> dict[str, Any]:
@@ -34,14 +72,22 @@ async def _body(request: Request) -> dict[str, Any]:
 
 
 async def me(request: Request) -> Response:
-    return JSONResponse(ME)
+    _no_query(request)
+    caller = caller_of(request)
+    resource = caller.shop or caller.partner
+    assert resource is not None
+    answer = {
+        "resource_id": resource.id,
+        "resource_name": resource.name,
+        "resource_type": "shop" if caller.shop else "partner",
+    }
+    return JSONResponse(answer, headers=choice_header("auth-partner") if caller.partner else None)
 
 
 async def list_subscribers(request: Request) -> Response:
     emulator = emulator_of(request)
-    params = parse_qsl(request.scope["query_string"].decode("latin-1"), keep_blank_values=True)
-    query = parse_query(params, emulator.config.default_region)
-    page, total_pages = query.run(emulator.store, emulator.config.page_size)
+    query = parse_query(_query(request), emulator.config.default_region, strict=_strict(request))
+    page, total_pages = query.run(_store(request), emulator.config.page_size)
     return JSONResponse(
         {
             "page_info": {"page": query.page, "total_pages": total_pages},
@@ -51,59 +97,81 @@ async def list_subscribers(request: Request) -> Response:
 
 
 async def get_subscriber(request: Request) -> Response:
-    store = emulator_of(request).store
-    return JSONResponse(store.get(request.path_params["subscriber_id"]).to_json())
+    _no_query(request)
+    return JSONResponse(_store(request).get(request.path_params["subscriber_id"]).to_json())
 
 
 async def create_subscriber(request: Request) -> Response:
+    _no_query(request)
     emulator = emulator_of(request)
     body = await _body(request)
-    draft = bodies.api_subscriber(body, emulator.config.default_region, emulator.keywords)
-    (subscriber,) = emulator.store.create([draft])
-    return JSONResponse(subscriber.to_json(), status_code=201)
+    draft = bodies.api_subscriber(
+        body, emulator.config.default_region, emulator.keywords, strict=_strict(request)
+    )
+    (subscriber,) = _store(request).create([draft])
+    return JSONResponse(
+        subscriber.to_json(), status_code=201, headers=choice_header("create-subscriber")
+    )
 
 
 async def patch_subscriber(request: Request) -> Response:
-    emulator = emulator_of(request)
+    _no_query(request)
+    store = _store(request)
     subscriber_id = request.path_params["subscriber_id"]
-    emulator.store.get(subscriber_id)  # a missing subscriber is a 404 even when the body is bad
-    patch = bodies.subscriber_patch(await _body(request))
-    return JSONResponse(emulator.store.patch(subscriber_id, patch).to_json())
-
-
-def _target(emulator: Emulator, target: bodies.EventTarget) -> Subscriber:
-    store = emulator.store
-    if target.kind == "subscriber_id":
-        return store.get(target.value)
-    if target.kind == "phone":
-        found = store.find_by_phone_digits(target.value.lstrip("+"))
-        if found is None:
-            raise ResourceNotFound(f"No subscriber with phone number {target.value}")
-        return found
-    matches = store.find_by_email(target.value)
-    if not matches:
-        raise ResourceNotFound("No subscriber with this email")
-    return matches[0]
+    store.get(subscriber_id)  # a missing subscriber is a 404 even when the body is bad
+    patch = bodies.subscriber_patch(await _body(request), strict=_strict(request))
+    return JSONResponse(store.patch(subscriber_id, patch).to_json())
 
 
 async def create_event(request: Request) -> Response:
+    _no_query(request)
     emulator = emulator_of(request)
     body = await _body(request)
-    target = bodies.event(body, emulator.config.default_region)
-    _target(emulator, target)  # an event for nobody is a 404 and is not stored
-    event_id = emulator.store.record_event(body)
-    return JSONResponse({"event_ids": [event_id]}, status_code=202)
+    strict = _strict(request)
+    identifiers = bodies.event(body, emulator.config.default_region, strict=strict)
+    store = _store(request)
+    recipient = event_subscriber(store, identifiers, strict=strict)  # or 404: nothing stored
+    return JSONResponse({"event_ids": [store.record_event(body, recipient)]}, status_code=202)
 
 
 async def unsubscribe(request: Request) -> Response:
+    _no_query(request)
     emulator = emulator_of(request)
-    target = bodies.unsubscribe(await _body(request), emulator.config.default_region)
-    emulator.store.unsubscribe(_target(emulator, target))
+    body = await _body(request)
+    identifiers = bodies.unsubscribe(body, emulator.config.default_region, strict=_strict(request))
+    store = _store(request)
+    for subscriber in compliance_subscribers(store, identifiers):
+        store.unsubscribe(subscriber)
     return JSONResponse({"message": "OK"}, status_code=202)
 
 
-async def keywords(request: Request) -> Response:
-    return JSONResponse({"keywords": [k.to_json() for k in emulator_of(request).keywords]})
+async def redact(request: Request) -> Response:
+    _no_query(request)
+    region = emulator_of(request).config.default_region
+    identifiers = bodies.redact(await _body(request), region, strict=_strict(request))
+    store = _store(request)
+    store.redact(compliance_subscribers(store, identifiers), region)
+    return JSONResponse({"message": "OK"}, status_code=202)
+
+
+def _keyword_json(request: Request, keyword: Keyword) -> dict[str, Any]:
+    return keyword.to_json(_store(request).keyword_uses(keyword.id))
+
+
+async def list_keywords(request: Request) -> Response:
+    _no_query(request)
+    keywords = emulator_of(request).keywords
+    return JSONResponse({"keywords": [_keyword_json(request, k) for k in keywords]})
+
+
+async def get_keyword(request: Request) -> Response:
+    _no_query(request)
+    found = find_keyword(
+        emulator_of(request).keywords, keyword_id=request.path_params["keyword_id"]
+    )
+    if found is None:
+        raise ResourceNotFound("keyword", documented=True)
+    return JSONResponse(_keyword_json(request, found))
 
 
 routes = [
@@ -114,5 +182,7 @@ routes = [
     Route("/api/v2/subscribers/{subscriber_id}", patch_subscriber, methods=["PATCH"]),
     Route("/api/v2/events", create_event, methods=["POST"]),
     Route("/api/v2/compliance/unsubscribe", unsubscribe, methods=["PATCH"]),
-    Route("/api/v2/keywords", keywords, methods=["GET"]),
+    Route("/api/v2/compliance/redact", redact, methods=["PATCH"]),
+    Route("/api/v2/keywords", list_keywords, methods=["GET"]),
+    Route("/api/v2/keywords/{keyword_id}", get_keyword, methods=["GET"]),
 ]

@@ -16,7 +16,7 @@ from emulator.postscript import admin, api
 from emulator.postscript.auth import AuthMiddleware
 from emulator.postscript.config import EmulatorConfig
 from emulator.postscript.emulator import Emulator
-from emulator.postscript.errors import ApiProblem, error_body
+from emulator.postscript.errors import ApiProblem, InvalidInput, error_body, error_headers
 from emulator.postscript.faults import FaultMiddleware
 from emulator.postscript.journal import JournalMiddleware
 from emulator.postscript.openapi import openapi_document
@@ -25,20 +25,27 @@ from emulator.postscript.rate_limit import RateLimitMiddleware
 __all__ = ["create_app"]
 
 
+# The one operation whose 400 the reference shows with `{"ctx","log","msg","type"}` items.
+_CONTEXT_ITEMS_PATHS = ("/api/v2/me",)
+
+
 async def _api_problem(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiProblem)
-    return JSONResponse(exc.body, status_code=exc.status)
+    body = exc.body
+    if isinstance(exc, InvalidInput) and request.url.path in _CONTEXT_ITEMS_PATHS:
+        body = exc.as_context_items()
+    return JSONResponse(body, status_code=exc.status, headers=exc.headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return JSONResponse(
-        error_body(exc.status_code), status_code=exc.status_code, headers=exc.headers
-    )
+    headers = {**error_headers(exc.status_code), **(exc.headers or {})}
+    return JSONResponse(error_body(exc.status_code), status_code=exc.status_code, headers=headers)
 
 
 async def _openapi(request: Request) -> Response:
-    return JSONResponse(openapi_document())
+    emulator: Emulator = request.app.state.emulator
+    return JSONResponse(openapi_document(strict=emulator.config.strict))
 
 
 def create_app(config: EmulatorConfig | None = None) -> Starlette:
@@ -48,7 +55,7 @@ def create_app(config: EmulatorConfig | None = None) -> Starlette:
         routes=[*api.routes, *admin.routes, Route("/openapi.json", _openapi, methods=["GET"])],
         middleware=[
             Middleware(JournalMiddleware, journal=emulator.journal),
-            Middleware(AuthMiddleware, secret_key=config.secret_key),
+            Middleware(AuthMiddleware, tenancy=lambda: emulator.tenancy),
             Middleware(RateLimitMiddleware, limiter=emulator.rate_limiter),
             Middleware(FaultMiddleware, faults=emulator.faults),
         ],

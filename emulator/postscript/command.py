@@ -8,13 +8,14 @@ from typing import Annotated
 
 import typer
 
-from emulator.postscript import bodies, json_body
+from emulator.postscript import json_body, seed
 from emulator.postscript.app import create_app
 from emulator.postscript.config import DEFAULT_SECRET_KEY, EmulatorConfig
 from emulator.postscript.emulator import Emulator
 from emulator.postscript.errors import InvalidInput
 from emulator.postscript.faults import MAX_RATE_LIMIT_RPS
 from emulator.postscript.serve import serve_forever
+from emulator.postscript.shops import Tenancy, parse_tenancy
 
 __all__ = ["emulator_command"]
 
@@ -22,8 +23,14 @@ __all__ = ["emulator_command"]
 def _seed(emulator: Emulator, path: Path) -> int:
     try:
         body = json_body.parse_object(path.read_bytes())
-        drafts = bodies.seed_subscribers(body, emulator.config.default_region)
-        return len(emulator.store.create(drafts))
+        drafts = seed.seed_subscribers(body, emulator.config.default_region)
+        shop = seed.seed_shop(body) or emulator.tenancy.default_shop.id
+        if emulator.tenancy.shop(shop) is None:
+            raise typer.BadParameter(
+                f"cannot load {path}: it names shop {shop!r}, which --shops does not hold",
+                param_hint="--seed",
+            )
+        return len(emulator.store_of(shop).create(drafts))
     except OSError as error:
         raise typer.BadParameter(
             f"cannot read {path}: {error.strerror}", param_hint="--seed"
@@ -37,6 +44,25 @@ def _seed(emulator: Emulator, path: Path) -> int:
             advice = 'it must look like {"subscribers": [{"phone_number": "+15555550100"}]}'
         raise typer.BadParameter(
             f"cannot load {path} ({where}: {first['msg']}); {advice}", param_hint="--seed"
+        ) from None
+
+
+def _tenancy(path: Path | None) -> Tenancy | None:
+    if path is None:
+        return None
+    try:
+        return parse_tenancy(json_body.parse_object(path.read_bytes()))
+    except OSError as error:
+        raise typer.BadParameter(
+            f"cannot read {path}: {error.strerror}", param_hint="--shops"
+        ) from None
+    except InvalidInput as error:
+        first = error.problems[0]
+        where = ".".join(map(str, first["loc"][1:])) or "the body"
+        raise typer.BadParameter(
+            f"cannot load {path} ({where}: {first['msg']}); it must look like "
+            '{"shops": [{"id": "shop_a", "secret_key": "sk_a"}], "partners": []}',
+            param_hint="--shops",
         ) from None
 
 
@@ -67,13 +93,33 @@ def emulator_command(
         Path | None,
         typer.Option(help="SQLite file that keeps subscribers and events across restarts."),
     ] = None,
+    shops: Annotated[
+        Path | None,
+        typer.Option(
+            help="Shops and partners to serve: the body of PUT /_emulator/shops "
+            "(takes the place of --secret-key's shop and the default partner)."
+        ),
+    ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            help="Also refuse what Postscript may accept: unknown query parameters and body "
+            "fields, undocumented property value types (docs/design.md §2.8)."
+        ),
+    ] = False,
     as_json: Annotated[
         bool,
         typer.Option("--json", help="Print the ready line and the final summary as JSON objects."),
     ] = False,
 ) -> None:
     """Serve the Postscript API emulator (and its /_emulator admin surface) until interrupted."""
-    config = EmulatorConfig(secret_key=secret_key, rate_limit_rps=rate_limit, state_path=state)
+    config = EmulatorConfig(
+        secret_key=secret_key,
+        rate_limit_rps=rate_limit,
+        state_path=state,
+        strict=strict,
+        tenancy=_tenancy(shops),
+    )
     try:
         app = create_app(config)
     except ValueError as error:
@@ -88,6 +134,8 @@ def emulator_command(
             "seeded": seeded,
             "rate_limit_rps": rate_limit,
             "state": str(state) if state else None,
+            "shops": [shop.id for shop in emulator.tenancy.shops],
+            "strict": strict,
         }
         # click.echo flushes, so a parent process reading our stdout sees the line at once
         if as_json:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DEFAULT_SECRET_KEY", "EmulatorConfig"]
+from emulator.postscript.shops import DEFAULT_PARTNER_KEY, Tenancy, default_tenancy
+
+__all__ = ["DEFAULT_PARTNER_KEY", "DEFAULT_SECRET_KEY", "EmulatorConfig"]
 
 DEFAULT_SECRET_KEY = "sk_test_pslab"  # noqa: S105 - the emulator's public default, not a secret
 
@@ -14,8 +16,10 @@ DEFAULT_SECRET_KEY = "sk_test_pslab"  # noqa: S105 - the emulator's public defau
 class EmulatorConfig:
     """Settings fixed for the life of one emulator app.
 
-    `rate_limit_rps` is only the starting value: `PUT /_emulator/faults` can
-    change it while the emulator runs.
+    `rate_limit_rps` and the shops are only starting values: `PUT /_emulator/faults`
+    and `PUT /_emulator/shops` can change them while the emulator runs. Without
+    `tenancy`, the emulator has one shop answering to `secret_key` and one
+    partner answering to `partner_key` (None: no partner).
     """
 
     secret_key: str = DEFAULT_SECRET_KEY
@@ -24,3 +28,11 @@ class EmulatorConfig:
     page_size: int = 100
     journal_size: int = 100_000  # the request journal keeps this many latest entries
     default_region: str = "US"  # how phone numbers without a country code are read
+    strict: bool = False  # also refuse what Postscript may accept (docs/design.md §2.8)
+    partner_key: str | None = DEFAULT_PARTNER_KEY
+    tenancy: Tenancy | None = None  # shops and partners; replaces secret_key and partner_key
+
+    def initial_tenancy(self) -> Tenancy:
+        if self.tenancy is not None:
+            return self.tenancy
+        return default_tenancy(self.secret_key, self.partner_key)

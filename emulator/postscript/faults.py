@@ -23,7 +23,7 @@ import anyio
 import httpx
 
 from emulator.postscript.asgi import ASGIApp, Receive, Scope, Send, is_api_request, send_json
-from emulator.postscript.errors import error_body, invalid
+from emulator.postscript.errors import error_body, error_headers, invalid
 
 __all__ = [
     "MAX_RATE_LIMIT_RPS",
@@ -217,6 +217,8 @@ class FaultMiddleware:
             await anyio.sleep(draw.latency_s)
         if draw.error_status is not None:
             scope["pslab.fault"] = "error"
-            await send_json(send, draw.error_status, error_body(draw.error_status))
+            status = draw.error_status
+            headers = [(k.encode(), v.encode()) for k, v in error_headers(status).items()]
+            await send_json(send, status, error_body(status), headers)
             return
         await self.app(scope, receive, send)

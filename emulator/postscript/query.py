@@ -1,7 +1,9 @@
 """`GET /api/v2/subscribers`: filters, sort and page, read from the query string.
 
-Equality and `__in` filters on phone, email, Shopify id and ps_id go through
-the store's indexes; `__contains` and date ranges then narrow the candidates.
+The parameters are the published reference's (get-subscribers). Equality and
+`__in` filters on phone, email, Shopify id and ps_id go through the store's
+indexes; `__contains` and date ranges then narrow the candidates. An unknown
+parameter is ignored, or a 400 when strict (docs/design.md §2.8).
 """
 
 from __future__ import annotations
@@ -18,26 +20,26 @@ from emulator.postscript.phones import lookup_digits
 from emulator.postscript.store import Store
 from emulator.postscript.subscriber import Subscriber, parse_time
 
-__all__ = ["FILTER_OPERATORS", "FILTER_PARAMS", "SORT_FIELDS", "SubscriberQuery", "parse_query"]
+__all__ = [
+    "FILTER_OPERATORS",
+    "FILTER_PARAMS",
+    "KNOWN_PARAMS",
+    "SORT_FIELDS",
+    "SubscriberQuery",
+    "parse_query",
+]
 
 FILTER_OPERATORS: dict[str, tuple[str, ...]] = {
     "phone_number": ("eq", "in", "contains"),
     "email": ("eq", "in", "contains"),
-    "shopify_customer_id": ("eq", "in"),
+    "shopify_customer_id": ("eq", "in", "contains"),
     "created_at": ("gt", "gte", "lt", "lte", "eq"),
     "updated_at": ("gt", "gte", "lt", "lte", "eq"),
     "ps_id": ("eq",),
 }
-SORT_FIELDS = (
-    "id",
-    "ps_id",
-    "phone_number",
-    "email",
-    "shopify_customer_id",
-    "created_at",
-    "updated_at",
-)
+SORT_FIELDS = ("created_at", "updated_at", "phone_number", "shopify_customer_id")
 FILTER_PARAMS = frozenset(f"{name}__{op}" for name, ops in FILTER_OPERATORS.items() for op in ops)
+KNOWN_PARAMS = FILTER_PARAMS | {"page", "sort"}
 
 _WHOLE = re.compile(r"[0-9]{1,18}")
 
@@ -83,14 +85,18 @@ class SubscriberQuery:
         return sorted(found.values(), key=lambda s: s.ps_id)
 
 
-def parse_query(params: Iterable[tuple[str, str]], region: str) -> SubscriberQuery:
-    """Read the query string; unknown parameters and bad values are a 400."""
+def parse_query(
+    params: Iterable[tuple[str, str]], region: str, *, strict: bool = False
+) -> SubscriberQuery:
+    """Read the query string; bad values are a 400, and so are unknown parameters if strict."""
     query = SubscriberQuery()
     problems: list[dict[str, Any]] = []
     values: dict[str, list[str]] = {}
     for name, value in params:
         values.setdefault(name, []).append(value)
     for name, given in values.items():
+        if not strict and name not in KNOWN_PARAMS:
+            continue
         try:
             _apply(query, name, given, region)
         except ValueError as error:
@@ -151,6 +157,12 @@ def _add_filter(
         emails = [last] if op == "eq" else _split_in(given)
         query.lookups.append(lambda store: [s for e in emails for s in store.find_by_email(e)])
     elif field_name == "shopify_customer_id":
+        if op == "contains":
+            part = last.strip()
+            query.predicates.append(
+                lambda s: s.shopify_customer_id is not None and part in str(s.shopify_customer_id)
+            )
+            return
         ids = [last.strip()] if op == "eq" else _split_in(given)
         query.lookups.append(lambda store: [s for i in ids for s in store.find_by_shopify_id(i)])
     elif field_name == "ps_id":

@@ -1,4 +1,4 @@
-"""The emulator's subscribers and events, indexed for O(1) lookups.
+"""One shop's subscribers and events, indexed for O(1) lookups.
 
 Indexes: id, ps_id, phone digits, lower-cased email and Shopify customer id.
 Every mutation goes through this class, under one lock, and is written
@@ -15,6 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from emulator.postscript.errors import InvalidInput, ResourceNotFound, problem
+from emulator.postscript.phones import lookup_digits
+from emulator.postscript.shops import DEFAULT_SHOP_ID
 from emulator.postscript.state_file import StateFile
 from emulator.postscript.subscriber import (
     MAX_CUSTOM_PROPERTIES,
@@ -82,9 +84,22 @@ def _email_key(email: str | None) -> str | None:
     return email.lower() if email else None
 
 
+def _event_names(event: dict[str, Any], subscriber: Subscriber, region: str) -> bool:
+    """Whether a stored event was for `subscriber` or names it by any of its identifiers."""
+    if subscriber.id in (event.get("recipient_id"), event.get("subscriber_id")):
+        return True
+    phone, email = event.get("phone"), event.get("email")
+    digits = _digits(subscriber.phone_number)
+    if digits is not None and isinstance(phone, str) and lookup_digits(phone, region) == digits:
+        return True
+    own = _email_key(subscriber.email)
+    return own is not None and isinstance(email, str) and email.lower() == own
+
+
 class Store:
-    def __init__(self, state_file: StateFile | None = None) -> None:
+    def __init__(self, state_file: StateFile | None = None, shop: str = DEFAULT_SHOP_ID) -> None:
         self.lock = threading.RLock()
+        self.shop = shop
         self._state_file = state_file
         self._subscribers: dict[str, Subscriber] = {}
         self._by_ps_id: dict[int, str] = {}
@@ -94,7 +109,7 @@ class Store:
         self._events: list[dict[str, Any]] = []
         self._next_ps_id = 1
         if state_file is not None:
-            subscribers, events = state_file.load()
+            subscribers, events = state_file.load(shop)
             for doc in subscribers:
                 self._index(Subscriber.from_json(doc))
             self._events.extend(events)
@@ -110,7 +125,7 @@ class Store:
     def get(self, subscriber_id: str) -> Subscriber:
         subscriber = self._subscribers.get(subscriber_id)
         if subscriber is None:
-            raise ResourceNotFound(f"Subscriber {subscriber_id!r} not found")
+            raise ResourceNotFound("subscriber")
         return subscriber
 
     def find_by_phone_digits(self, digits: str) -> Subscriber | None:
@@ -129,6 +144,11 @@ class Store:
 
     def events(self) -> list[dict[str, Any]]:
         return list(self._events)
+
+    def keyword_uses(self, keyword_id: str) -> int:
+        """How many subscribers were created through the keyword (its `triggered_count`)."""
+        with self.lock:
+            return sum(s.data.get("keyword_id") == keyword_id for s in self._subscribers.values())
 
     # -- writing -----------------------------------------------------------
 
@@ -160,7 +180,8 @@ class Store:
             return created
 
     def patch(self, subscriber_id: str, patch: SubscriberPatch) -> Subscriber:
-        """Merge properties key by key, add tags, set the email only when it is empty."""
+        """Merge properties key by key, add tags, and set the email as documented: only
+        when the subscriber has none or no Shopify customer is linked yet."""
         with self.lock:
             subscriber = self.get(subscriber_id)
             merged = {**subscriber.properties, **patch.properties}
@@ -177,9 +198,10 @@ class Store:
                 )
             subscriber.properties = merged
             subscriber.tags = list(dict.fromkeys([*subscriber.tags, *patch.tags]))
-            if patch.email and not subscriber.email:
+            if patch.email and (not subscriber.email or subscriber.shopify_customer_id is None):
+                self._unindex(subscriber)
                 subscriber.email = patch.email
-                self._by_email.add(patch.email.lower(), subscriber.id)
+                self._index(subscriber)
             subscriber.touch()
             self._save([subscriber])
             return subscriber
@@ -192,13 +214,41 @@ class Store:
             subscriber.touch()
             self._save([subscriber])
 
-    def record_event(self, body: dict[str, Any]) -> str:
+    def redact(self, subscribers: list[Subscriber], region: str) -> None:
+        """Forget their personal data and opt them out; scrub the events that name them."""
+        with self.lock:
+            for subscriber in subscribers:
+                self._scrub_events_of(subscriber, region)
+                self._unindex(subscriber)
+                subscriber.phone_number = subscriber.email = subscriber.shopify_customer_id = None
+                subscriber.properties, subscriber.tags = {}, []
+                subscriber.promotional_can_send = subscriber.transactional_can_send = False
+                subscriber.touch()
+                self._index(subscriber)
+            self._save(subscribers)
+            if self._state_file is not None:
+                self._state_file.replace_events(self.shop, self._events)
+
+    def _scrub_events_of(self, subscriber: Subscriber, region: str) -> None:
+        for event in self._events:
+            if _event_names(event, subscriber, region):
+                event.update({key: None for key in ("phone", "email") if key in event})
+                if "properties" in event:
+                    event["properties"] = {}
+
+    def record_event(self, body: dict[str, Any], recipient: Subscriber) -> str:
+        """Keep the event as posted, plus its id, when it came and whom it was judged for."""
         with self.lock:
             event_id = f"ev_{uuid.uuid4().hex[:24]}"
-            event = {**body, "event_id": event_id, "received_at": format_time(utc_now())}
+            event = {
+                **body,
+                "event_id": event_id,
+                "received_at": format_time(utc_now()),
+                "recipient_id": recipient.id,
+            }
             self._events.append(event)
             if self._state_file is not None:
-                self._state_file.save_event(event)
+                self._state_file.save_event(self.shop, event)
             return event_id
 
     def reset(self) -> None:
@@ -211,7 +261,7 @@ class Store:
             self._events.clear()
             self._next_ps_id = 1
             if self._state_file is not None:
-                self._state_file.clear()
+                self._state_file.clear(self.shop)
 
     # -- internals ---------------------------------------------------------
 
@@ -257,6 +307,17 @@ class Store:
         if subscriber.shopify_customer_id is not None:
             self._by_shopify.add(str(subscriber.shopify_customer_id), subscriber.id)
 
+    def _unindex(self, subscriber: Subscriber) -> None:
+        """Drop the phone, email and Shopify entries (`_index` puts them back)."""
+        digits = _digits(subscriber.phone_number)
+        if digits is not None and self._by_phone.get(digits) == subscriber.id:
+            del self._by_phone[digits]
+        email = _email_key(subscriber.email)
+        if email is not None:
+            self._by_email.remove(email, subscriber.id)
+        if subscriber.shopify_customer_id is not None:
+            self._by_shopify.remove(str(subscriber.shopify_customer_id), subscriber.id)
+
     def _save(self, subscribers: list[Subscriber]) -> None:
         if self._state_file is not None:
-            self._state_file.save_subscribers([s.to_json() for s in subscribers])
+            self._state_file.save_subscribers(self.shop, [s.to_json() for s in subscribers])

@@ -37,8 +37,19 @@ def test_list_names_every_contract_with_its_provenance() -> None:
     contracts = load_contracts()
     assert contracts
     for contract in contracts:
-        line = next(line for line in result.output.splitlines() if line.startswith(contract.name))
+        line = next(
+            line for line in result.output.splitlines() if line.startswith(f"{contract.name} ")
+        )
         assert contract.provenance["source"] in line
+
+
+def test_list_says_which_answers_are_documented_and_which_the_emulator_chose() -> None:
+    lines = {
+        line.split()[0]: line for line in CliRunner().invoke(app, ["list"]).output.splitlines()
+    }
+    assert " documented " in lines["keywords.get.not_found"]
+    assert " choice not-found-3001 " in lines["subscribers.get.not_found"]
+    assert " choice auth-keys " in lines["me.public_key"]
 
 
 def test_verify_json_reports_every_contract_against_the_in_process_emulator() -> None:

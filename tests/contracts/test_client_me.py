@@ -29,6 +29,15 @@ async def test_a_refused_key_raises_authentication_error_without_retrying() -> N
     assert served.calls("me.unauthorized") == 1
 
 
+async def test_a_key_refused_with_403_raises_authentication_error_without_retrying() -> None:
+    with replay("me.public_key") as served:
+        async with postscript_client() as client:
+            with pytest.raises(AuthenticationError) as raised:
+                await client.me()
+    assert raised.value.status == 403
+    assert served.calls("me.public_key") == 1
+
+
 async def test_a_rate_limited_call_is_retried_until_it_succeeds() -> None:
     with replay("me.rate_limited", "me") as served:
         async with postscript_client() as client:

@@ -16,6 +16,7 @@ from contracts.contract import (
     references_in,
     save_contract,
 )
+from emulator.postscript.fidelity import CHOICES
 
 
 def _contracts() -> list[Contract]:
@@ -38,6 +39,11 @@ def test_every_contract_names_its_provenance() -> None:
             assert contract.provenance["page"].startswith("https://developers.postscript.io/")
         else:
             assert contract.provenance["recorded_at"]
+
+
+def test_every_contract_says_whether_its_answer_is_documented_or_a_choice() -> None:
+    for contract in _contracts():
+        assert contract.documented or contract.behaviour in CHOICES, contract.name
 
 
 def test_every_reference_a_request_uses_has_a_recorded_value() -> None:

@@ -174,4 +174,4 @@ async def test_journal_keeps_only_the_latest_entries() -> None:
 async def test_openapi_document_is_served_without_a_key(api: httpx.AsyncClient) -> None:
     response = await api.get("/openapi.json", headers={"Authorization": ""})
     assert response.status_code == 200
-    assert "/api/v2/subscribers/{subscriber_id}" in response.json()["paths"]
+    assert "/api/v2/subscribers/{id}" in response.json()["paths"]

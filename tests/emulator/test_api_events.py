@@ -1,4 +1,4 @@
-"""POST /api/v2/events, compliance unsubscribe, keywords and /me (docs/design.md §2)."""
+"""POST /api/v2/events, compliance unsubscribe and /me (docs/design.md §2)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,6 @@ async def test_me_names_the_shop(api: httpx.AsyncClient) -> None:
     response = await api.get("/api/v2/me")
     assert response.status_code == 200
     assert set(response.json()) == {"resource_id", "resource_name", "resource_type"}
-
-
-async def test_keywords_are_listed(api: httpx.AsyncClient) -> None:
-    response = await api.get("/api/v2/keywords")
-    assert response.status_code == 200
-    assert [k["keyword"] for k in response.json()["keywords"]] == ["JOIN", "VIP"]
 
 
 @pytest.mark.parametrize(
@@ -41,7 +35,12 @@ async def test_event_is_accepted_and_stored_with_its_id(
     assert response.status_code == 202
     (event_id,) = response.json()["event_ids"]
     (stored,) = (await api.get("/_emulator/state")).json()["events"]
-    assert stored == {**body, "event_id": event_id, "received_at": stored["received_at"]}
+    assert stored == {
+        **body,
+        "event_id": event_id,
+        "received_at": stored["received_at"],
+        "recipient_id": "s_ada",
+    }
 
 
 @pytest.mark.parametrize(
@@ -50,13 +49,11 @@ async def test_event_is_accepted_and_stored_with_its_id(
         ({"phone": "+15555550100"}, ["body", "type"]),
         ({"type": "Has space", "phone": "+15555550100"}, ["body", "type"]),
         ({"type": "Ok"}, ["body"]),
-        ({"type": "Ok", "phone": "+15555550100", "email": "a@example.com"}, ["body"]),
         (
             {"type": "Ok", "phone": "+15555550100", "occurred_at": "2026-01-31T12:00:00"},
             ["body", "occurred_at"],
         ),
         ({"type": "Ok", "phone": "+15555550100", "properties": [1]}, ["body", "properties"]),
-        ({"type": "Ok", "phone": "+15555550100", "extra": 1}, ["body", "extra"]),
     ],
 )
 async def test_bad_events_are_400_and_not_stored(
@@ -69,12 +66,91 @@ async def test_bad_events_are_400_and_not_stored(
     assert (await api.get("/_emulator/state")).json()["events"] == []
 
 
+async def test_an_event_naming_its_subscriber_three_ways_at_once_is_accepted(
+    api: httpx.AsyncClient,
+) -> None:
+    # as RudderStack's Postscript destination sends it: subscriber_id, phone and email
+    await seed(api, {"id": "s_ada", "phone_number": "+15555550100", "email": "ada@example.com"})
+    body = {
+        "type": "Order_Placed",
+        "subscriber_id": "s_ada",
+        "phone": "+1 555 555 0100",
+        "email": "ADA@example.com",
+        "occurred_at": "2025-06-20 00:00:00.000",
+    }
+    response = await api.post("/api/v2/events", json=body)
+    (stored,) = (await api.get("/_emulator/state")).json()["events"]
+    assert response.status_code == 202
+    assert stored["recipient_id"] == "s_ada"
+
+
+@pytest.mark.parametrize(
+    ("identifiers", "winner"),
+    [
+        ({"subscriber_id": "s_bob", "phone": "+15555550100", "email": "ada@example.com"}, "s_bob"),
+        (
+            {"subscriber_id": "s_nobody", "phone": "+15555550101", "email": "ada@example.com"},
+            "s_bob",
+        ),
+        ({"phone": "+15555550199", "email": "ada@example.com"}, "s_ada"),
+        ({"phone": "not a number", "email": "ada@example.com"}, "s_ada"),
+    ],
+    ids=["id-over-phone", "phone-when-id-names-nobody", "email-last", "unreadable-phone"],
+)
+async def test_of_several_identifiers_the_first_naming_a_subscriber_wins(
+    api: httpx.AsyncClient, identifiers: dict[str, str], winner: str
+) -> None:
+    await seed(
+        api,
+        {"id": "s_ada", "phone_number": "+15555550100", "email": "ada@example.com"},
+        {"id": "s_bob", "phone_number": "+15555550101"},
+    )
+    response = await api.post("/api/v2/events", json={"type": "Ok", **identifiers})
+    (stored,) = (await api.get("/_emulator/state")).json()["events"]
+    assert response.status_code == 202
+    assert stored["recipient_id"] == winner
+
+
+async def test_an_event_by_a_shared_email_goes_to_the_earliest_subscriber(
+    api: httpx.AsyncClient,
+) -> None:
+    first, _ = await seed(
+        api,
+        {"phone_number": "+15555550100", "email": "shared@example.com"},
+        {"phone_number": "+15555550101", "email": "Shared@Example.com"},
+    )
+    response = await api.post("/api/v2/events", json={"type": "Ok", "email": "shared@example.com"})
+    (stored,) = (await api.get("/_emulator/state")).json()["events"]
+    assert response.status_code == 202
+    assert stored["recipient_id"] == first["id"]
+
+
+async def test_event_properties_of_any_json_type_are_stored_as_sent(
+    api: httpx.AsyncClient,
+) -> None:
+    await seed(api, {"id": "s_ada", "phone_number": "+15555550100"})
+    properties = {"text": "a", "flag": True, "count": 3, "ratio": 0.5, "items": [1], "none": None}
+    body = {"type": "Ok", "subscriber_id": "s_ada", "properties": properties}
+    response = await api.post("/api/v2/events", json=body)
+    (stored,) = (await api.get("/_emulator/state")).json()["events"]
+    assert response.status_code == 202
+    assert stored["properties"] == properties
+
+
 async def test_event_for_an_unknown_subscriber_is_a_404_and_not_stored(
     api: httpx.AsyncClient,
 ) -> None:
-    response = await api.post("/api/v2/events", json={"type": "Ok", "phone": "+15555550199"})
+    response = await api.post(
+        "/api/v2/events",
+        json={"type": "Ok", "subscriber_id": "s_x", "phone": "+15555550199", "email": "x@y.org"},
+    )
     assert response.status_code == 404
-    assert response.json()["success"] is False
+    assert response.json() == {
+        "error_code": 3001,
+        "error_message": "Could not find subscriber matching that information",
+        "success": False,
+    }
+    assert response.headers["x-pslab-emulator-choice"] == "not-found-3001"
     assert (await api.get("/_emulator/state")).json()["events"] == []
 
 
@@ -93,19 +169,18 @@ async def test_compliance_unsubscribe_stops_sending(api: httpx.AsyncClient, by: 
     assert after["updated_at"] > created["updated_at"]
 
 
-async def test_compliance_unsubscribe_errors(api: httpx.AsyncClient) -> None:
+async def test_compliance_unsubscribe_naming_nobody_is_404_and_naming_nothing_400(
+    api: httpx.AsyncClient,
+) -> None:
     unknown = await api.patch(
-        "/api/v2/compliance/unsubscribe", json={"phone_number": "+15555550199"}
-    )
-    empty = await api.patch("/api/v2/compliance/unsubscribe", json={})
-    both = await api.patch(
         "/api/v2/compliance/unsubscribe",
         json={"phone_number": "+15555550199", "postscript_subscriber_id": "s_1"},
     )
+    empty = await api.patch("/api/v2/compliance/unsubscribe", json={})
     assert unknown.status_code == 404
-    assert empty.status_code == both.status_code == 400
+    assert unknown.json()["error_code"] == 3001
+    assert empty.status_code == 400
     assert [e["type"] for e in empty.json()["errors"]] == ["value_error.missing"]
-    assert [e["type"] for e in both.json()["errors"]] == ["value_error.conflict"]
 
 
 async def test_unknown_route_and_method_use_the_error_envelope(api: httpx.AsyncClient) -> None:
@@ -113,5 +188,10 @@ async def test_unknown_route_and_method_use_the_error_envelope(api: httpx.AsyncC
     wrong_method = await api.delete("/api/v2/me")
     assert missing.status_code == 404
     assert wrong_method.status_code == 405
-    assert missing.json()["success"] is False
-    assert wrong_method.json()["success"] is False
+    assert missing.json()["error_code"] == 3001
+    assert wrong_method.json() == {
+        "error_code": 405,
+        "error_message": "Method Not Allowed",
+        "success": False,
+    }
+    assert wrong_method.headers["x-pslab-emulator-choice"] == "error-code-stand-in"

@@ -110,3 +110,51 @@ def test_json_prints_the_ready_line_and_the_summary_as_objects() -> None:
     assert ready["url"].startswith("http://127.0.0.1:")
     assert ready["subscribers"] == 0
     assert json.loads(out) == {"api_requests": 1, "subscribers": 0, "events": 0}
+
+
+def test_shops_and_strict_from_the_command_line(tmp_path: Path) -> None:
+    shops = tmp_path / "shops.json"
+    shops.write_text(
+        json.dumps(
+            {
+                "shops": [
+                    {"id": "shop_a", "secret_key": "sk_cli_a"},
+                    {"id": "shop_b", "secret_key": "sk_cli_b"},
+                ],
+                "partners": [{"id": "partner_p", "key": "sk_partner_cli"}],
+            }
+        )
+    )
+    seed_file = tmp_path / "seed.json"
+    seed_file.write_text(
+        json.dumps({"shop": "shop_b", "subscribers": [{"phone_number": "+15555550100"}]})
+    )
+    with running_emulator("--shops", str(shops), "--seed", str(seed_file), "--strict") as url:
+        as_partner = {
+            "Authorization": "Bearer sk_partner_cli",
+            "X-Postscript-Shop-Token": "sk_cli_b",
+        }
+        in_b = httpx.get(f"{url}/api/v2/subscribers", headers=as_partner)
+        in_a = httpx.get(f"{url}/api/v2/subscribers", headers={"Authorization": "Bearer sk_cli_a"})
+        misspelt = httpx.get(f"{url}/api/v2/subscribers?phone__eq=1", headers=as_partner)
+        default_key = httpx.get(
+            f"{url}/api/v2/me", headers={"Authorization": "Bearer sk_test_pslab"}
+        )
+    assert [s["phone_number"] for s in in_b.json()["subscribers"]] == ["+15555550100"]
+    assert in_a.json()["subscribers"] == []
+    assert misspelt.status_code == 400
+    assert default_key.status_code == 401
+
+
+def test_a_bad_shops_file_is_refused_in_one_sentence(tmp_path: Path) -> None:
+    shops = tmp_path / "shops.json"
+    shops.write_text(json.dumps({"shops": [{"id": "shop_a", "secret_key": "pk_oops"}]}))
+    result = subprocess.run(  # noqa: S603 - our own interpreter and fixed arguments
+        [*PSLAB, "--port", "0", "--shops", str(shops)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "shops.0.secret_key: must not start with pk_" in result.stderr

@@ -29,11 +29,13 @@ async def test_error_rate_answers_the_configured_statuses_with_an_envelope(
     await _set_faults(api, error_rate=1, error_statuses=[503])
     response = await api.get("/api/v2/me")
     assert response.status_code == 503
+    # Postscript publishes no 5xx code: the status stands in, and the answer says so
     assert response.json() == {
-        "error_code": 5003,
+        "error_code": 503,
         "error_message": "Service Unavailable",
         "success": False,
     }
+    assert response.headers["x-pslab-emulator-choice"] == "error-code-stand-in"
 
 
 async def test_an_injected_429_has_the_rate_limit_body(api: httpx.AsyncClient) -> None:
@@ -45,6 +47,7 @@ async def test_an_injected_429_has_the_rate_limit_body(api: httpx.AsyncClient) -
         "error_message": "Rate limit exceeded",
         "success": False,
     }
+    assert "x-pslab-emulator-choice" not in response.headers  # documented exactly
 
 
 async def test_the_same_seed_gives_the_same_faults(api: httpx.AsyncClient) -> None:

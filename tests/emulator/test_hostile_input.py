@@ -29,10 +29,10 @@ from hypothesis import strategies as st
 import emulator.postscript
 import sync.errors
 from emulator.postscript.app import create_app
-from emulator.postscript.bodies import seed_subscribers
 from emulator.postscript.config import EmulatorConfig
 from emulator.postscript.emulator import Emulator
 from emulator.postscript.faults import FaultSettings
+from emulator.postscript.seed import seed_subscribers
 from tests.emulator.conftest import SECRET, seed
 
 pytestmark = pytest.mark.anyio
@@ -87,12 +87,14 @@ BODY_TEMPLATES = {
         "/api/v2/compliance/unsubscribe",
         '{"postscript_subscriber_id": VALUE}',
     ),
+    "redact": ("PATCH", "/api/v2/compliance/redact", '{"email": VALUE}'),
     "seed": (
         "POST",
         "/_emulator/subscribers",
         '{"subscribers": [{"phone_number": "+15555550199"}, {"properties": {"x": VALUE}}]}',
     ),
     "put-faults": ("PUT", "/_emulator/faults", '{"rate_limit_rps": VALUE}'),
+    "put-shops": ("PUT", "/_emulator/shops", '{"shops": [{"id": "shop_x", "secret_key": VALUE}]}'),
 }
 
 # A body each endpoint accepts, for the content-type tests.
@@ -105,8 +107,14 @@ GOOD_BODIES: dict[str, tuple[str, str, dict[str, Any]]] = {
         "/api/v2/compliance/unsubscribe",
         {"postscript_subscriber_id": SUBSCRIBER_ID},
     ),
+    "redact": ("PATCH", "/api/v2/compliance/redact", {"postscript_subscriber_id": SUBSCRIBER_ID}),
     "seed": ("POST", "/_emulator/subscribers", {"subscribers": [{"phone_number": "+15555550199"}]}),
     "put-faults": ("PUT", "/_emulator/faults", {"error_rate": 0.5}),
+    "put-shops": (
+        "PUT",
+        "/_emulator/shops",
+        {"shops": [{"id": "shop_pslab0emulator", "secret_key": SECRET}]},
+    ),
 }
 
 
@@ -122,12 +130,14 @@ async def seeded(api: httpx.AsyncClient) -> httpx.AsyncClient:
 
 
 async def held(api: httpx.AsyncClient) -> dict[str, Any]:
-    """Everything the emulator holds and its fault setting: what a 4xx must leave alone."""
+    """Everything the emulator holds, its faults and shops: what a 4xx must leave alone."""
     state = await api.get("/_emulator/state")
     faults = await api.get("/_emulator/faults")
+    shops = await api.get("/_emulator/shops")
     assert state.status_code == 200, state.text
     assert faults.status_code == 200, faults.text
-    return {"state": state.json(), "faults": faults.json()}
+    assert shops.status_code == 200, shops.text
+    return {"state": state.json(), "faults": faults.json(), "shops": shops.json()}
 
 
 @pytest.mark.parametrize("value", UNSTORABLE_VALUES.values(), ids=UNSTORABLE_VALUES.keys())
@@ -333,7 +343,7 @@ class CountingBody:
 def assert_too_large(response: httpx.Response) -> None:
     assert response.status_code == 413, response.text
     body = response.json()
-    assert body["error_code"] == 4013
+    assert body["error_code"] == 413  # no published code: the status stands in
     assert body["success"] is False
     assert "bytes" in body["error_message"]
 
@@ -409,7 +419,7 @@ async def test_a_body_declared_as_another_media_type_is_a_415(
         method, path, content=json.dumps(body).encode(), headers={"Content-Type": content_type}
     )
     assert response.status_code == 415, response.text
-    assert response.json()["error_code"] == 4015
+    assert response.json()["error_code"] == 415  # no published code: the status stands in
     assert "application/json" in response.json()["error_message"]
     assert await held(seeded) == before
 
@@ -603,6 +613,12 @@ PLAUSIBLE_BODIES: dict[str, st.SearchStrategy[Any]] = {
         external_id=texts,
     ),
     "unsubscribe": fields(postscript_subscriber_id=ids, phone_number=phones),
+    "redact": fields(
+        postscript_subscriber_id=ids,
+        shopify_customer_id=st.one_of(st.integers(), texts, values),
+        email=emails,
+        phone_number=phones,
+    ),
     "seed": st.one_of(
         st.fixed_dictionaries({"subscribers": st.lists(seed_items, max_size=3)}), seed_items
     ),
@@ -622,9 +638,11 @@ ROUTES = {
     "create-subscriber": [("POST", "/api/v2/subscribers")],
     "create-event": [("POST", "/api/v2/events")],
     "unsubscribe": [("PATCH", "/api/v2/compliance/unsubscribe")],
+    "redact": [("PATCH", "/api/v2/compliance/redact")],
     "seed": [("POST", "/_emulator/subscribers")],
     "put-faults": [("PUT", "/_emulator/faults")],
     "get-subscriber": [("GET", "/api/v2/subscribers/{id}")],
+    "get-keyword": [("GET", "/api/v2/keywords/{id}")],
     "list-subscribers": [("GET", "/api/v2/subscribers")],
     # No body to read: whatever is sent must not matter. One test shares them, being simple.
     "me-keywords-and-admin-reads": [
@@ -648,6 +666,7 @@ QUERY_NAMES = [
     "email__in",
     "email__contains",
     "shopify_customer_id__eq",
+    "shopify_customer_id__contains",
     "ps_id__eq",
     *DATE_FILTERS,
 ]
@@ -738,7 +757,11 @@ def holdings(emulator: Emulator) -> dict[str, Any]:
     state = {"subscribers": [s.to_json() for s in store], "events": store.events()}
     loaded: dict[str, Any] = json.loads(
         json.dumps(
-            {"state": state, "faults": {**faults, "rate_limit_rps": emulator.rate_limiter.rps}}
+            {
+                "state": state,
+                "faults": {**faults, "rate_limit_rps": emulator.rate_limiter.rps},
+                "shops": emulator.tenancy.to_json(),
+            }
         )
     )
     return loaded

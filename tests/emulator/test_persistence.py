@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -9,6 +11,7 @@ import pytest
 
 from emulator.postscript.app import create_app
 from emulator.postscript.config import EmulatorConfig
+from emulator.postscript.shops import parse_tenancy
 from tests.emulator.conftest import SECRET, seed
 
 pytestmark = pytest.mark.anyio
@@ -79,3 +82,53 @@ def test_a_file_that_is_not_sqlite_is_refused_with_a_clear_error(tmp_path: Path)
     bogus.write_text("this is not a database, just some text " * 100)
     with pytest.raises(ValueError, match="state file"):
         create_app(EmulatorConfig(state_path=bogus))
+
+
+async def test_a_single_shop_state_file_is_adopted_by_the_default_shop(tmp_path: Path) -> None:
+    state_path = tmp_path / "old.sqlite"
+    async with _client(state_path) as api:
+        (written,) = await seed(api, {"phone_number": "+15555550100", "email": "a@example.com"})
+        event = {"type": "Hi", "subscriber_id": written["id"]}
+        assert (await api.post("/api/v2/events", json=event)).status_code == 202
+        before = (await api.get("/_emulator/state")).json()
+    _to_single_shop_tables(state_path)
+    async with _client(state_path) as api:
+        after = (await api.get("/_emulator/state")).json()
+        found = await api.get(f"/api/v2/subscribers/{written['id']}")
+    assert after == before
+    assert found.status_code == 200
+    with closing(sqlite3.connect(state_path)) as db:
+        tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master")}
+    assert {"subscribers", "events"} & tables == set()
+
+
+def _to_single_shop_tables(path: Path) -> None:
+    """Rewrite a state file in the layout of an emulator with one shop (before shops)."""
+    with closing(sqlite3.connect(path)) as db, db:
+        db.executescript(
+            "CREATE TABLE subscribers (id TEXT PRIMARY KEY, ps_id INTEGER NOT NULL, doc TEXT);"
+            "CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, doc TEXT NOT NULL);"
+            "INSERT INTO subscribers SELECT id, ps_id, doc FROM shop_subscribers;"
+            "INSERT INTO events (doc) SELECT doc FROM shop_events ORDER BY seq;"
+            "DROP TABLE shop_subscribers; DROP TABLE shop_events;"
+        )
+
+
+async def test_each_shop_keeps_its_own_subscribers_across_a_restart(tmp_path: Path) -> None:
+    tenancy = parse_tenancy(
+        {"shops": [{"id": "shop_a", "secret_key": "sk_a"}, {"id": "shop_b", "secret_key": "sk_b"}]}
+    )
+    config = EmulatorConfig(rate_limit_rps=0, state_path=tmp_path / "s.sqlite", tenancy=tenancy)
+    for restart in (False, True):
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=create_app(config)), base_url="http://emulator"
+        ) as admin:
+            if not restart:
+                for shop, phone in (("shop_a", "+15555550100"), ("shop_b", "+15555550100")):
+                    body = {"shop": shop, "subscribers": [{"phone_number": phone, "id": "s_same"}]}
+                    (await admin.post("/_emulator/subscribers", json=body)).raise_for_status()
+            states = [
+                (await admin.get("/_emulator/state", params={"shop": shop})).json()
+                for shop in ("shop_a", "shop_b")
+            ]
+    assert [[s["id"] for s in state["subscribers"]] for state in states] == [["s_same"]] * 2

@@ -24,6 +24,8 @@ from sync.errors import (
     StateMismatchError,
     UnreachableError,
 )
+from sync.ledger import Outcome
+from sync.parse import Rejection
 from sync.plan import ENTERED, EXITED, Plan
 from tests.sync.world import SECRET, Crash, Tap, World, audiences_of, by_identity, crash_on
 
@@ -461,3 +463,36 @@ async def test_a_list_changed_after_the_lookup_is_read_again_before_the_patch(
     report = await world.sync(state_path, [event()], transport=tap, max_read_age_s=0)
     assert audiences_of(await subscriber(world, PHONE)) == ["by_hand", "vip"]
     assert report.api_calls["subscribers.list"] == 2  # the lookup, then the re-read
+
+
+async def test_ingest_body_says_what_became_of_each_event_in_order(
+    world: World, state_path: Path
+) -> None:
+    newer, older = event(minute=5, message_id="m-new"), event(minute=1, message_id="m-old")
+
+    with Engine(world.settings(state_path), world.transport) as engine:
+        stored = engine.ingest_body([newer, newer, older, {"type": "page"}])
+        single = engine.ingest_body(event(key="winback"))
+
+    assert [outcome for _, outcome in stored] == [
+        Outcome.ACCEPTED,
+        Outcome.DUPLICATE,
+        Outcome.STALE,
+        Outcome.REJECTED,
+    ]
+    assert isinstance(stored[3][0], Rejection)
+    assert [outcome for _, outcome in single] == [Outcome.ACCEPTED]
+    assert (engine.report.received, engine.report.accepted) == (5, 2)
+
+
+async def test_a_drain_told_not_to_unpark_leaves_parked_changes_parked(
+    world: World, state_path: Path
+) -> None:
+    with Engine(world.settings(state_path), world.transport) as engine:
+        engine.ingest([event()])
+        await engine.drain()
+        await world.seed({"phone_number": PHONE})
+        kept = await engine.drain(unpark=False)
+        assert (kept.parked, kept.applied) == (1, 0)
+        retried = await engine.drain()
+        assert (retried.parked, retried.applied) == (0, 1)

@@ -1,0 +1,172 @@
+"""The `/_emulator` admin surface's part of `/openapi.json` (docs/design.md §7)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from emulator.postscript.faults import MAX_RATE_LIMIT_RPS, MAX_WAIT_MS
+from emulator.postscript.json_body import ADMIN_BODY_LIMIT
+from emulator.postscript.openapi_schemas import JSON, json_content, nullable, ref, request_body
+from emulator.postscript.seed import SEED_FIELDS, SEED_ID
+from emulator.postscript.shops import OPERATION_GROUPS
+
+__all__ = ["admin_paths"]
+
+_ID_PATTERN = f"^{SEED_ID.pattern}$"
+
+
+def _admin(summary: str, ok: dict[str, Any], body: dict[str, Any] | None = None) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "tags": ["emulator admin"],
+        "summary": summary,
+        "security": [],
+        "responses": {"200": {"description": "OK", "content": {JSON: {"schema": ok}}}},
+    }
+    if body is not None:
+        operation["requestBody"] = request_body(body)
+        operation["responses"].update(
+            {
+                "400": json_content(ref("ValidationErrors"), "Bad input"),
+                "413": json_content(ref("ErrorCode"), f"A body over {ADMIN_BODY_LIMIT:,} bytes"),
+                "415": json_content(ref("ErrorCode"), "A Content-Type other than JSON"),
+            }
+        )
+    return operation
+
+
+_FAULTS = {
+    "type": "object",
+    "properties": {
+        "error_rate": {"type": "number", "minimum": 0, "maximum": 1},
+        "error_statuses": {
+            "type": "array",
+            "minItems": 1,
+            "items": {"type": "integer", "minimum": 400, "maximum": 599},
+        },
+        "latency_ms": {
+            "type": "array",
+            "minItems": 2,
+            "maxItems": 2,
+            "items": {"type": "number", "minimum": 0, "maximum": MAX_WAIT_MS},
+        },
+        "timeout_rate": {"type": "number", "minimum": 0, "maximum": 1},
+        "timeout_ms": {"type": "number", "minimum": 0, "maximum": MAX_WAIT_MS},
+        "rate_limit_rps": {"type": "number", "minimum": 0, "maximum": MAX_RATE_LIMIT_RPS},
+        "seed": nullable({"type": "integer"}),
+    },
+}
+
+_FORBIDDEN = {"type": "array", "items": {"type": "string", "enum": list(OPERATION_GROUPS)}}
+
+_SHOPS = {
+    "type": "object",
+    "required": ["shops"],
+    "additionalProperties": False,
+    "properties": {
+        "shops": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["id", "secret_key"],
+                "additionalProperties": False,
+                "properties": {
+                    "id": {"type": "string", "pattern": _ID_PATTERN},
+                    "name": {"type": "string", "minLength": 1},
+                    "secret_key": {"type": "string", "minLength": 1},
+                    "public_key": nullable({"type": "string", "pattern": "^pk_"}),
+                    "forbidden": _FORBIDDEN,
+                },
+            },
+        },
+        "partners": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["id", "key"],
+                "additionalProperties": False,
+                "properties": {
+                    "id": {"type": "string", "pattern": _ID_PATTERN},
+                    "name": {"type": "string", "minLength": 1},
+                    "key": {"type": "string", "minLength": 1},
+                    "forbidden": _FORBIDDEN,
+                },
+            },
+        },
+    },
+}
+
+
+def admin_paths() -> dict[str, Any]:
+    subscribers = {"type": "array", "items": ref("Subscriber")}
+    seed_item = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            **{name: {} for name in SEED_FIELDS},
+            "id": {"type": "string", "pattern": _ID_PATTERN},
+            "created_at": {"type": "string", "format": "date-time"},
+        },
+    }
+    shop_parameter = {
+        "name": "shop",
+        "in": "query",
+        "required": False,
+        "description": "A shop's id (default: the first shop).",
+        "schema": {"type": "string"},
+    }
+    state = _admin(
+        "Every subscriber and every accepted event of one shop.",
+        {
+            "type": "object",
+            "properties": {
+                "subscribers": subscribers,
+                "events": {"type": "array", "items": {"type": "object"}},
+            },
+        },
+    )
+    state["parameters"] = [shop_parameter]
+    return {
+        "/_emulator/reset": {
+            "post": _admin(
+                "Forget every shop's subscribers and events, and the request journal.",
+                {"type": "object"},
+            )
+        },
+        "/_emulator/subscribers": {
+            "post": _admin(
+                "Seed subscribers (confirmed, can_send true unless given) into a shop.",
+                {"type": "object", "properties": {"subscribers": subscribers}},
+                {
+                    "type": "object",
+                    "required": ["subscribers"],
+                    "properties": {
+                        "subscribers": {"type": "array", "items": seed_item},
+                        "shop": {"type": "string", "pattern": _ID_PATTERN},
+                    },
+                },
+            )
+        },
+        "/_emulator/state": {"get": state},
+        "/_emulator/requests": {
+            "get": _admin(
+                "The latest API requests (method, path, query, status, time, duration_ms, fault).",
+                {
+                    "type": "object",
+                    "properties": {"requests": {"type": "array", "items": {"type": "object"}}},
+                },
+            )
+        },
+        "/_emulator/faults": {
+            "get": _admin("The current fault setting.", _FAULTS),
+            "put": _admin(
+                "Replace the fault setting; an omitted rate_limit_rps is kept.", _FAULTS, _FAULTS
+            ),
+        },
+        "/_emulator/shops": {
+            "get": _admin("The shops and partners the emulator answers for.", _SHOPS),
+            "put": _admin(
+                "Replace the shops and partners; data stays under shop ids.", _SHOPS, _SHOPS
+            ),
+        },
+    }

@@ -1,0 +1,62 @@
+"""Test your own Postscript integration against the emulator (docs/design.md §10).
+
+    from emulator.testing import Postscript, mock_postscript
+
+- `Postscript` (handle.py): a typed handle on an emulator, in process or at a URL;
+- `mock_postscript` (mock.py): https://api.postscript.io served in process, for httpx;
+- `serve_postscript` (server.py): an emulator on a loopback port, for any client;
+- plugin.py: the pytest fixtures `postscript`, `mock_postscript`, `postscript_server`;
+- strategies.py: hypothesis strategies (needs `pslab[testing]`).
+
+The names below load on first use: the pytest plugin lives in this package and
+loads in every pytest run, so importing the package must cost nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from emulator.testing.handle import POSTSCRIPT_API, EmulatorAdminError, Postscript
+    from emulator.testing.mock import PostscriptMock, UnroutedRequest, mock_postscript
+    from emulator.testing.records import ApiRequest, Event, Faults, Subscriber, SubscriberSeed
+    from emulator.testing.server import serve_postscript
+
+__all__ = [
+    "POSTSCRIPT_API",
+    "ApiRequest",
+    "EmulatorAdminError",
+    "Event",
+    "Faults",
+    "Postscript",
+    "PostscriptMock",
+    "Subscriber",
+    "SubscriberSeed",
+    "UnroutedRequest",
+    "mock_postscript",
+    "serve_postscript",
+]
+
+_MODULE_OF = {
+    "POSTSCRIPT_API": "handle",
+    "EmulatorAdminError": "handle",
+    "Postscript": "handle",
+    "PostscriptMock": "mock",
+    "UnroutedRequest": "mock",
+    "mock_postscript": "mock",
+    "ApiRequest": "records",
+    "Event": "records",
+    "Faults": "records",
+    "Subscriber": "records",
+    "SubscriberSeed": "records",
+    "serve_postscript": "server",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)
+    globals()[name] = value
+    return value

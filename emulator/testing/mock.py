@@ -1,0 +1,273 @@
+"""`mock_postscript`: every httpx request for https://api.postscript.io, answered in process.
+
+    with mock_postscript() as postscript:
+        postscript.seed(phone_number="+15555550100")
+        notify_shipped(order)            # calls https://api.postscript.io, unchanged
+        assert postscript.events[0].type == "Order_Shipped"
+
+It is a context manager and a decorator (of sync and async functions; a
+decorated function with a `postscript` parameter is handed the handle), as
+moto's `mock_aws` is. Each use starts a fresh emulator (docs/design.md §7).
+
+Routing is respx's: sync and async httpx clients, however they were built,
+reach the emulator. A request for any other host fails with
+`UnroutedRequest`, as respx's own default does; `pass_through` lets chosen
+URL prefixes reach the network, `assert_all_mocked=False` answers them with
+respx's empty 200, and a respx router of your own (`respx.mock`, the
+`respx_mock` fixture) active at the same time serves the hosts it routes.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from contextvars import ContextVar
+from types import TracebackType
+from typing import Any, TypeVar, overload
+
+import httpx
+import respx
+from respx.models import AllMockedAssertionError
+
+from emulator.postscript.config import DEFAULT_SECRET_KEY
+from emulator.testing.handle import POSTSCRIPT_API, Postscript
+from emulator.testing.options import EmulatorOptions
+
+__all__ = ["PostscriptMock", "UnroutedRequest", "mock_postscript"]
+
+R = TypeVar("R")
+
+# respx calls a route's side effect the same way for sync and async clients; only the
+# router's entry point tells them apart, and this flag carries that to the side effect.
+_SERVING_ASYNC: ContextVar[bool] = ContextVar("pslab_serving_async", default=False)
+
+
+class UnroutedRequest(AllMockedAssertionError):
+    """The code under test sent a request that `mock_postscript` has no route for.
+
+    A subclass of respx's own error, so that another respx router active at
+    the same time still gets its turn at the request.
+    """
+
+
+class _EmulatorRouter(respx.MockRouter):
+    async def async_handler(self, request: httpx.Request) -> httpx.Response:
+        serving_async = _SERVING_ASYNC.set(True)
+        try:
+            return await super().async_handler(request)
+        finally:
+            _SERVING_ASYNC.reset(serving_async)
+
+
+class PostscriptMock:
+    """What `mock_postscript(...)` returns: start it with `with`, or decorate a function."""
+
+    def __init__(self, options: EmulatorOptions, postscript: Postscript | None = None) -> None:
+        self.options = options
+        self.unrouted: list[httpx.Request] = []
+        self._given = postscript
+        self._postscript: Postscript | None = None
+        self._router: _EmulatorRouter | None = None
+
+    # -- context manager ------------------------------------------------------
+
+    def start(self) -> Postscript:
+        """Start routing; the emulator is the one given, or a fresh one set up with the options."""
+        if self._router is not None:
+            raise RuntimeError(
+                "this mock_postscript is already active; call mock_postscript() again"
+            )
+        postscript = self._given or Postscript.in_process(
+            secret_key=self.options.secret_key, rate_limit=self.options.rate_limit
+        )
+        self.unrouted.clear()
+        try:
+            if self._given is None:
+                self.options.set_up(postscript)
+            router = self._router_for(postscript)
+            router.start()
+        except BaseException:
+            if self._given is None:
+                postscript.close()
+            raise
+        self._postscript, self._router = postscript, router
+        return postscript
+
+    def stop(self, *, check: bool = True) -> None:
+        """Stop routing (and close the emulator this mock started).
+
+        With `check`, raise `UnroutedRequest` if the code under test sent a
+        request no route served, even though it caught the error it got.
+        """
+        router, postscript = self._router, self._postscript
+        self._router = self._postscript = None
+        if router is not None:
+            router.stop(quiet=True)
+        if postscript is not None and self._given is None:
+            postscript.close()
+        if check and self.unrouted:
+            listed = "; ".join(_describe(request) for request in self.unrouted)
+            raise UnroutedRequest(
+                f"the code under test sent {len(self.unrouted)} request(s) that mock_postscript "
+                f"does not route, and carried on: {listed}. {self._advice()}"
+            )
+
+    def __enter__(self) -> Postscript:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop(check=exc_type is None)
+
+    # -- decorator ---------------------------------------------------------------
+
+    def __call__(self, func: Callable[..., R]) -> Callable[..., R]:
+        """Run each call of `func` inside a fresh mock (async functions too).
+
+        A `postscript` parameter of `func` is filled with the handle and
+        hidden from the wrapper's signature (and so from pytest).
+        """
+        wants_handle = "postscript" in inspect.signature(func).parameters
+
+        def fresh() -> PostscriptMock:
+            return PostscriptMock(self.options, self._given)
+
+        if inspect.iscoroutinefunction(func):
+            async_func: Callable[..., Awaitable[Any]] = func
+
+            @functools.wraps(func)
+            async def run_async(*args: Any, **kwargs: Any) -> Any:
+                with fresh() as postscript:
+                    if wants_handle:
+                        kwargs["postscript"] = postscript
+                    return await async_func(*args, **kwargs)
+
+            wrapper: Callable[..., Any] = run_async
+        else:
+
+            @functools.wraps(func)
+            def run(*args: Any, **kwargs: Any) -> Any:
+                with fresh() as postscript:
+                    if wants_handle:
+                        kwargs["postscript"] = postscript
+                    return func(*args, **kwargs)
+
+            wrapper = run
+        if wants_handle:
+            # The handle is ours to give: pytest must not look for a fixture of that name.
+            signature = inspect.signature(func)
+            kept = [p for p in signature.parameters.values() if p.name != "postscript"]
+            wrapper.__signature__ = signature.replace(parameters=kept)  # type: ignore[attr-defined]
+        return wrapper
+
+    # -- routing ---------------------------------------------------------------------
+
+    def _router_for(self, postscript: Postscript) -> _EmulatorRouter:
+        transport = postscript.transport
+        if transport is None:
+            raise ValueError("mock_postscript routes to an in-process emulator, not to a URL")
+        origin = httpx.URL(self.options.base_url)
+        router = _EmulatorRouter(
+            assert_all_called=False, assert_all_mocked=self.options.assert_all_mocked
+        )
+
+        def serve(request: httpx.Request) -> httpx.Response | Awaitable[httpx.Response]:
+            if _SERVING_ASYNC.get():
+                return transport.handle_async_request(request)
+            return transport.handle_request(request)
+
+        where: dict[str, Any] = {"scheme": origin.scheme, "host": origin.host}
+        if origin.port is not None:
+            where["port"] = origin.port
+        router.route(**where).mock(side_effect=serve)
+        for prefix in self.options.pass_through:
+            router.route(url__startswith=prefix).pass_through()
+        if self.options.assert_all_mocked:
+            router.route().mock(side_effect=self._refuse)
+        return router
+
+    def _refuse(self, request: httpx.Request) -> httpx.Response:
+        router = self._router
+        others = [
+            r
+            for r in (router.Mocker.routers if router and router.Mocker else [])
+            if r is not router
+        ]
+        if not others:  # another router may still serve it: then it is not ours to report
+            self.unrouted.append(request)
+        raise UnroutedRequest(
+            f"mock_postscript has no route for {_describe(request)}: it serves "
+            f"{self.options.base_url} only. {self._advice()}"
+        )
+
+    def _advice(self) -> str:
+        return (
+            "Mock other hosts with respx (the respx_mock fixture or respx.mock), let them "
+            "through with pass_through=[...] or answer them with an empty 200 with "
+            "assert_all_mocked=False (as mock_postscript(...) arguments or "
+            "@pytest.mark.postscript(...) options)."
+        )
+
+
+def _describe(request: httpx.Request) -> str:
+    return f"{request.method} {request.url}"
+
+
+@overload
+def mock_postscript(func: Callable[..., R], /) -> Callable[..., R]: ...
+
+
+@overload
+def mock_postscript(
+    *,
+    secret_key: str = DEFAULT_SECRET_KEY,
+    rate_limit: float = 15.0,
+    subscribers: Iterable[Mapping[str, Any]] = (),
+    faults: Mapping[str, Any] | None = None,
+    base_url: str = POSTSCRIPT_API,
+    assert_all_mocked: bool = True,
+    pass_through: Iterable[str] = (),
+) -> PostscriptMock: ...
+
+
+def mock_postscript(
+    func: Callable[..., R] | None = None,
+    /,
+    *,
+    secret_key: str = DEFAULT_SECRET_KEY,
+    rate_limit: float = 15.0,
+    subscribers: Iterable[Mapping[str, Any]] = (),
+    faults: Mapping[str, Any] | None = None,
+    base_url: str = POSTSCRIPT_API,
+    assert_all_mocked: bool = True,
+    pass_through: Iterable[str] = (),
+) -> PostscriptMock | Callable[..., R]:
+    """Serve https://api.postscript.io from a fresh in-process emulator, for httpx in this process.
+
+    `with mock_postscript(...) as postscript:` yields the `Postscript` handle;
+    `@mock_postscript` and `@mock_postscript(...)` decorate sync and async
+    functions. The options are those of `@pytest.mark.postscript`
+    (emulator/testing/options.py): the key, the rate limit (15/s as
+    Postscript; 0 = off), subscribers to seed, faults, and what happens to
+    requests for other hosts.
+    """
+    options = EmulatorOptions.merge(
+        [
+            {
+                "secret_key": secret_key,
+                "rate_limit": rate_limit,
+                "subscribers": subscribers,
+                "faults": faults or {},
+                "base_url": base_url,
+                "assert_all_mocked": assert_all_mocked,
+                "pass_through": pass_through,
+            }
+        ]
+    )
+    mock = PostscriptMock(options)
+    return mock if func is None else mock(func)

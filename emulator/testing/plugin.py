@@ -1,0 +1,159 @@
+"""The pytest plugin (entry point `pslab`; `-p no:pslab` turns it off): a Postscript per test.
+
+- `postscript`: a fresh in-process emulator, as a `Postscript` handle; give
+  the code under test `postscript.client()` (or `.async_client()`);
+- `mock_postscript`: that same emulator, with every httpx request for
+  https://api.postscript.io routed to it, so code that hard-codes the real
+  URL is served unchanged;
+- `postscript_server`: an emulator on a real loopback port (`.base_url`,
+  `.secret_key`) for clients that are not httpx or run in a subprocess; one
+  server per session (per xdist worker), reset before each test.
+
+Options (emulator/testing/options.py) come from `@pytest.mark.postscript(...)`
+on the test, its class or its module (the closest wins, option by option)
+and from an indirect parameter of any of the three fixtures (a dict), which
+wins over markers.
+
+Loading this module imports only pytest: the emulator, its web stack, httpx
+and respx load when a test first asks for one of the fixtures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from emulator.testing.handle import Postscript
+    from emulator.testing.options import EmulatorOptions
+    from emulator.testing.server import ServerPool
+
+__all__ = [
+    "mock_postscript",
+    "postscript",
+    "postscript_server",
+    "pytest_configure",
+    "pytest_runtest_makereport",
+]
+
+MARKER = "postscript"
+FIXTURES = ("postscript", "mock_postscript", "postscript_server")
+_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{MARKER}(secret_key=..., rate_limit=..., subscribers=[...], faults={{...}}, "
+        "base_url=..., assert_all_mocked=..., pass_through=[...]): set up the Postscript "
+        "emulator of the postscript, mock_postscript and postscript_server fixtures",
+    )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, Any, None]:
+    """Keep each phase's report, so a fixture's teardown knows whether the test passed."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    item.stash.setdefault(_REPORTS, {})[report.when] = report
+
+
+def _passed(item: pytest.Item) -> bool:
+    report = item.stash.get(_REPORTS, {}).get("call")
+    return report is not None and report.passed
+
+
+def _options(request: pytest.FixtureRequest) -> EmulatorOptions:
+    from emulator.testing.options import EmulatorOptions, OptionError
+
+    layers: list[Mapping[str, Any]] = []
+    for marker in reversed(list(request.node.iter_markers(MARKER))):  # farthest first
+        if marker.args:
+            pytest.fail(
+                f"@pytest.mark.{MARKER} takes keyword options only, e.g. "
+                f"@pytest.mark.{MARKER}(rate_limit=0); got {marker.args!r}",
+                pytrace=False,
+            )
+        layers.append(marker.kwargs)
+    params = getattr(getattr(request.node, "callspec", None), "params", {})
+    for name in FIXTURES:
+        if name in params:
+            if not isinstance(params[name], Mapping):
+                pytest.fail(
+                    f"an indirect parameter of {name} must be a dict of options, e.g. "
+                    f'{{"rate_limit": 0}}; got {params[name]!r}',
+                    pytrace=False,
+                )
+            layers.append(params[name])
+    try:
+        return EmulatorOptions.merge(layers)
+    except OptionError as error:
+        pytest.fail(f"@pytest.mark.{MARKER}: {error}", pytrace=False)
+
+
+def _set_up(options: EmulatorOptions, postscript: Postscript) -> None:
+    from emulator.testing.handle import EmulatorAdminError
+
+    try:
+        options.set_up(postscript)
+    except EmulatorAdminError as error:
+        pytest.fail(f"@pytest.mark.{MARKER}: {error}", pytrace=False)
+
+
+@pytest.fixture
+def _postscript_in_process(request: pytest.FixtureRequest) -> Iterator[Postscript]:
+    """The one in-process emulator `postscript` and `mock_postscript` share in a test."""
+    from emulator.testing.handle import Postscript
+
+    options = _options(request)
+    with Postscript.in_process(
+        secret_key=options.secret_key, rate_limit=options.rate_limit
+    ) as emulator:
+        _set_up(options, emulator)
+        yield emulator
+
+
+@pytest.fixture
+def postscript(_postscript_in_process: Postscript) -> Postscript:
+    """A fresh in-process Postscript emulator; hand the code under test `postscript.client()`."""
+    return _postscript_in_process
+
+
+@pytest.fixture
+def mock_postscript(
+    request: pytest.FixtureRequest, _postscript_in_process: Postscript
+) -> Iterator[Postscript]:
+    """A fresh emulator answering every httpx request for https://api.postscript.io."""
+    from emulator.testing.mock import PostscriptMock, UnroutedRequest
+
+    mock = PostscriptMock(_options(request), _postscript_in_process)
+    yield mock.start()
+    try:
+        mock.stop(check=_passed(request.node))
+    except UnroutedRequest as error:
+        pytest.fail(str(error), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def _postscript_servers() -> Iterator[ServerPool]:
+    from emulator.testing.server import ServerPool
+
+    pool = ServerPool()
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def postscript_server(
+    request: pytest.FixtureRequest, _postscript_servers: ServerPool
+) -> Postscript:
+    """An emulator on a real loopback port (`.base_url`), emptied and set up for this test."""
+    options = _options(request)
+    server = _postscript_servers.server(options.secret_key)
+    server.reset()
+    _set_up(options, server)
+    return server

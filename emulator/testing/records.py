@@ -1,0 +1,179 @@
+"""What the handle gives back: plain, typed copies of the emulator's admin answers.
+
+Each record is read from the JSON of the admin surface (docs/design.md §7)
+and ignores fields it does not know, so an emulator that learns new fields
+does not break a user's tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypedDict
+
+__all__ = [
+    "ApiRequest",
+    "CanSend",
+    "Event",
+    "Faults",
+    "Subscriber",
+    "SubscriberSeed",
+    "Subscriptions",
+]
+
+
+class CanSend(TypedDict):
+    can_send: bool
+
+
+class Subscriptions(TypedDict):
+    """`{"promotional": {"can_send": …}, "transactional": {"can_send": …}}`, as the API shows it."""
+
+    promotional: CanSend
+    transactional: CanSend
+
+
+class SubscriberSeed(TypedDict, total=False):
+    """One subscriber to seed: the fields `POST /_emulator/subscribers` takes (design §7)."""
+
+    phone_number: str
+    email: str
+    properties: dict[str, Any]
+    tags: list[str]
+    id: str
+    created_at: str
+    shopify_customer_id: int | str
+    subscriptions: Subscriptions
+
+
+def _sendable() -> Subscriptions:
+    """What a seeded subscriber has unless told otherwise: it may be sent both kinds."""
+    return Subscriptions(promotional=CanSend(can_send=True), transactional=CanSend(can_send=True))
+
+
+def _moment(text: object) -> datetime:
+    """An ISO 8601 timestamp as an aware datetime (naive ones are UTC)."""
+    moment = datetime.fromisoformat(str(text))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    """A subscriber as the emulator holds it (the API's Subscriber, design §2.2)."""
+
+    id: str
+    ps_id: int
+    phone_number: str | None
+    email: str | None
+    created_at: datetime
+    updated_at: datetime
+    shopify_customer_id: int | str | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    subscriptions: Subscriptions = field(default_factory=_sendable)
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Subscriber:
+        return cls(
+            id=doc["id"],
+            ps_id=doc["ps_id"],
+            phone_number=doc.get("phone_number"),
+            email=doc.get("email"),
+            created_at=_moment(doc["created_at"]),
+            updated_at=_moment(doc["updated_at"]),
+            shopify_customer_id=doc.get("shopify_customer_id"),
+            properties=doc.get("properties") or {},
+            tags=doc.get("tags") or [],
+            subscriptions=doc.get("subscriptions") or _sendable(),
+            data=doc.get("data") or {},
+        )
+
+
+@dataclass(frozen=True)
+class Event:
+    """A custom event as it was posted (`POST /api/v2/events`), plus what the emulator added.
+
+    `occurred_at` is kept exactly as the code under test sent it
+    (`2026-01-31 12:00:00.000000`, UTC, design §2.1); the subscriber is named
+    the way the request named it, by `subscriber_id`, `phone` or `email`.
+    """
+
+    type: str
+    event_id: str
+    received_at: datetime
+    subscriber_id: str | None = None
+    phone: str | None = None
+    email: str | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+    occurred_at: str | None = None
+    external_id: str | None = None
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Event:
+        return cls(
+            type=doc["type"],
+            event_id=doc["event_id"],
+            received_at=_moment(doc["received_at"]),
+            subscriber_id=doc.get("subscriber_id"),
+            phone=doc.get("phone"),
+            email=doc.get("email"),
+            properties=doc.get("properties") or {},
+            occurred_at=doc.get("occurred_at"),
+            external_id=doc.get("external_id"),
+        )
+
+
+@dataclass(frozen=True)
+class ApiRequest:
+    """One API call the emulator answered (the journal, `GET /_emulator/requests`).
+
+    `status` is None when a timeout fault dropped the connection; `fault` says
+    which fault, if any, answered instead of the API (`"error"`, `"timeout"`).
+    """
+
+    method: str
+    path: str
+    query: str
+    status: int | None
+    time: datetime
+    duration_ms: float
+    fault: str | None = None
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> ApiRequest:
+        return cls(
+            method=doc["method"],
+            path=doc["path"],
+            query=doc.get("query", ""),
+            status=doc.get("status"),
+            time=_moment(doc["time"]),
+            duration_ms=float(doc.get("duration_ms", 0.0)),
+            fault=doc.get("fault"),
+        )
+
+
+@dataclass(frozen=True)
+class Faults:
+    """The emulator's fault setting and rate limit (`GET /_emulator/faults`, design §7)."""
+
+    error_rate: float = 0.0
+    error_statuses: tuple[int, ...] = (500,)
+    latency_ms: tuple[float, float] = (0.0, 0.0)
+    timeout_rate: float = 0.0
+    timeout_ms: float = 3000.0
+    seed: int | None = None
+    rate_limit_rps: float = 15.0
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Faults:
+        low, high = doc.get("latency_ms", (0.0, 0.0))
+        return cls(
+            error_rate=float(doc.get("error_rate", 0.0)),
+            error_statuses=tuple(doc.get("error_statuses", (500,))),
+            latency_ms=(float(low), float(high)),
+            timeout_rate=float(doc.get("timeout_rate", 0.0)),
+            timeout_ms=float(doc.get("timeout_ms", 3000.0)),
+            seed=doc.get("seed"),
+            rate_limit_rps=float(doc.get("rate_limit_rps", 15.0)),
+        )

@@ -1,0 +1,58 @@
+"""The emulator on a real socket, for clients that are not httpx or run in another process.
+
+`serve_postscript()` serves a fresh emulator on a free loopback port for the
+length of a `with` block and yields a `Postscript` handle on it (its
+`base_url` is the server's URL). `ServerPool` keeps one such server per
+secret key for a whole pytest session: the `postscript_server` fixture
+resets it between tests instead of starting a new one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+
+from emulator.postscript.config import DEFAULT_SECRET_KEY
+from emulator.testing.handle import Postscript
+
+__all__ = ["ServerPool", "serve_postscript"]
+
+
+@contextmanager
+def serve_postscript(
+    *,
+    secret_key: str = DEFAULT_SECRET_KEY,
+    rate_limit: float = 15.0,
+    host: str = "127.0.0.1",
+    port: int = 0,
+) -> Iterator[Postscript]:
+    """Serve a fresh emulator on uvicorn in a background thread (`port=0` picks a free one)."""
+    # Only now, so that loading the pytest plugin never loads the web stack.
+    from emulator.postscript.config import EmulatorConfig
+    from emulator.postscript.serve import serve_in_background
+
+    config = EmulatorConfig(secret_key=secret_key, rate_limit_rps=rate_limit)
+    with (
+        serve_in_background(config, host, port) as base_url,
+        Postscript.connect(base_url, secret_key) as postscript,
+    ):
+        yield postscript
+
+
+class ServerPool:
+    """One served emulator per secret key, each started when first asked for."""
+
+    def __init__(self) -> None:
+        self._servers: dict[str, Postscript] = {}
+        self._running = ExitStack()
+
+    def server(self, secret_key: str) -> Postscript:
+        if secret_key not in self._servers:
+            self._servers[secret_key] = self._running.enter_context(
+                serve_postscript(secret_key=secret_key)
+            )
+        return self._servers[secret_key]
+
+    def close(self) -> None:
+        self._servers.clear()
+        self._running.close()

@@ -1,0 +1,89 @@
+"""An in-process emulator as an httpx transport that serves sync and async clients alike.
+
+httpx's own `ASGITransport` serves only async clients. Async requests here
+run the app on the caller's event loop, as `ASGITransport` does; sync
+requests run it on an event loop of the transport's own, in a daemon thread
+started on first use, so a sync client works in plain code, from a thread
+pool and inside a running event loop alike, and a transport nobody shut down
+never keeps the interpreter from exiting.
+
+The emulator's state is shared by every loop that calls it: its store, rate
+limiter and fault draws are guarded by thread locks (docs/design.md §7).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import httpx
+
+__all__ = ["ASGIApp", "EmulatorTransport"]
+
+ASGIApp = Callable[
+    [
+        MutableMapping[str, Any],
+        Callable[[], Awaitable[MutableMapping[str, Any]]],
+        Callable[[MutableMapping[str, Any]], Awaitable[None]],
+    ],
+    Awaitable[None],
+]
+
+
+class EmulatorTransport(httpx.BaseTransport, httpx.AsyncBaseTransport):
+    """Sends each request to an ASGI app in this process; exceptions the app raises propagate.
+
+    A timeout fault therefore reaches the caller as the emulator's
+    `ConnectionDropped`, an `httpx.RemoteProtocolError`, after `timeout_ms`.
+    Clients may close it as they like; `shutdown()` stops its thread.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._asgi = httpx.ASGITransport(app=app)
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        await request.aread()
+        answer = await self._asgi.handle_async_request(request)
+        # Read whole, so the answer can be handed to a sync client or to respx as it is.
+        content = await answer.aread()
+        return httpx.Response(answer.status_code, headers=answer.headers, content=content)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        request.read()  # a sync-only upload stream becomes bytes the app can await
+        pending = asyncio.run_coroutine_threadsafe(
+            self.handle_async_request(request), self._sync_loop()
+        )
+        return pending.result()
+
+    def close(self) -> None:
+        """Nothing to release per client: the emulator outlives the clients that use it."""
+
+    async def aclose(self) -> None:
+        """Nothing to release per client: the emulator outlives the clients that use it."""
+
+    def shutdown(self) -> None:
+        """Stop the thread that serves sync clients (started again if one calls later)."""
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+        if loop is None or thread is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        if not thread.is_alive():
+            loop.close()
+
+    def _sync_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(
+                    target=self._loop.run_forever, name="pslab-emulator-sync", daemon=True
+                )
+                self._thread.start()
+            return self._loop

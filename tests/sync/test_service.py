@@ -1,0 +1,354 @@
+"""The engine as a service (design §11), in process: the app over ASGI, the drain beside it."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from sync.drain_loop import DrainState
+from sync.engine import Engine
+from sync.intake import Credentials
+from sync.metrics import ServiceMetrics
+from sync.service import Service
+from tests.sync.test_engine import PHONE, event
+from tests.sync.world import World, audiences_of, by_identity
+
+pytestmark = pytest.mark.anyio
+
+WRITE_KEY, SECRET = "wk_segment_test", "shared_test"
+BASIC = {"Authorization": "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode()}
+OTHER_PHONE = "+15555550111"
+
+
+@dataclass
+class Served:
+    service: Service
+    client: httpx.AsyncClient
+    state_path: Path
+
+    async def post(self, path: str, body: object, headers: dict[str, str] | None = None) -> Any:
+        return await self.client.post(path, content=json.dumps(body), headers=headers or BASIC)
+
+    async def status(self) -> dict[str, Any]:
+        response = await self.client.get("/status")
+        response.raise_for_status()
+        return dict(response.json())
+
+    async def settled(self) -> dict[str, Any]:
+        """/status once nothing is pending and the drain is not running."""
+        return await self.status_when(lambda s: s["pending"] == 0 and s["drain"] == "idle")
+
+    async def status_when(self, holds: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        """The first /status (polled, as an operator would) for which `holds` is true."""
+        with anyio.fail_after(10):
+            while not holds(status := await self.status()):  # noqa: ASYNC110 -- polls over HTTP
+                await anyio.sleep(0.01)
+        return status
+
+    def stored_message_ids(self) -> set[str]:
+        """What another connection sees committed in the state file."""
+        uri = f"{self.state_path.resolve().as_uri()}?mode=ro"
+        with sqlite3.connect(uri, uri=True) as db:
+            return {row[0] for row in db.execute("SELECT message_id FROM seen")}
+
+
+@asynccontextmanager
+async def serving(
+    world: World,
+    state_path: Path,
+    *,
+    credentials: Credentials = Credentials(write_key=WRITE_KEY, shared_secret=SECRET),  # noqa: B008
+    transport: httpx.AsyncBaseTransport | None = None,
+    drain: bool = True,
+    max_body_bytes: int = 1 << 20,
+) -> AsyncIterator[Served]:
+    metrics = ServiceMetrics()
+    settings = world.settings(state_path, retry_forever=True)
+    with Engine(settings, metrics.meter(transport or world.transport)) as engine:
+        service = Service(
+            engine,
+            credentials,
+            metrics=metrics,
+            drain=drain,
+            max_body_bytes=max_body_bytes,
+            gather_s=0,
+        )
+        await engine.check_shop()  # as `pslab serve` does before it listens
+        app = httpx.ASGITransport(app=service.app)
+        async with (
+            httpx.AsyncClient(transport=app, base_url="http://pslab") as client,
+            anyio.create_task_group() as tasks,
+        ):
+            tasks.start_soon(service.run)
+            yield Served(service, client, state_path)
+            tasks.cancel_scope.cancel()
+
+
+def signed(body: object, secret: str = SECRET) -> tuple[bytes, dict[str, str]]:
+    raw = json.dumps(body).encode()
+    return raw, {"X-Signature": hmac.new(secret.encode(), raw, hashlib.sha1).hexdigest()}
+
+
+# -- intake ------------------------------------------------------------------------
+
+
+async def test_a_request_is_answered_only_once_its_events_are_committed(
+    world: World, state_path: Path
+) -> None:
+    async with serving(world, state_path, drain=False) as served:
+        response = await served.post("/v1/identify", event(message_id="m-1"))
+
+        assert response.status_code == 200
+        assert response.json()["accepted"] == 1
+        assert served.stored_message_ids() == {"m-1"}
+
+
+async def test_a_batch_mixing_good_and_bad_events_is_answered_per_event_and_the_good_apply(
+    world: World, state_path: Path
+) -> None:
+    await world.seed({"phone_number": PHONE}, {"phone_number": OTHER_PHONE})
+    bad = {**event(message_id="m-bad"), "type": "page"}
+    batch = [event(message_id="m-1"), bad, event(phone=OTHER_PHONE, key="winback"), "junk"]
+
+    async with serving(world, state_path) as served:
+        response = await served.post("/v1/batch", {"batch": batch})
+        await served.settled()
+
+    answer = response.json()
+    assert response.status_code == 200
+    assert (answer["accepted"], answer["rejected"]) == (2, 2)
+    assert [(error["index"], error.get("messageId")) for error in answer["errors"]] == [
+        (1, "m-bad"),
+        (3, None),
+    ]
+    assert "type is 'page'" in answer["errors"][0]["reason"]
+    subscribers = by_identity(await world.state())
+    assert audiences_of(subscribers[PHONE]) == ["vip"]
+    assert audiences_of(subscribers[OTHER_PHONE]) == ["winback"]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Basic " + base64.b64encode(b"wk_wrong:").decode()},
+        {"Authorization": f"Bearer {WRITE_KEY}"},
+        signed([event()], secret="not the secret")[1],
+        {"X-Signature": "0" * 40},
+    ],
+    ids=["none", "wrong write key", "bearer", "wrong secret", "bad signature"],
+)
+async def test_wrong_or_missing_credentials_are_a_401_and_store_nothing(
+    world: World, state_path: Path, headers: dict[str, str]
+) -> None:
+    async with serving(world, state_path, drain=False) as served:
+        response = await served.client.post("/", content=json.dumps([event()]), headers=headers)
+        status = await served.status()
+
+        assert response.status_code == 401
+        assert response.headers["WWW-Authenticate"] == 'Basic realm="pslab"'
+        assert status["since_start"]["received"] == 0
+        assert served.stored_message_ids() == set()
+
+
+async def test_a_signature_alone_or_a_write_key_alone_is_enough(
+    world: World, state_path: Path
+) -> None:
+    raw, headers = signed([event(message_id="m-signed")])
+
+    async with serving(world, state_path, drain=False) as served:
+        by_signature = await served.client.post("/", content=raw, headers=headers)
+        by_key = await served.post("/v1/track", {**event(message_id="m-key"), "type": "track"})
+
+        assert (by_signature.status_code, by_key.status_code) == (200, 200)
+        assert served.stored_message_ids() == {"m-signed", "m-key"}
+
+
+async def test_without_credentials_set_up_anyone_may_post(world: World, state_path: Path) -> None:
+    async with serving(world, state_path, credentials=Credentials(), drain=False) as served:
+        response = await served.post("/", event(), headers={})
+
+        assert response.status_code == 200
+
+
+async def test_a_body_over_the_limit_is_a_413_whether_declared_or_streamed(
+    world: World, state_path: Path
+) -> None:
+    big = json.dumps([event() for _ in range(40)]).encode()
+    assert len(big) > 4096
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: the count decides
+        for start in range(0, len(big), 1000):
+            yield big[start : start + 1000]
+
+    async with serving(world, state_path, drain=False, max_body_bytes=4096) as served:
+        declared = await served.client.post("/", content=big, headers=BASIC)
+        streamed = await served.client.post("/", content=chunks(), headers=BASIC)
+
+        assert "content-length" not in streamed.request.headers
+        assert (declared.status_code, streamed.status_code) == (413, 413)
+        assert served.stored_message_ids() == set()
+
+
+async def test_a_body_that_is_not_json_is_a_400_with_the_reason(
+    world: World, state_path: Path
+) -> None:
+    async with serving(world, state_path, drain=False) as served:
+        response = await served.client.post("/", content=b'{"type": NaN}', headers=BASIC)
+
+        assert response.status_code == 400
+        assert "JSON text cannot carry safely" in response.json()["error"]
+        assert served.stored_message_ids() == set()
+
+
+async def test_a_stopping_service_answers_503_and_stores_nothing(
+    world: World, state_path: Path
+) -> None:
+    async with serving(world, state_path, drain=False) as served:
+        served.service.stop_accepting()
+        response = await served.post("/", event())
+        health = await served.client.get("/health")
+
+        assert (response.status_code, response.headers["Retry-After"]) == (503, "5")
+        assert health.status_code == 503
+        assert served.stored_message_ids() == set()
+
+
+# -- the drain ---------------------------------------------------------------------
+
+
+class Refusing(httpx.AsyncBaseTransport):
+    """Passes requests through until `refuse` is set, then answers every one 401."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+        self.refuse = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.refuse:
+            return httpx.Response(401, json={"error_message": "Unauthorized"})
+        return await self.inner.handle_async_request(request)
+
+
+async def test_a_refused_key_pauses_the_drain_and_intake_goes_on(
+    world: World, state_path: Path
+) -> None:
+    await world.seed({"phone_number": PHONE})
+    transport = Refusing(world.transport)
+
+    async with serving(world, state_path, transport=transport) as served:
+        transport.refuse = True
+        first = await served.post("/", event(message_id="m-1"))
+        await served.status_when(lambda status: status["drain"] == DrainState.PAUSED)
+        later = await served.post("/", event(key="winback", message_id="m-2"))
+        status = await served.status()
+        metrics = (await served.client.get("/metrics")).text
+
+    assert (first.status_code, later.status_code) == (200, 200)
+    assert status["pending"] == 2
+    assert "restarted with a good key" in status["paused_because"]
+    assert "pslab_drain_paused 1.0" in metrics
+    assert audiences_of(by_identity(await world.state())[PHONE]) == []
+
+
+async def test_a_failing_call_shows_in_status_and_the_drain_tries_again_until_it_succeeds(
+    world: World, state_path: Path
+) -> None:
+    await world.seed({"phone_number": PHONE})
+
+    async with serving(world, state_path) as served:
+        await world.faults(error_rate=1.0, error_statuses=[503])
+        await served.post("/", event())
+        failing = await served.status_when(lambda status: status["drain"] == "backing off")
+        await world.faults()
+        recovered = await served.settled()
+
+    assert "HTTP 503" in failing["failing"]["subscribers.list"]
+    assert "ServerError" in failing["last_error"]
+    assert recovered["failing"] == {}
+    assert recovered["since_start"]["applied"] == 1
+    assert audiences_of(by_identity(await world.state())[PHONE]) == ["vip"]
+
+
+async def test_parked_identities_are_not_looked_up_again_on_every_drain(
+    world: World, state_path: Path
+) -> None:
+    await world.seed({"phone_number": PHONE})
+    unknown = "+15555550199"
+
+    async with serving(world, state_path) as served:
+        await served.post("/", event(phone=unknown, message_id="m-parked"))
+        await served.settled()
+        for minute in range(1, 4):  # three more drains, each for the known subscriber
+            await served.post("/", event(member=minute % 2 == 1, minute=minute))
+            await served.settled()
+        status = await served.status()
+
+    journal = (await world.admin("GET", "requests"))["requests"]
+    looked_up_unknown = [
+        entry for entry in journal if unknown.lstrip("+") in json.dumps(entry["query"])
+    ]
+    assert status["parked"] == 1
+    assert len(looked_up_unknown) == 1
+
+
+# -- operating it ------------------------------------------------------------------
+
+
+async def test_status_shows_the_backlog_its_age_and_the_calls_made(
+    world: World, state_path: Path
+) -> None:
+    await world.seed({"phone_number": PHONE})
+
+    async with serving(world, state_path, drain=False) as waiting:
+        await waiting.post("/", [event(message_id="m-1"), event(message_id="m-1"), {}])
+        await anyio.sleep(0.05)
+        backlog = await waiting.status()
+    async with serving(world, state_path) as served:
+        drained = await served.settled()
+
+    assert backlog["drain"] == "off"
+    assert (backlog["pending"], backlog["ledger"]["rejected"]) == (1, 1)
+    assert backlog["oldest_pending_age_s"] >= 0.05
+    assert (backlog["since_start"]["received"], backlog["since_start"]["duplicates"]) == (3, 1)
+    assert drained["oldest_pending_age_s"] == 0
+    assert (drained["ledger"]["pending"], drained["ledger"]["applied"]) == (0, 1)
+    calls = drained["api_calls"]
+    assert calls["by_status"]["subscribers.patch"] == {"200": 1}
+    assert calls["total"] == sum(v for k, v in calls.items() if k not in ("total", "by_status"))
+
+
+async def test_metrics_count_intake_events_api_calls_and_applied_changes(
+    world: World, state_path: Path
+) -> None:
+    await world.seed({"phone_number": PHONE})
+
+    async with serving(world, state_path) as served:
+        await served.post("/", [event(message_id="m-1"), event(message_id="m-1")])
+        await served.settled()
+        response = await served.client.get("/metrics")
+
+    lines = set(response.text.splitlines())
+    assert response.headers["content-type"].startswith("text/plain")
+    assert {
+        'pslab_intake_events_total{outcome="accepted"} 1.0',
+        'pslab_intake_events_total{outcome="duplicate"} 1.0',
+        'pslab_intake_requests_total{route="/",status="200"} 1.0',
+        'pslab_api_calls_total{endpoint="me",status="200"} 1.0',
+        'pslab_api_calls_total{endpoint="subscribers.patch",status="200"} 1.0',
+        "pslab_changes_applied_total 1.0",
+        "pslab_pending_changes 0.0",
+        "pslab_drain_lag_seconds 0.0",
+    } <= lines
