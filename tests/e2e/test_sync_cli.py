@@ -238,7 +238,7 @@ def test_a_second_sync_on_a_state_file_in_use_is_refused(emulator_url: str, tmp_
     args = ["sync", "--input", str(source), "--base-url", emulator_url, "--state", str(state)]
     env = {**os.environ, "POSTSCRIPT_SECRET_KEY": SECRET}
     first = subprocess.Popen(  # noqa: S603 -- our own program
-        [*PSLAB, *args, "--rate-limit", "4"], env=env, stdout=subprocess.PIPE, text=True
+        [*PSLAB, *args, "--rate-limit", "1"], env=env, stdout=subprocess.PIPE, text=True
     )
     try:
         lock = tmp_path / "s.sqlite.lock"

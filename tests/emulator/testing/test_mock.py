@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import math
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -89,9 +90,13 @@ def test_the_key_is_checked_as_postscript_would() -> None:
 
 def test_the_default_rate_limit_is_postscripts_15_per_second() -> None:
     with mock_postscript(), httpx.Client(headers=KEY) as client:
-        statuses = [client.get(f"{API}/me").status_code for _ in range(16)]
+        started = time.monotonic()
+        statuses = [client.get(f"{API}/me").status_code for _ in range(60)]
+        elapsed = time.monotonic() - started
+    assert statuses[:15] == [200] * 15  # a full bucket of 15
+    # then no more than the bucket refills at 15/s, however slow this machine is today
+    assert statuses.count(200) <= 15 + math.ceil(15 * elapsed)
     assert statuses.count(429) >= 1
-    assert statuses[:15] == [200] * 15
 
 
 def test_a_timeout_fault_drops_the_connection_for_the_code_under_test() -> None:
