@@ -301,10 +301,7 @@ class SystemResult:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> SystemResult:
-        names = {f.name for f in fields(cls)}
-        values = {key: value for key, value in data.items() if key in names}
-        values["api_calls"] = {k: v for k, v in data["api_calls"].items() if k != "total"}
-        return cls(**values)
+        return cls(**_stored_fields(cls, data))
 
 
 @dataclass(frozen=True)
@@ -344,10 +341,15 @@ class MillionResult:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> MillionResult:
-        names = {f.name for f in fields(cls)}
-        values = {key: value for key, value in data.items() if key in names}
-        values["api_calls"] = {k: v for k, v in data["api_calls"].items() if k != "total"}
-        return cls(**values)
+        return cls(**_stored_fields(cls, data))
+
+
+def _stored_fields(cls: type, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The dataclass's own fields from its JSON: derived figures and the calls' total dropped."""
+    names = {f.name for f in fields(cls)}
+    values = {key: value for key, value in data.items() if key in names}
+    values["api_calls"] = {k: v for k, v in data["api_calls"].items() if k != "total"}
+    return values
 
 
 @dataclass(frozen=True)
