@@ -22,7 +22,11 @@ from lab.reliability import (
 )
 
 CRASH_SEEDS = (101, 102)
-KILLS_PER_CRASH_SEED = 6
+KILLS_PER_CRASH_SEED = 7
+# A kill is planned at a point (the nth PATCH, a commit, a delay); a run that drains before
+# reaching it ends unkilled, and a drained seed has nothing left to interrupt. So the seeds
+# plan 14 kills and the suite asks for 10 of them, on two busy cores as on a quiet one.
+CRASHES_WANTED = 10
 pytestmark = pytest.mark.slow
 
 
@@ -33,16 +37,16 @@ def must_be_zero(result: SeedResult) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def suite() -> SuiteResult:
-    """Two crash-mode seeds (30-50 shoppers, 6 kills each), then one small seed per fault
+    """Two crash-mode seeds (40-60 shoppers, 7 kills planned each), then one small seed per fault
     kind (15-25 shoppers, one kill as well), two seeds at a time."""
     crash = [
-        SeedPlan(seed, "crash", kills=KILLS_PER_CRASH_SEED, users=(30, 50)) for seed in CRASH_SEEDS
+        SeedPlan(seed, "crash", kills=KILLS_PER_CRASH_SEED, users=(40, 60)) for seed in CRASH_SEEDS
     ]
     faults = [
         SeedPlan(200 + number, kind, kills=1, users=(15, 25), error_rate=0.3)
         for number, kind in enumerate(FAULT_KINDS)
     ]
-    config = SuiteConfig(crashes=10, seeds=len(crash) + len(faults), jobs=2)
+    config = SuiteConfig(crashes=CRASHES_WANTED, seeds=len(crash) + len(faults), jobs=2)
     return SuiteResult(config, seeds=run_seeds([*crash, *faults], jobs=config.jobs))
 
 
@@ -62,7 +66,7 @@ def test_killed_syncs_lose_nothing_and_repeat_only_events_in_flight(
     totals = crash_suite.totals()
     assert not crash_suite.failures, "\n".join(crash_suite.failures)
     assert {name: totals[name] for name in MUST_BE_ZERO if totals[name]} == {}
-    assert crash_suite.crashes >= 10
+    assert crash_suite.crashes >= CRASHES_WANTED
     killed_at = {name for name, count in totals.items() if name.startswith("kills_") and count}
     assert len(killed_at) >= 4, killed_at
     assert totals["memberships"] > 0
