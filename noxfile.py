@@ -147,6 +147,13 @@ def fuzz(session: nox.Session) -> None:
 
 
 @nox.session
+def bench_serve(session: nox.Session) -> None:
+    """`pslab serve`'s intake throughput with the drain off, held to 2,000 events/s (§11)."""
+    session.install("-e", ".")
+    session.run("python", "-m", "lab.serve_bench", "--check", *session.posargs)
+
+
+@nox.session
 def bench_emulator(session: nox.Session) -> None:
     """Loopback load on the emulator's phone lookup with wrk (needs `wrk` on PATH)."""
     session.install("-e", ".")

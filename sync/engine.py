@@ -149,13 +149,15 @@ class Engine:
 
     def ingest_body(self, body: object) -> list[tuple[AudienceChange | Rejection, Outcome]]:
         """Parse and store one decoded request body: an event, a `{"batch":[…]}` or a list of
-        events (design §11). Committed when it returns; what became of each event, in order."""
+        events (design §11). Committed and synced to disk when it returns; what became of
+        each event, in order."""
         payload = {"batch": body} if isinstance(body, list) else body
         not_after = datetime.now(UTC) + MAX_CLOCK_AHEAD
         region = self.settings.default_region
         results = list(parse_payload(payload, default_region=region, not_after=not_after))
         outcomes: list[Outcome] = []
-        self._record(results, IngestCounts(), outcomes)
+        with self.ledger.synced_commits():  # its sender is about to be told it is stored
+            self._record(results, IngestCounts(), outcomes)
         return list(zip(results, outcomes, strict=True))
 
     def _record(

@@ -218,13 +218,16 @@ class Ledger:
         db.executescript(SCHEMA)
         self._db = db
 
-    def make_commits_durable(self) -> None:
-        """Sync every commit to disk before it returns, so a power loss keeps it too.
-
-        The default (WAL, synchronous=NORMAL) keeps a commit through a process crash;
-        a service that acknowledges events to their sender needs this (design §11).
-        """
+    @contextlib.contextmanager
+    def synced_commits(self) -> Iterator[None]:
+        """Commits in the block reach the disk before they return, so a power loss keeps
+        them too; outside it (synchronous=NORMAL) a commit survives a process crash only.
+        For events whose sender is told they are stored (design §11)."""
         self.db.execute("PRAGMA synchronous=FULL")
+        try:
+            yield
+        finally:
+            self.db.execute("PRAGMA synchronous=NORMAL")
 
     def close(self) -> None:
         if self._db is not None:

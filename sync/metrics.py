@@ -19,9 +19,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from stamina.instrumentation import RetryDetails
 
-__all__ = ["Figures", "MeteredTransport", "ServiceMetrics", "endpoint_of"]
+__all__ = ["CONTENT_TYPE", "Figures", "MeteredTransport", "ServiceMetrics", "endpoint_of"]
 
 ApiCalls = collections.Counter[tuple[str, str]]  # (endpoint, status) -> attempts
+CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ class ServiceMetrics:
         self.retries.labels(cause=type(details.caused_by).__name__).inc()
 
     def exposition(self) -> bytes:
+        """The metrics in Prometheus' text format (`CONTENT_TYPE`)."""
         return prometheus_client.generate_latest(self.registry)
 
 

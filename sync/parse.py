@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ __all__ = [
 AUDIENCE_CLASSES = ("audience", "journey_step")
 MAX_NESTING = 64  # Segment events nest a handful of levels; this is far beyond any real one
 TIMESTAMP_FIELDS = ("timestamp", "originalTimestamp", "receivedAt")
+_BRACKET = re.compile(r"[\[\]{}]")
 
 
 @dataclass(frozen=True, order=True)
@@ -126,12 +128,12 @@ def _nesting_exceeds(text: str, limit: int) -> bool:
     if text.count("{") + text.count("[") <= limit:
         return False
     depth = 0
-    for char in text:
-        if char in "{[":
+    for bracket in _BRACKET.finditer(text):  # the regex skips the text between brackets
+        if bracket.group() in "{[":
             depth += 1
             if depth > limit:
                 return True
-        elif char in "}]":
+        else:
             depth -= 1
     return False
 

@@ -139,6 +139,8 @@ def serve_command(
         _fail(str(exc))
     except sqlite3.DatabaseError as exc:
         _fail(f"{state} is not a usable pslab state file ({exc}); pass another --state")
+    except OSError as exc:
+        _fail(f"{exc.filename or state}: {exc.strerror or exc}")
     finally:
         listener.close()
 
@@ -173,7 +175,6 @@ def _serve(
     metrics = ServiceMetrics()
     postscript = httpx.AsyncHTTPTransport()
     with Engine(settings, metrics.meter(postscript)) as engine:
-        engine.ledger.make_commits_durable()  # a 200 must survive a power loss too
         service = Service(
             engine, credentials, metrics=metrics, drain=drain, max_body_bytes=max_body_bytes
         )
@@ -217,6 +218,8 @@ async def _run(
             log.info("listening", extra={"fields": {"url": url, "shop": shop}})
             typer.echo(f"pslab serve listening on {url} for shop {shop} (Ctrl-C stops it)")
         await serving
+        if not server.started:
+            raise SyncError("the server did not start; its log above says why")
     finally:
         await postscript.aclose()
 

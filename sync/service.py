@@ -45,7 +45,7 @@ from sync.intake import (
 )
 from sync.ledger import Outcome, Status
 from sync.logs import redact
-from sync.metrics import Figures, ServiceMetrics
+from sync.metrics import CONTENT_TYPE, Figures, ServiceMetrics
 
 __all__ = ["Service"]
 
@@ -187,7 +187,7 @@ class Service:
         return JSONResponse(self.status())
 
     async def _metrics(self, request: Request) -> Response:
-        return Response(self.metrics.exposition(), media_type="text/plain; version=0.0.4")
+        return Response(self.metrics.exposition(), headers={"Content-Type": CONTENT_TYPE})
 
     def figures(self) -> Figures:
         engine = self.engine

@@ -217,10 +217,12 @@ async def test_a_stopping_service_answers_503_and_stores_nothing(
     world: World, state_path: Path
 ) -> None:
     async with serving(world, state_path, drain=False) as served:
+        healthy = await served.client.get("/health")
         served.service.stop_accepting()
         response = await served.post("/", event())
         health = await served.client.get("/health")
 
+        assert (healthy.status_code, healthy.json()) == (200, {"status": "ok"})
         assert (response.status_code, response.headers["Retry-After"]) == (503, "5")
         assert health.status_code == 503
         assert served.stored_message_ids() == set()
