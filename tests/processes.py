@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import queue
+import re
 import signal
 import subprocess
+import sys
 import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+PSLAB = [sys.executable, "-m", "lab"]
+LOOPBACK_URL = re.compile(r"http://127\.0\.0\.1:\d+")
 
 
 def read_line(process: subprocess.Popen[str], timeout: float = 30) -> str:
@@ -36,3 +43,28 @@ def stop(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=timeout)
+
+
+@contextmanager
+def running_emulator(
+    *args: str, env: Mapping[str, str] | None = None
+) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    """`pslab emulator --port 0 *args` as a subprocess: its base URL and the process.
+
+    The test fails (it does not hang) when the emulator announces no URL within 30 s; the
+    process is stopped when the block ends.
+    """
+    process = subprocess.Popen(  # noqa: S603 -- our own program
+        [*PSLAB, "emulator", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=None if env is None else dict(env),
+    )
+    try:
+        line = read_line(process, timeout=30)
+        match = LOOPBACK_URL.search(line)
+        assert match, f"the emulator did not announce its URL: {line!r}"
+        yield match.group(0), process
+    finally:
+        stop(process, timeout=10)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import os
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.processes import read_line, stop
+from tests.processes import running_emulator, stop
 
 pytestmark = pytest.mark.slow
 
@@ -33,23 +32,10 @@ def emulator(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """`pslab emulator` expecting KEY (from its environment variable), with one subscriber."""
     env = {**os.environ, "PSLAB_EMULATOR_SECRET_KEY": KEY}
     state = tmp_path / "emulator-state.sqlite"
-    process = subprocess.Popen(  # noqa: S603 -- our own program
-        [*PSLAB, "emulator", "--port", "0", "--rate-limit", "0", "--state", str(state)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
-    )
-    try:
-        line = read_line(process, timeout=30)
-        match = re.search(r"http://127\.0\.0\.1:\d+", line)
-        assert match, line
-        base_url = match.group(0)
+    with running_emulator("--rate-limit", "0", "--state", str(state), env=env) as running:
         seed = {"subscribers": [{"phone_number": PHONE, "email": "test.person@gmail.test"}]}
-        httpx.post(f"{base_url}/_emulator/subscribers", json=seed).raise_for_status()
-        yield base_url, process
-    finally:
-        stop(process)
+        httpx.post(f"{running[0]}/_emulator/subscribers", json=seed).raise_for_status()
+        yield running
 
 
 def run(*args: str, cwd: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:

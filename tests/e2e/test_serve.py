@@ -29,7 +29,7 @@ import pytest
 
 from emulator.segment.workload import Workload, build_workload
 from lab.comparison import score_world, seed_world
-from tests.processes import read_line, stop
+from tests.processes import read_line, running_emulator, stop
 
 pytestmark = pytest.mark.slow
 
@@ -43,18 +43,8 @@ URL = re.compile(r"http://127\.0\.0\.1:\d+")
 @pytest.fixture
 def emulator_url() -> Iterator[str]:
     """`pslab emulator` on a free loopback port, its rate limit off."""
-    process = subprocess.Popen(  # noqa: S603 -- our own program
-        [*PSLAB, "emulator", "--port", "0", "--secret-key", KEY, "--rate-limit", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        match = URL.search(read_line(process, timeout=30))
-        assert match, "the emulator did not announce its URL"
-        yield match.group(0)
-    finally:
-        stop(process, timeout=10)
+    with running_emulator("--secret-key", KEY, "--rate-limit", "0") as (base_url, _):
+        yield base_url
 
 
 @dataclass
@@ -238,17 +228,37 @@ def test_refused_credentials_and_oversized_bodies_store_nothing(
     assert status["ledger"]["pending"] == 0
 
 
-def test_a_server_killed_after_its_200s_loses_nothing_once_restarted(
-    emulator_url: str, tmp_path: Path, servers: list[Server]
-) -> None:
+@dataclass
+class MidDrain:
+    """A slow `pslab serve` that answered every request and has started to PATCH."""
+
+    chosen: Workload
+    lines: list[str]
+    state: Path
+    log: Path
+    server: Server
+    totals: dict[str, int]
+    status: dict[str, Any]
+
+
+def serve_until_mid_drain(emulator_url: str, tmp_path: Path, servers: list[Server]) -> MidDrain:
+    """60 shoppers' events sent to a server paced at 10 calls/s, until its first PATCH."""
     chosen, lines = workload(users=60)
     seed_world(emulator_url, chosen)
     state, log = tmp_path / "state.sqlite", tmp_path / "serve.log"
     slow = start_server(state, emulator_url, log, "--rate-limit", "10")
     servers.append(slow)
-
     totals = send(slow.url, lines, senders=2)
-    mid_drain = slow.wait_for(lambda status: status["api_calls"].get("subscribers.patch", 0) > 0)
+    status = slow.wait_for(lambda status: status["api_calls"].get("subscribers.patch", 0) > 0)
+    return MidDrain(chosen, lines, state, log, slow, totals, status)
+
+
+def test_a_server_killed_after_its_200s_loses_nothing_once_restarted(
+    emulator_url: str, tmp_path: Path, servers: list[Server]
+) -> None:
+    run = serve_until_mid_drain(emulator_url, tmp_path, servers)
+    chosen, lines, state, log, slow = run.chosen, run.lines, run.state, run.log, run.server
+    totals, mid_drain = run.totals, run.status
     stop(slow.process, signal.SIGKILL)
     again = start_server(state, emulator_url, log, "--rate-limit", "0")
     servers.append(again)
@@ -266,14 +276,8 @@ def test_a_server_killed_after_its_200s_loses_nothing_once_restarted(
 def test_sigterm_during_a_drain_exits_0_within_10_s_and_a_restart_finishes(
     emulator_url: str, tmp_path: Path, servers: list[Server]
 ) -> None:
-    chosen, lines = workload(users=60)
-    seed_world(emulator_url, chosen)
-    state, log = tmp_path / "state.sqlite", tmp_path / "serve.log"
-    slow = start_server(state, emulator_url, log, "--rate-limit", "10")
-    servers.append(slow)
-
-    send(slow.url, lines, senders=2)
-    mid_drain = slow.wait_for(lambda status: status["api_calls"].get("subscribers.patch", 0) > 0)
+    run = serve_until_mid_drain(emulator_url, tmp_path, servers)
+    chosen, state, log, slow, mid_drain = run.chosen, run.state, run.log, run.server, run.status
     asked = time.monotonic()
     slow.process.send_signal(signal.SIGTERM)
     slow.process.wait(timeout=15)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -16,7 +15,7 @@ import httpx
 import pytest
 
 from emulator.segment.workload import build_workload
-from tests.processes import read_line, stop
+from tests.processes import running_emulator, stop
 
 SECRET = "sk_e2e_not_a_real_key"
 PSLAB = [sys.executable, "-c", "from lab.cli import main; main()"]
@@ -25,19 +24,8 @@ PSLAB = [sys.executable, "-c", "from lab.cli import main; main()"]
 @pytest.fixture
 def emulator_url(tmp_path: Path) -> Iterator[str]:
     """A `pslab emulator` process on a free loopback port (rate limit on, as Postscript's)."""
-    process = subprocess.Popen(  # noqa: S603 -- our own program
-        [*PSLAB, "emulator", "--port", "0", "--secret-key", SECRET, "--rate-limit", "100"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        line = read_line(process, timeout=30)
-        match = re.search(r"http://127\.0\.0\.1:\d+", line)
-        assert match, f"the emulator did not announce its URL: {line!r}"
-        yield match.group(0)
-    finally:
-        stop(process, timeout=10)
+    with running_emulator("--secret-key", SECRET, "--rate-limit", "100") as (base_url, _):
+        yield base_url
 
 
 def pslab_sync(
