@@ -666,7 +666,13 @@ def stored_event(event: object) -> str:
         return _dump_json({"unstorable": f"a {type(event).__name__} nested too deep to store"})
     if len(text) <= MAX_STORED_EVENT_CHARS:
         return text
-    return _dump_json({"truncated": text[: MAX_STORED_EVENT_CHARS - 100], "characters": len(text)})
+    # The beginning is escaped again inside the wrapper (a quote becomes two characters):
+    # cut it until its escaped form fits what the wrapper leaves.
+    room = MAX_STORED_EVENT_CHARS - len(_dump_json({"truncated": "", "characters": len(text)}))
+    beginning = text[:room]
+    while (excess := len(_dump_json(beginning)) - 2 - room) > 0:
+        beginning = beginning[: len(beginning) - excess]
+    return _dump_json({"truncated": beginning, "characters": len(text)})
 
 
 def _insert_seen(db: sqlite3.Connection, message_id: str) -> bool:

@@ -88,3 +88,18 @@ def test_any_event_inside_a_batch_gives_one_result_per_event(value: object) -> N
     except ValueError:  # NaN, Infinity or a huge integer reject the whole line (tested above)
         return
     assert len(parse_line(line, 1)) == 2
+
+
+@given(
+    st.text(alphabet=st.sampled_from('"\\\n\x00é\U0001f600a'), min_size=1, max_size=40),
+    st.integers(min_value=2_000, max_value=8_000),
+)
+def test_a_long_rejected_event_is_stored_within_the_limit_however_it_escapes(
+    unit: str, length: int
+) -> None:
+    # Quotes, backslashes and non-ASCII characters grow when the kept beginning is
+    # escaped again inside the "truncated" wrapper.
+    value = (unit * length)[:length]
+    stored = stored_event({"properties": {"value": value}})
+    assert len(stored) <= MAX_STORED_EVENT_CHARS
+    assert json.loads(stored)["characters"] > MAX_STORED_EVENT_CHARS
