@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import io
 import json
-import sqlite3
 import sys
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, NoReturn, TextIO
 
 import anyio
-import phonenumbers
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
@@ -19,8 +17,24 @@ from rich.table import Table
 from stamina.instrumentation import RetryDetails, set_on_retry_hooks
 
 from sync.engine import Engine
-from sync.errors import AuthenticationError, PostscriptError, SyncError
-from sync.keys import COMMAND_LINE_WARNING, KeySourceError, secret_key
+from sync.options import (
+    DEFAULT_BASE_URL,
+    DEFAULT_STATE,
+    RUN_FAILURES,
+    AsJson,
+    BaseUrl,
+    DefaultRegion,
+    LookupBatch,
+    NoEvents,
+    RateLimit,
+    SecretKey,
+    SecretKeyFile,
+    State,
+    Timeout,
+    UsageError,
+    engine_settings,
+    failure,
+)
 from sync.plan import Plan
 from sync.report import Report
 from sync.settings import Settings
@@ -37,69 +51,44 @@ def sync_command(
         str,
         typer.Option("--input", "-i", help="NDJSON events (event or batch per line); - is stdin."),
     ] = "-",
-    base_url: Annotated[
-        str, typer.Option(help="Postscript API base URL (the emulator's, in the lab).")
-    ] = "https://api.postscript.io",
-    secret_key: Annotated[
-        str | None,
-        typer.Option(
-            envvar="POSTSCRIPT_SECRET_KEY",
-            help="Postscript secret API key. Prefer POSTSCRIPT_SECRET_KEY or --secret-key-file:"
-            " a value given here is visible to every user of the machine.",
-            show_default=False,
-        ),
-    ] = None,
-    secret_key_file: Annotated[
-        Path | None,
-        typer.Option(help="Read the secret key from this file (its first line).", exists=False),
-    ] = None,
-    state: Annotated[Path, typer.Option(help="SQLite state file; keep it between runs.")] = Path(
-        "pslab-state.sqlite"
-    ),
-    rate_limit: Annotated[
-        float,
-        typer.Option(min=0.0, help="Requests per second to stay under; 0 turns pacing off."),
-    ] = 15.0,
-    no_events: Annotated[
-        bool, typer.Option("--no-events", help="Update the list only; post no custom events.")
-    ] = False,
+    base_url: BaseUrl = DEFAULT_BASE_URL,
+    secret_key: SecretKey = None,
+    secret_key_file: SecretKeyFile = None,
+    state: State = DEFAULT_STATE,
+    rate_limit: RateLimit = 15.0,
+    no_events: NoEvents = False,
     dry_run: Annotated[
         bool,
         typer.Option("--dry-run", help="Print the planned PATCHes and events; write nothing."),
     ] = False,
-    default_region: Annotated[
-        str, typer.Option(help="Region for phone numbers written without a country code.")
-    ] = "US",
+    default_region: DefaultRegion = "US",
     rejects_out: Annotated[
         Path | None,
         typer.Option(help="Write rejected events with their reasons here (NDJSON)."),
     ] = None,
-    lookup_batch: Annotated[
-        int, typer.Option(min=1, max=50, help="Identities per bulk lookup call.")
-    ] = 50,
-    timeout: Annotated[
-        float, typer.Option(min=0.1, help="Seconds before one request times out.")
-    ] = 10.0,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the summary as one JSON object (last line).")
-    ] = False,
+    lookup_batch: LookupBatch = 50,
+    timeout: Timeout = 10.0,
+    as_json: AsJson = False,
 ) -> None:
     """Sync Segment Engage audience events into Postscript subscribers, then exit."""
-    key = _secret_key(ctx, secret_key, secret_key_file)
-    if default_region.upper() not in phonenumbers.SUPPORTED_REGIONS:
-        # an unknown region would make every national-format phone silently absent
-        _fail(f"--default-region {default_region!r} is not a region code such as US or GB", code=2)
-    settings = Settings(
-        base_url=base_url,
-        secret_key=key,
-        state_path=state,
-        rate_limit=rate_limit,
-        post_events=not no_events,
-        default_region=default_region.upper(),
-        lookup_batch=lookup_batch,
-        timeout_s=timeout,
-        dry_run=dry_run,
-    )
+    try:
+        settings = engine_settings(
+            ctx,
+            key_parameter="secret_key",
+            given_key=secret_key,
+            key_file=secret_key_file,
+            warn=_warn,
+            base_url=base_url,
+            state=state,
+            rate_limit=rate_limit,
+            no_events=no_events,
+            default_region=default_region,
+            timeout=timeout,
+            lookup_batch=lookup_batch,
+            dry_run=dry_run,
+        )
+    except UsageError as exc:
+        _fail(str(exc), code=2)
     err = Console(stderr=True)
     set_on_retry_hooks([_RetryNotice(err)])  # instead of stamina's default log lines
     with ExitStack() as stack:
@@ -107,18 +96,8 @@ def sync_command(
         run = _Run(settings, err, show_plans=dry_run)
         try:
             run.sync(stack, input_path)
-        except AuthenticationError as exc:
-            run.fail(f"Postscript refused the secret key (HTTP {exc.status}); check the key")
-        except PostscriptError as exc:
-            run.fail(f"{exc}; run again with the same --state to resume")
-        except SyncError as exc:
-            run.fail(str(exc))
-        except sqlite3.DatabaseError as exc:
-            run.fail(f"{state} is not a usable pslab state file ({exc}); pass another --state")
-        except OSError as exc:
-            run.fail(f"{exc.filename or input_path}: {exc.strerror or exc}")
-        except KeyboardInterrupt:
-            run.fail("interrupted; run again with the same --state to resume", code=130)
+        except RUN_FAILURES as exc:
+            run.fail(*failure(exc, state=state, reading=input_path))
         finally:
             if rejects is not None and run.engine is not None:
                 _write_rejects(rejects, run.engine)
@@ -131,16 +110,8 @@ def sync_command(
             _fail(f"{report.pending} changes are still pending; run again with the same --state")
 
 
-def _secret_key(ctx: typer.Context, given: str | None, key_file: Path | None) -> str:
-    """The key from --secret-key-file, POSTSCRIPT_SECRET_KEY or --secret-key, in that order."""
-    try:
-        key = secret_key(given, key_file)
-    except KeySourceError as exc:
-        _fail(str(exc), code=2)
-    source = ctx.get_parameter_source("secret_key")
-    if key_file is None and source is not None and source.name == "COMMANDLINE":
-        print(f"pslab sync: warning: {COMMAND_LINE_WARNING}", file=sys.stderr)
-    return key
+def _warn(message: str) -> None:
+    print(f"pslab sync: warning: {message}", file=sys.stderr)
 
 
 def _open_output(stack: ExitStack, path: Path | None, option: str) -> TextIO | None:

@@ -16,12 +16,10 @@ import signal
 import socket
 import sqlite3
 import sys
-from pathlib import Path
 from types import FrameType
 from typing import Annotated, NoReturn
 
 import httpx
-import phonenumbers
 import typer
 import uvicorn
 from stamina.instrumentation import set_on_retry_hooks
@@ -29,9 +27,23 @@ from stamina.instrumentation import set_on_retry_hooks
 from sync.engine import Engine
 from sync.errors import AuthenticationError, SyncError
 from sync.intake import MAX_BODY_BYTES, Credentials
-from sync.keys import COMMAND_LINE_WARNING, KeySourceError, secret_key
 from sync.logs import log_to_stderr
 from sync.metrics import ServiceMetrics
+from sync.options import (
+    DEFAULT_BASE_URL,
+    DEFAULT_STATE,
+    BaseUrl,
+    DefaultRegion,
+    NoEvents,
+    RateLimit,
+    SecretKey,
+    SecretKeyFile,
+    State,
+    Timeout,
+    UsageError,
+    engine_settings,
+    given_on_command_line,
+)
 from sync.service import Service
 from sync.settings import Settings
 
@@ -46,25 +58,10 @@ def serve_command(
     ctx: typer.Context,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on (0 picks a free one).")] = 8788,
-    state: Annotated[Path, typer.Option(help="SQLite state file; keep it between runs.")] = Path(
-        "pslab-state.sqlite"
-    ),
-    base_url: Annotated[
-        str, typer.Option(help="Postscript API base URL (the emulator's, in the lab).")
-    ] = "https://api.postscript.io",
-    secret_key_option: Annotated[
-        str | None,
-        typer.Option(
-            "--secret-key",
-            envvar="POSTSCRIPT_SECRET_KEY",
-            help="Postscript secret API key. Prefer POSTSCRIPT_SECRET_KEY or --secret-key-file:"
-            " a value given here is visible to every user of the machine.",
-            show_default=False,
-        ),
-    ] = None,
-    secret_key_file: Annotated[
-        Path | None, typer.Option(help="Read the secret key from this file (its first line).")
-    ] = None,
+    state: State = DEFAULT_STATE,
+    base_url: BaseUrl = DEFAULT_BASE_URL,
+    secret_key_option: SecretKey = None,
+    secret_key_file: SecretKeyFile = None,
     write_key: Annotated[
         str | None,
         typer.Option(
@@ -88,47 +85,37 @@ def serve_command(
             "--insecure-no-auth", help="Accept requests without credentials (tests on loopback)."
         ),
     ] = False,
-    rate_limit: Annotated[
-        float,
-        typer.Option(min=0.0, help="Requests per second to stay under; 0 turns pacing off."),
-    ] = 15.0,
+    rate_limit: RateLimit = 15.0,
     no_drain: Annotated[
         bool,
         typer.Option("--no-drain", help="Only take events in; write nothing to Postscript."),
     ] = False,
-    no_events: Annotated[
-        bool, typer.Option("--no-events", help="Update the list only; post no custom events.")
-    ] = False,
-    default_region: Annotated[
-        str, typer.Option(help="Region for phone numbers written without a country code.")
-    ] = "US",
+    no_events: NoEvents = False,
+    default_region: DefaultRegion = "US",
     max_body_bytes: Annotated[
         int, typer.Option(min=1024, help="Largest request body taken (413 beyond).")
     ] = MAX_BODY_BYTES,
-    timeout: Annotated[
-        float, typer.Option(min=0.1, help="Seconds before one Postscript request times out.")
-    ] = 10.0,
+    timeout: Timeout = 10.0,
 ) -> None:
     """Take Segment's events over HTTP and drain them into Postscript, until stopped."""
     try:
-        key = secret_key(secret_key_option, secret_key_file)
-    except KeySourceError as exc:
+        settings = engine_settings(
+            ctx,
+            key_parameter="secret_key_option",
+            given_key=secret_key_option,
+            key_file=secret_key_file,
+            warn=_warn,
+            base_url=base_url,
+            state=state,
+            rate_limit=rate_limit,
+            no_events=no_events,
+            default_region=default_region,
+            timeout=timeout,
+            retry_forever=True,
+        )
+    except UsageError as exc:
         _fail(str(exc), code=2)
-    if secret_key_file is None:
-        _warn_if_on_command_line(ctx, "secret_key_option", COMMAND_LINE_WARNING)
     credentials = _credentials(ctx, write_key, shared_secret, insecure=insecure_no_auth)
-    if default_region.upper() not in phonenumbers.SUPPORTED_REGIONS:
-        _fail(f"--default-region {default_region!r} is not a region code such as US or GB", code=2)
-    settings = Settings(
-        base_url=base_url,
-        secret_key=key,
-        state_path=state,
-        rate_limit=rate_limit,
-        post_events=not no_events,
-        default_region=default_region.upper(),
-        timeout_s=timeout,
-        retry_forever=True,
-    )
     log_to_stderr()
     listener = _listen(host, port)
     try:
@@ -269,9 +256,12 @@ def _base_url(listener: socket.socket) -> str:
 
 
 def _warn_if_on_command_line(ctx: typer.Context, parameter: str, warning: str) -> None:
-    source = ctx.get_parameter_source(parameter)
-    if source is not None and source.name == "COMMANDLINE":
-        print(f"pslab serve: warning: {warning}", file=sys.stderr)
+    if given_on_command_line(ctx, parameter):
+        _warn(warning)
+
+
+def _warn(message: str) -> None:
+    print(f"pslab serve: warning: {message}", file=sys.stderr)
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
