@@ -7,6 +7,7 @@ Calls about subscribers act on the default shop (the first of
 
 from __future__ import annotations
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -16,19 +17,28 @@ from emulator.postscript.api import emulator_of
 from emulator.postscript.emulator import Emulator
 from emulator.postscript.errors import invalid
 from emulator.postscript.faults import parse_settings
+from emulator.postscript.fields import FieldReader
+from emulator.postscript.lifecycle import receive_text
 from emulator.postscript.shops import parse_tenancy
 from emulator.postscript.store import Store
+from emulator.postscript.subscriber import format_time
 
-__all__ = ["routes"]
+__all__ = ["MAX_ADVANCE_S", "routes"]
+
+MAX_ADVANCE_S = 10 * 366 * 86_400  # ten years: beyond it, dates leave the calendar
 
 
-def _shop_store(emulator: Emulator, shop_id: str | None, loc: list[str | int]) -> Store:
+def _shop_id(emulator: Emulator, shop_id: str | None, loc: list[str | int]) -> str:
     if shop_id is None:
-        return emulator.store
+        return emulator.tenancy.default_shop.id
     if emulator.tenancy.shop(shop_id) is None:
         known = ", ".join(s.id for s in emulator.tenancy.shops)
         raise invalid(loc, f"no shop {shop_id!r}; the shops are {known}", "value_error.shop")
-    return emulator.store_of(shop_id)
+    return shop_id
+
+
+def _shop_store(emulator: Emulator, shop_id: str | None, loc: list[str | int]) -> Store:
+    return emulator.store_of(_shop_id(emulator, shop_id, loc))
 
 
 async def reset(request: Request) -> Response:
@@ -49,7 +59,7 @@ async def state(request: Request) -> Response:
     emulator = emulator_of(request)
     store = _shop_store(emulator, request.query_params.get("shop"), ["query", "shop"])
     with store.lock:
-        subscribers = [s.to_json() for s in store]
+        subscribers = [s.to_record() for s in store]
         events = store.events()
     return JSONResponse({"subscribers": subscribers, "events": events})
 
@@ -86,6 +96,85 @@ async def put_shops(request: Request) -> Response:
     return JSONResponse(emulator.tenancy.to_json())
 
 
+async def inbound(request: Request) -> Response:
+    """A text from a person's phone to the shop: `{"phone_number","body"[,"shop"]}`."""
+    emulator = emulator_of(request)
+    body = await json_body.read_object(request, json_body.ADMIN_BODY_LIMIT)
+    fields = FieldReader(body, ["body"], ("phone_number", "body", "shop"), strict=True)
+    phone = fields.phone("phone_number", emulator.config.default_region, required=True)
+    text = fields.string("body", required=True)
+    shop = fields.string("shop")
+    fields.done()
+    assert phone is not None
+    assert text is not None
+    shop_id = _shop_id(emulator, shop, ["body", "shop"])
+    return JSONResponse(receive_text(emulator, shop_id, phone, text).to_json())
+
+
+async def messages(request: Request) -> Response:
+    """What was (or would have been) texted: every message request and sent message."""
+    emulator = emulator_of(request)
+    shop_id = _shop_id(emulator, request.query_params.get("shop"), ["query", "shop"])
+    emulator.send_due_messages()
+    book = emulator.messages_of(shop_id)
+    return JSONResponse(
+        {
+            "message_requests": [r.to_record() for r in book.requests()],
+            "sent_messages": [m.to_record() for m in book.sent_messages()],
+        }
+    )
+
+
+def _deliveries_json(emulator: Emulator, shop_id: str | None) -> dict[str, object]:
+    return {"deliveries": [d.to_json() for d in emulator.dispatcher.deliveries(shop_id)]}
+
+
+async def deliveries(request: Request) -> Response:
+    """The webhook delivery journal: every delivery, with every attempt and its answer."""
+    emulator = emulator_of(request)
+    shop = request.query_params.get("shop")
+    shop_id = None if shop is None else _shop_id(emulator, shop, ["query", "shop"])
+    return JSONResponse(_deliveries_json(emulator, shop_id))
+
+
+async def flush_deliveries(request: Request) -> Response:
+    """Send every pending delivery now, skipping the backoff, and answer once all are done."""
+    emulator = emulator_of(request)
+    settled = await run_in_threadpool(emulator.dispatcher.flush)
+    return JSONResponse({"settled": settled, **_deliveries_json(emulator, None)})
+
+
+def _clock_json(emulator: Emulator) -> dict[str, object]:
+    return {"now": format_time(emulator.clock.now()), "offset_s": emulator.clock.offset_s}
+
+
+async def get_clock(request: Request) -> Response:
+    return JSONResponse(_clock_json(emulator_of(request)))
+
+
+async def advance_clock(request: Request) -> Response:
+    """`{"advance_s": seconds}`: move the clock on; scheduled messages now due are sent."""
+    emulator = emulator_of(request)
+    body = await json_body.read_object(request, json_body.ADMIN_BODY_LIMIT)
+    seconds = body.get("advance_s")
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not 0 <= seconds <= MAX_ADVANCE_S
+    ):
+        raise invalid(
+            ["body", "advance_s"],
+            f"must be a number of seconds from 0 to {MAX_ADVANCE_S:,}",
+            "value_error.number",
+        )
+    extra = sorted(set(body) - {"advance_s"})
+    if extra:
+        raise invalid(["body", extra[0]], "unknown field; give advance_s", "value_error.extra")
+    emulator.clock.advance(float(seconds))
+    emulator.send_due_messages()
+    return JSONResponse(_clock_json(emulator))
+
+
 routes = [
     Route("/_emulator/reset", reset, methods=["POST"]),
     Route("/_emulator/subscribers", seed_subscribers, methods=["POST"]),
@@ -95,4 +184,10 @@ routes = [
     Route("/_emulator/faults", put_faults, methods=["PUT"]),
     Route("/_emulator/shops", get_shops, methods=["GET"]),
     Route("/_emulator/shops", put_shops, methods=["PUT"]),
+    Route("/_emulator/inbound", inbound, methods=["POST"]),
+    Route("/_emulator/messages", messages, methods=["GET"]),
+    Route("/_emulator/webhooks/deliveries", deliveries, methods=["GET"]),
+    Route("/_emulator/webhooks/flush", flush_deliveries, methods=["POST"]),
+    Route("/_emulator/clock", get_clock, methods=["GET"]),
+    Route("/_emulator/clock", advance_clock, methods=["POST"]),
 ]

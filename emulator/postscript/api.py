@@ -21,11 +21,12 @@ from emulator.postscript.emulator import Emulator
 from emulator.postscript.errors import InvalidInput, ResourceNotFound, problem
 from emulator.postscript.fidelity import choice_header
 from emulator.postscript.keywords import Keyword, find_keyword
+from emulator.postscript.lifecycle import report_opt_outs
 from emulator.postscript.query import parse_query
 from emulator.postscript.store import Store
 from emulator.postscript.targets import compliance_subscribers, event_subscriber
 
-__all__ = ["caller_of", "emulator_of", "routes"]
+__all__ = ["caller_of", "emulator_of", "read_body", "refuse_query", "routes", "shop_store"]
 
 
 def emulator_of(request: Request) -> Emulator:
@@ -36,7 +37,7 @@ def caller_of(request: Request) -> Caller:
     return cast(Caller, request.scope["pslab.caller"])
 
 
-def _store(request: Request) -> Store:
+def shop_store(request: Request) -> Store:
     shop = caller_of(request).shop
     assert shop is not None, "auth lets a partner without a shop token reach /me only"
     return emulator_of(request).store_of(shop.id)
@@ -50,7 +51,7 @@ def _query(request: Request) -> list[tuple[str, str]]:
     return parse_qsl(request.scope["query_string"].decode("latin-1"), keep_blank_values=True)
 
 
-def _no_query(request: Request) -> None:
+def refuse_query(request: Request) -> None:
     """Operations that document no query parameter: strict, any given is a 400."""
     if _strict(request):
         unknown = sorted({name for name, _ in _query(request)})
@@ -67,12 +68,12 @@ def _no_query(request: Request) -> None:
             )
 
 
-async def _body(request: Request) -> dict[str, Any]:
+async def read_body(request: Request) -> dict[str, Any]:
     return await json_body.read_object(request, json_body.API_BODY_LIMIT)
 
 
 async def me(request: Request) -> Response:
-    _no_query(request)
+    refuse_query(request)
     caller = caller_of(request)
     resource = caller.shop or caller.partner
     assert resource is not None
@@ -87,7 +88,7 @@ async def me(request: Request) -> Response:
 async def list_subscribers(request: Request) -> Response:
     emulator = emulator_of(request)
     query = parse_query(_query(request), emulator.config.default_region, strict=_strict(request))
-    page, total_pages = query.run(_store(request), emulator.config.page_size)
+    page, total_pages = query.run(shop_store(request), emulator.config.page_size)
     return JSONResponse(
         {
             "page_info": {"page": query.page, "total_pages": total_pages},
@@ -97,75 +98,81 @@ async def list_subscribers(request: Request) -> Response:
 
 
 async def get_subscriber(request: Request) -> Response:
-    _no_query(request)
-    return JSONResponse(_store(request).get(request.path_params["subscriber_id"]).to_json())
+    refuse_query(request)
+    return JSONResponse(shop_store(request).get(request.path_params["subscriber_id"]).to_json())
 
 
 async def create_subscriber(request: Request) -> Response:
-    _no_query(request)
+    refuse_query(request)
     emulator = emulator_of(request)
-    body = await _body(request)
+    body = await read_body(request)
     draft = bodies.api_subscriber(
         body, emulator.config.default_region, emulator.keywords, strict=_strict(request)
     )
-    (subscriber,) = _store(request).create([draft])
+    (subscriber,) = shop_store(request).create([draft])
     return JSONResponse(
         subscriber.to_json(), status_code=201, headers=choice_header("create-subscriber")
     )
 
 
 async def patch_subscriber(request: Request) -> Response:
-    _no_query(request)
-    store = _store(request)
+    refuse_query(request)
+    store = shop_store(request)
     subscriber_id = request.path_params["subscriber_id"]
     store.get(subscriber_id)  # a missing subscriber is a 404 even when the body is bad
-    patch = bodies.subscriber_patch(await _body(request), strict=_strict(request))
+    patch = bodies.subscriber_patch(await read_body(request), strict=_strict(request))
     return JSONResponse(store.patch(subscriber_id, patch).to_json())
 
 
 async def create_event(request: Request) -> Response:
-    _no_query(request)
+    refuse_query(request)
     emulator = emulator_of(request)
-    body = await _body(request)
+    body = await read_body(request)
     strict = _strict(request)
     identifiers = bodies.event(body, emulator.config.default_region, strict=strict)
-    store = _store(request)
+    store = shop_store(request)
     recipient = event_subscriber(store, identifiers, strict=strict)  # or 404: nothing stored
     return JSONResponse({"event_ids": [store.record_event(body, recipient)]}, status_code=202)
 
 
 async def unsubscribe(request: Request) -> Response:
-    _no_query(request)
+    refuse_query(request)
     emulator = emulator_of(request)
-    body = await _body(request)
+    body = await read_body(request)
     identifiers = bodies.unsubscribe(body, emulator.config.default_region, strict=_strict(request))
-    store = _store(request)
-    for subscriber in compliance_subscribers(store, identifiers):
-        store.unsubscribe(subscriber)
+    store = shop_store(request)
+    opted_out = [s for s in compliance_subscribers(store, identifiers) if store.unsubscribe(s)]
+    report_opt_outs(emulator, store.shop, opted_out, "compliance_unsubscribe")
     return JSONResponse({"message": "OK"}, status_code=202)
 
 
 async def redact(request: Request) -> Response:
-    _no_query(request)
+    refuse_query(request)
     region = emulator_of(request).config.default_region
-    identifiers = bodies.redact(await _body(request), region, strict=_strict(request))
-    store = _store(request)
-    store.redact(compliance_subscribers(store, identifiers), region)
+    identifiers = bodies.redact(await read_body(request), region, strict=_strict(request))
+    store = shop_store(request)
+    named = compliance_subscribers(store, identifiers)
+    were_in = [
+        s for s in named if not s.pending and (s.promotional_can_send or s.transactional_can_send)
+    ]
+    store.redact(named, region)
+    # "also unsubscribe the subscriber if they have an active subscription": an opt-out
+    report_opt_outs(emulator_of(request), store.shop, were_in, "compliance_redact")
     return JSONResponse({"message": "OK"}, status_code=202)
 
 
 def _keyword_json(request: Request, keyword: Keyword) -> dict[str, Any]:
-    return keyword.to_json(_store(request).keyword_uses(keyword.id))
+    return keyword.to_json(shop_store(request).keyword_uses(keyword.id))
 
 
 async def list_keywords(request: Request) -> Response:
-    _no_query(request)
+    refuse_query(request)
     keywords = emulator_of(request).keywords
     return JSONResponse({"keywords": [_keyword_json(request, k) for k in keywords]})
 
 
 async def get_keyword(request: Request) -> Response:
-    _no_query(request)
+    refuse_query(request)
     found = find_keyword(
         emulator_of(request).keywords, keyword_id=request.path_params["keyword_id"]
     )

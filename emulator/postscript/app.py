@@ -5,6 +5,9 @@ Middleware, outermost first: journal -> auth -> rate limit -> faults -> routes.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -12,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from emulator.postscript import admin, api
+from emulator.postscript import admin, api, api_messaging
 from emulator.postscript.auth import AuthMiddleware
 from emulator.postscript.config import EmulatorConfig
 from emulator.postscript.emulator import Emulator
@@ -51,8 +54,20 @@ async def _openapi(request: Request) -> Response:
 def create_app(config: EmulatorConfig | None = None) -> Starlette:
     config = config or EmulatorConfig()
     emulator = Emulator.from_config(config)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        emulator.close()  # pending webhook deliveries end with the server
+
     app = Starlette(
-        routes=[*api.routes, *admin.routes, Route("/openapi.json", _openapi, methods=["GET"])],
+        routes=[
+            *api.routes,
+            *api_messaging.routes,
+            *admin.routes,
+            Route("/openapi.json", _openapi, methods=["GET"]),
+        ],
+        lifespan=lifespan,
         middleware=[
             Middleware(JournalMiddleware, journal=emulator.journal),
             Middleware(AuthMiddleware, tenancy=lambda: emulator.tenancy),

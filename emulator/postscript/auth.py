@@ -53,6 +53,9 @@ _GROUPS = (
     ("/api/v2/events", "events"),
     ("/api/v2/keywords", "keywords"),
     ("/api/v2/compliance/", "compliance"),
+    ("/api/v2/message_requests", "messages"),
+    ("/api/v2/sent_messages", "messages"),
+    ("/api/v2/webhooks", "webhooks"),
 )
 
 

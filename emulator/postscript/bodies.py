@@ -15,18 +15,27 @@ from typing import Any
 from emulator.postscript.errors import problem
 from emulator.postscript.fields import FieldReader
 from emulator.postscript.keywords import Keyword, find_keyword
+from emulator.postscript.messages import CATEGORIES, MessageDraft
+from emulator.postscript.phones import lookup_digits
 from emulator.postscript.store import SubscriberDraft, SubscriberPatch
+from emulator.postscript.subscriber import parse_time
+from emulator.postscript.webhooks import EVENTS, callback_url_problem, read_headers
 
 __all__ = [
     "EVENT_FIELDS",
     "EVENT_TIME_FORMAT",
     "EVENT_TYPE",
     "Identifiers",
+    "WebhookChange",
     "api_subscriber",
     "event",
+    "message",
     "redact",
     "subscriber_patch",
     "unsubscribe",
+    "webhook_create",
+    "webhook_event",
+    "webhook_update",
 ]
 
 EVENT_TYPE = re.compile(r"[A-Za-z0-9_]+")
@@ -55,7 +64,8 @@ class Identifiers:
 def api_subscriber(
     body: dict[str, Any], region: str, keywords: tuple[Keyword, ...], *, strict: bool
 ) -> SubscriberDraft:
-    """`POST /api/v2/subscribers` (an emulator choice): a new subscriber, pending double opt-in."""
+    """`POST /api/v2/subscribers` (an emulator choice): a new subscriber, pending double opt-in
+    until a text from its phone confirms it (design §2.8 "opt-in")."""
     fields = FieldReader(
         body,
         ["body"],
@@ -80,6 +90,7 @@ def api_subscriber(
         promotional_can_send=False,
         transactional_can_send=False,
         data=_opt_in_data(fields, keywords),
+        pending=True,
     )
     fields.done()
     return draft
@@ -200,3 +211,124 @@ def _shopify_id(fields: FieldReader) -> str | None:
         return fields.string("shopify_customer_id")
     value = fields.number_or_string("shopify_customer_id")
     return None if value is None else str(value)
+
+
+MESSAGE_FIELDS = (
+    "subscriber_id",
+    "phone",
+    "country",
+    "body",
+    "category",
+    "scheduled_at",
+    "media_url",
+)
+_COUNTRY = re.compile(r"[A-Za-z]{2}")
+
+
+def message(body: dict[str, Any], *, strict: bool) -> MessageDraft:
+    """`POST /api/v2/message_requests`: `body`, and `subscriber_id` or `phone` (read in
+    `country`, US by default); `category`, `scheduled_at` and `media_url` optional."""
+    fields = FieldReader(body, ["body"], MESSAGE_FIELDS, strict=strict)
+    text = fields.string("body", required=True)
+    if text is not None and not text.strip():
+        fields.fail("body", "must not be empty", "value_error.any_str.min_length")
+    country = fields.string("country")
+    country = "US" if country is None else country
+    if not _COUNTRY.fullmatch(country):
+        fields.fail("country", "must be an ISO alpha-2 country code such as US", "value_error")
+        country = "US"
+    category = fields.string("category")
+    category = "promotional" if category is None else category
+    if category not in CATEGORIES:
+        fields.fail("category", f"must be one of {', '.join(CATEGORIES)}", "value_error.enum")
+    phone_digits = (
+        fields.phone_digits("phone", country.upper())
+        if strict
+        else _lenient_digits(fields.string("phone"), country.upper())
+    )
+    draft = MessageDraft(
+        body=text or "",
+        category=category,
+        subscriber_id=fields.string("subscriber_id"),
+        phone_digits=phone_digits,
+        media_url=_media_url(fields),
+        scheduled_at=_moment(fields, "scheduled_at"),
+    )
+    _need_one(fields, ("subscriber_id", "phone"))
+    fields.done()
+    return draft
+
+
+def _lenient_digits(value: str | None, region: str) -> str | None:
+    return None if value is None else lookup_digits(value, region)
+
+
+def _media_url(fields: FieldReader) -> str | None:
+    url = fields.string("media_url")
+    if url is not None and not re.fullmatch(r"https?://\S+", url):
+        fields.fail("media_url", "must be an http(s) URL of the media", "value_error.url")
+    return url
+
+
+def _moment(fields: FieldReader, name: str) -> datetime | None:
+    text = fields.string(name)
+    if text is None:
+        return None
+    try:
+        return parse_time(text)
+    except ValueError:
+        fields.fail(name, "must be an ISO 8601 date-time", "value_error.datetime")
+        return None
+
+
+@dataclass(frozen=True)
+class WebhookChange:
+    callback_url: str | None
+    headers: dict[str, str] | None
+    event: str | None = None
+
+
+def webhook_create(body: dict[str, Any], *, strict: bool) -> WebhookChange:
+    """`POST /api/v2/webhooks`: `callback_url` and `event` required, `headers` optional."""
+    fields = FieldReader(body, ["body"], ("callback_url", "event", "headers"), strict=strict)
+    change = WebhookChange(
+        callback_url=_callback_url(fields, required=True),
+        headers=read_headers(fields) or {},
+        event=_event_name(fields, "event", required=True),
+    )
+    fields.done()
+    return change
+
+
+def webhook_update(body: dict[str, Any], *, strict: bool) -> WebhookChange:
+    """`PATCH /api/v2/webhooks/{id}`: `callback_url` and/or `headers` (which replace)."""
+    fields = FieldReader(body, ["body"], ("callback_url", "headers"), strict=strict)
+    change = WebhookChange(callback_url=_callback_url(fields), headers=read_headers(fields))
+    fields.done()
+    return change
+
+
+def webhook_event(body: dict[str, Any], *, strict: bool) -> str:
+    """`POST /api/v2/webhooks/test`: the `event` to send a test delivery of."""
+    fields = FieldReader(body, ["body"], ("event",), strict=strict)
+    event_name = _event_name(fields, "event", required=True)
+    fields.done()
+    assert event_name is not None
+    return event_name
+
+
+def _callback_url(fields: FieldReader, *, required: bool = False) -> str | None:
+    url = fields.string("callback_url", required=required)
+    problem_text = None if url is None else callback_url_problem(url)
+    if problem_text is not None:
+        fields.fail("callback_url", problem_text, "value_error.url")
+        return None
+    return url
+
+
+def _event_name(fields: FieldReader, name: str, *, required: bool) -> str | None:
+    value = fields.string(name, required=required)
+    if value is not None and value not in EVENTS:
+        fields.fail(name, f"must be one of {', '.join(EVENTS)}", "value_error.enum")
+        return None
+    return value

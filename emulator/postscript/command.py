@@ -11,6 +11,7 @@ import typer
 from emulator.postscript import json_body, seed
 from emulator.postscript.app import create_app
 from emulator.postscript.config import DEFAULT_SECRET_KEY, EmulatorConfig
+from emulator.postscript.delivery import DEFAULT_RETRY_DELAYS_S
 from emulator.postscript.emulator import Emulator
 from emulator.postscript.errors import InvalidInput
 from emulator.postscript.faults import MAX_RATE_LIMIT_RPS
@@ -66,6 +67,23 @@ def _tenancy(path: Path | None) -> Tenancy | None:
         ) from None
 
 
+def _delays(text: str) -> tuple[float, ...]:
+    try:
+        delays = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        delays = (-1.0,)
+    if not all(0 <= d <= MAX_RETRY_DELAY_S for d in delays):
+        raise typer.BadParameter(
+            f"give seconds from 0 to {MAX_RETRY_DELAY_S:g}, comma-separated, e.g. 0.5,1,2",
+            param_hint="--webhook-retry-delays",
+        )
+    return delays
+
+
+MAX_RETRY_DELAY_S = 3600.0
+DEFAULT_DELAYS_TEXT = ",".join(f"{delay:g}" for delay in DEFAULT_RETRY_DELAYS_S)
+
+
 def emulator_command(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on (0 picks a free one).")] = 8787,
@@ -107,6 +125,13 @@ def emulator_command(
             "fields, undocumented property value types (docs/design.md §2.8)."
         ),
     ] = False,
+    webhook_retry_delays: Annotated[
+        str,
+        typer.Option(
+            help="Seconds between a failing webhook delivery's attempts, comma-separated "
+            "('' = one attempt; Postscript's own: 300 twelve times).",
+        ),
+    ] = DEFAULT_DELAYS_TEXT,
     as_json: Annotated[
         bool,
         typer.Option("--json", help="Print the ready line and the final summary as JSON objects."),
@@ -119,6 +144,7 @@ def emulator_command(
         state_path=state,
         strict=strict,
         tenancy=_tenancy(shops),
+        webhook_retry_delays=_delays(webhook_retry_delays),
     )
     try:
         app = create_app(config)

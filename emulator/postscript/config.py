@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
+from emulator.postscript.delivery import DEFAULT_RETRY_DELAYS_S
 from emulator.postscript.shops import DEFAULT_PARTNER_KEY, Tenancy, default_tenancy
 
 __all__ = ["DEFAULT_PARTNER_KEY", "DEFAULT_SECRET_KEY", "EmulatorConfig"]
@@ -31,6 +35,11 @@ class EmulatorConfig:
     strict: bool = False  # also refuse what Postscript may accept (docs/design.md §2.8)
     partner_key: str | None = DEFAULT_PARTNER_KEY
     tenancy: Tenancy | None = None  # shops and partners; replaces secret_key and partner_key
+    # Webhooks (design §7): the waits between a failed delivery's attempts, each attempt's
+    # timeout, and (tests) the transport deliveries go through instead of the network.
+    webhook_retry_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS_S
+    webhook_timeout_s: float = 10.0
+    webhook_transport: Callable[[], httpx.AsyncBaseTransport] | None = None
 
     def initial_tenancy(self) -> Tenancy:
         if self.tenancy is not None:

@@ -1,21 +1,28 @@
 """One running emulator: its config and the state every handler shares.
 
 Each shop has a store of its own (subscribers and events), created the first
-time it is needed, and all of them share the one state file.
+time it is needed, and all of them share the one state file. Each shop also
+has its message book and webhook subscriptions (kept in memory only), and
+every shop's webhook events go out through the one dispatcher.
 """
 
 from __future__ import annotations
 
 import threading
+from typing import Any
 
+from emulator.postscript.clock import Clock
 from emulator.postscript.config import EmulatorConfig
+from emulator.postscript.delivery import USER_AGENT, Delivery, WebhookDispatcher
 from emulator.postscript.faults import Faults
 from emulator.postscript.journal import Journal
 from emulator.postscript.keywords import DEFAULT_KEYWORDS, Keyword
+from emulator.postscript.messages import MessageBook
 from emulator.postscript.rate_limit import RateLimiter
 from emulator.postscript.shops import DEFAULT_SHOP_ID, Tenancy
 from emulator.postscript.state_file import StateFile
 from emulator.postscript.store import Store
+from emulator.postscript.webhooks import SIGNATURE_HEADER, WebhookRegistry, envelope
 
 __all__ = ["Emulator"]
 
@@ -35,6 +42,12 @@ class Emulator:
             else None
         )
         self._stores: dict[str, Store] = {}
+        self._books: dict[str, MessageBook] = {}
+        self._webhooks: dict[str, WebhookRegistry] = {}
+        self.clock = Clock()
+        self.dispatcher = WebhookDispatcher(
+            config.webhook_retry_delays, config.webhook_timeout_s, config.webhook_transport
+        )
         for shop in (*self._stored_shops(), *(s.id for s in self.tenancy.shops)):
             self.store_of(shop)
 
@@ -57,6 +70,54 @@ class Emulator:
                 store = self._stores[shop_id] = Store(self._state_file, shop_id)
             return store
 
+    def messages_of(self, shop_id: str) -> MessageBook:
+        with self._lock:
+            book = self._books.get(shop_id)
+            if book is None:
+                book = self._books[shop_id] = MessageBook(shop_id)
+            return book
+
+    def webhooks_of(self, shop_id: str) -> WebhookRegistry:
+        with self._lock:
+            registry = self._webhooks.get(shop_id)
+            if registry is None:
+                registry = self._webhooks[shop_id] = WebhookRegistry()
+            return registry
+
+    def send_due_messages(self) -> None:
+        """Judge the scheduled messages of every shop whose time has come on the clock."""
+        now = self.clock.now()
+        with self._lock:
+            books = list(self._books.items())
+        for shop_id, book in books:
+            book.send_due(self.store_of(shop_id), now)
+
+    def emit(self, shop_id: str, event: str, data: dict[str, Any]) -> int:
+        """Deliver `event` to every subscription of the shop that asked for it, in the
+        background; returns how many deliveries were queued."""
+        registry = self.webhooks_of(shop_id)
+        subscriptions = registry.matching(event)
+        for subscription in subscriptions:
+            self.dispatcher.submit(
+                Delivery(
+                    shop_id=shop_id,
+                    webhook_id=subscription.id,
+                    callback_url=subscription.callback_url,
+                    payload=envelope(subscription.id, shop_id, event, data),
+                    headers={
+                        **subscription.headers,
+                        "Content-Type": "application/json",
+                        "User-Agent": USER_AGENT,
+                        SIGNATURE_HEADER: registry.token,
+                    },
+                )
+            )
+        return len(subscriptions)
+
+    def close(self) -> None:
+        """Stop sending webhooks (the app's lifespan calls this at shutdown)."""
+        self.dispatcher.stop()
+
     def configure(self, tenancy: Tenancy) -> None:
         """Replace the shops and partners; every shop keeps its data under its id."""
         self.tenancy = tenancy
@@ -65,10 +126,19 @@ class Emulator:
         self.rate_limiter.reset()
 
     def reset(self) -> None:
-        """Forget every shop's subscribers and events, and the journal; settings stay."""
+        """Forget every shop's subscribers, events, messages, webhook subscriptions and
+        deliveries, the journal and the clock's offset; settings and tokens stay."""
         with self._lock:
             stores = list(self._stores.values())
         for store in stores:
             store.reset()
+        with self._lock:
+            books, registries = list(self._books.values()), list(self._webhooks.values())
+        for book in books:
+            book.clear()
+        for registry in registries:
+            registry.clear()
+        self.dispatcher.clear()
+        self.clock.reset()
         self.journal.clear()
         self.rate_limiter.reset()

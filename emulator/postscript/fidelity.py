@@ -44,6 +44,16 @@ CHOICES: dict[str, str] = {
     "email-format": "an email that is not an address is a 400",
     "shops": "each shop has its own subscribers, events, keywords and ps_id sequence",
     "subscriber-format": "ids, ps_id and timestamps; updated_at grows on every change",
+    "opt-in": "a created subscriber is pending (sp_ id, hidden) until a text confirms it",
+    "inbound-texts": "YES confirms, the carrier opt-out words opt out, other texts are messages",
+    "message-statuses": "a message request is scheduled, sent or failed, with a status_code why",
+    "message-categories": "promotional needs the promotional subscription, the rest transactional",
+    "webhook-delivery": "2xx delivers; other answers are retried after short, configurable delays",
+    "webhook-payloads": "the event_data of events whose payload the reference does not show",
+    "webhook-test": "a test delivery goes to every subscription to the event, with its example",
+    "callback-urls": "callback URLs are HTTPS, or HTTP on a loopback host; headers are checked",
+    "webhook-event-names": "both spellings of the email-collected event are taken",
+    "webhook-subscriptions": "subscriptions are kept in memory, per shop, with UUID ids",
 }
 
 

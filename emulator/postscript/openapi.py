@@ -16,6 +16,7 @@ from typing import Any
 from emulator.postscript.bodies import EVENT_FIELDS
 from emulator.postscript.json_body import API_BODY_LIMIT
 from emulator.postscript.openapi_admin import admin_paths
+from emulator.postscript.openapi_messaging import messaging_paths, messaging_schemas
 from emulator.postscript.openapi_schemas import (
     EMAIL_PATTERN,
     SCHEMAS,
@@ -362,7 +363,8 @@ def openapi_document(*, strict: bool = False) -> dict[str, Any]:
             "title": "Postscript API (pslab emulator)",
             "version": "2",
             "description": (
-                "The subscriber, event, keyword, compliance and identity operations of "
+                "The subscriber, event, keyword, compliance, identity, message and webhook "
+                "operations of "
                 "Postscript's Partner API v2 as the pslab emulator serves them, in its "
                 f"{mode} mode, plus its /_emulator admin surface. Where the published "
                 "reference is silent the behaviour is the emulator's choice (docs/design.md "
@@ -375,6 +377,7 @@ def openapi_document(*, strict: bool = False) -> dict[str, Any]:
             **_identity_and_keyword_paths(strict),
             **_subscriber_paths(strict),
             **_event_and_compliance_paths(strict),
+            **messaging_paths(strict, _answers, [_SHOP_TOKEN], [_ID, _SHOP_TOKEN]),
             **admin_paths(),
         },
         "components": {
@@ -386,6 +389,6 @@ def openapi_document(*, strict: bool = False) -> dict[str, Any]:
                 },
                 "basicAuth": {"type": "http", "scheme": "basic", "description": "The key as user."},
             },
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **messaging_schemas()},
         },
     }

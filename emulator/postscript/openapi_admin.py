@@ -115,18 +115,26 @@ def admin_paths() -> dict[str, Any]:
         "description": "A shop's id (default: the first shop).",
         "schema": {"type": "string"},
     }
+    stored = {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "description": "A Subscriber; `pending: true` while it awaits its confirming text.",
+        },
+    }
     state = _admin(
-        "Every subscriber and every accepted event of one shop.",
+        "Every subscriber (pending ones too) and every accepted event of one shop.",
         {
             "type": "object",
             "properties": {
-                "subscribers": subscribers,
+                "subscribers": stored,
                 "events": {"type": "array", "items": {"type": "object"}},
             },
         },
     )
     state["parameters"] = [shop_parameter]
     return {
+        **_conversation_paths(shop_parameter),
         "/_emulator/reset": {
             "post": _admin(
                 "Forget every shop's subscribers and events, and the request journal.",
@@ -167,6 +175,87 @@ def admin_paths() -> dict[str, Any]:
             "get": _admin("The shops and partners the emulator answers for.", _SHOPS),
             "put": _admin(
                 "Replace the shops and partners; data stays under shop ids.", _SHOPS, _SHOPS
+            ),
+        },
+    }
+
+
+_LIST_OF_OBJECTS = {"type": "array", "items": {"type": "object"}}
+
+
+def _conversation_paths(shop_parameter: dict[str, Any]) -> dict[str, Any]:
+    """The person's side (inbound texts), what was texted, webhook deliveries, the clock."""
+    inbound_body = {
+        "type": "object",
+        "required": ["phone_number", "body"],
+        "additionalProperties": False,
+        "properties": {
+            "phone_number": {"type": "string"},
+            "body": {"type": "string"},
+            "shop": {"type": "string", "pattern": _ID_PATTERN},
+        },
+    }
+    inbound_answer = {
+        "type": "object",
+        "properties": {
+            "outcome": {
+                "type": "string",
+                "enum": ["confirmed", "opted_out", "signup_cancelled", "message"],
+            },
+            "subscriber": nullable({"type": "object"}),
+            "events": {"type": "array", "items": {"type": "string"}},
+        },
+    }
+    messages = _admin(
+        "Every message request and every sent message (what the phones got) of one shop.",
+        {
+            "type": "object",
+            "properties": {
+                "message_requests": _LIST_OF_OBJECTS,
+                "sent_messages": _LIST_OF_OBJECTS,
+            },
+        },
+    )
+    messages["parameters"] = [shop_parameter]
+    deliveries = _admin(
+        "The webhook delivery journal: each delivery, its payload, state and attempts.",
+        {"type": "object", "properties": {"deliveries": _LIST_OF_OBJECTS}},
+    )
+    deliveries["parameters"] = [{**shop_parameter, "description": "A shop's id (default: all)."}]
+    clock = {
+        "type": "object",
+        "properties": {"now": {"type": "string", "format": "date-time"}, "offset_s": {}},
+    }
+    advance = {
+        "type": "object",
+        "required": ["advance_s"],
+        "additionalProperties": False,
+        "properties": {"advance_s": {"type": "number", "minimum": 0}},
+    }
+    return {
+        "/_emulator/inbound": {
+            "post": _admin(
+                "A text from a phone: YES confirms a pending subscriber, STOP opts out, "
+                "anything else is an incoming message.",
+                inbound_answer,
+                inbound_body,
+            )
+        },
+        "/_emulator/messages": {"get": messages},
+        "/_emulator/webhooks/deliveries": {"get": deliveries},
+        "/_emulator/webhooks/flush": {
+            "post": _admin(
+                "Send every pending delivery now, skipping the backoff; answer when all are done.",
+                {
+                    "type": "object",
+                    "properties": {"settled": {"type": "boolean"}, "deliveries": _LIST_OF_OBJECTS},
+                },
+            )
+        },
+        "/_emulator/clock": {
+            "get": _admin("The emulator's clock (scheduled messages go by it).", clock),
+            "post": _admin(
+                "Move the clock forward; scheduled messages now due are sent.", clock, advance
             ),
         },
     }

@@ -75,8 +75,8 @@ class SubscriberQuery:
         return matches[start : start + page_size], total_pages
 
     def _candidates(self, store: Store) -> list[Subscriber]:
-        if not self.lookups:
-            return list(store)
+        if not self.lookups:  # pending subscribers are not listed (design §2.8 "opt-in")
+            return [s for s in store if not s.pending]
         found: dict[str, Subscriber] | None = None
         for lookup in self.lookups:
             hits = {s.id: s for s in lookup(store)}

@@ -63,7 +63,8 @@ def serve_in_background(
     `port=0` picks a free port. The server stops when the block exits.
     """
     sock = _listen(host, port)
-    server = _server(create_app(config))
+    app = create_app(config)
+    server = _server(app)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="pslab-emulator", daemon=True
     )
@@ -79,6 +80,7 @@ def serve_in_background(
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+        app.state.emulator.close()  # and the webhook deliveries still pending
 
 
 def serve_forever(app: Starlette, host: str, port: int, on_ready: Callable[[str], None]) -> None:
@@ -110,3 +112,4 @@ def serve_forever(app: Starlette, host: str, port: int, on_ready: Callable[[str]
         pass  # uvicorn re-raises the Ctrl-C it handled once it has shut down cleanly
     finally:
         sock.close()
+        app.state.emulator.close()  # stop sending webhooks

@@ -36,7 +36,15 @@ DEFAULT_PUBLIC_KEY = "pk_test_pslab"
 DEFAULT_PARTNER_ID = "partner_pslab0emulator"
 DEFAULT_PARTNER_KEY = "sk_partner_test_pslab"
 # The published reference's tags, as the emulator names them; `forbidden` lists some of them.
-OPERATION_GROUPS = ("identity", "subscribers", "events", "keywords", "compliance")
+OPERATION_GROUPS = (
+    "identity",
+    "subscribers",
+    "events",
+    "keywords",
+    "compliance",
+    "messages",
+    "webhooks",
+)
 
 _ID = re.compile(r"[A-Za-z0-9_-]{1,100}")
 _PUBLIC_PREFIX = "pk_"  # a shop's public key: never valid for the API (design §2.3)

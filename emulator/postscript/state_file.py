@@ -102,6 +102,12 @@ class StateFile:
                 rows,
             )
 
+    def delete_subscriber(self, shop: str, subscriber_id: str) -> None:
+        with self._lock, self._transaction():
+            self._db.execute(
+                "DELETE FROM shop_subscribers WHERE shop = ? AND id = ?", (shop, subscriber_id)
+            )
+
     def save_event(self, shop: str, event: dict[str, Any]) -> None:
         with self._lock, self._transaction():
             self._db.execute(

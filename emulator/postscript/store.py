@@ -22,6 +22,7 @@ from emulator.postscript.subscriber import (
     MAX_CUSTOM_PROPERTIES,
     Subscriber,
     format_time,
+    new_pending_id,
     new_subscriber_id,
     utc_now,
 )
@@ -43,6 +44,7 @@ class SubscriberDraft:
     promotional_can_send: bool = True
     transactional_can_send: bool = True
     data: dict[str, Any] = field(default_factory=dict)
+    pending: bool = False  # created by the API: waits for a confirming text (design §2.8)
     loc: list[str | int] = field(default_factory=lambda: ["body"])  # where to point errors
 
 
@@ -123,24 +125,40 @@ class Store:
         return iter(list(self._subscribers.values()))
 
     def get(self, subscriber_id: str) -> Subscriber:
+        """A subscriber by id; a pending one is not found by its pending id (design §2.8)."""
+        subscriber = self._subscribers.get(subscriber_id)
+        if subscriber is None or subscriber.pending:
+            raise ResourceNotFound("subscriber")
+        return subscriber
+
+    def get_any(self, subscriber_id: str) -> Subscriber:
+        """A subscriber by id, pending or not."""
         subscriber = self._subscribers.get(subscriber_id)
         if subscriber is None:
             raise ResourceNotFound("subscriber")
         return subscriber
 
-    def find_by_phone_digits(self, digits: str) -> Subscriber | None:
+    # The finders leave pending subscribers out unless asked (`pending=True`).
+
+    def find_by_phone_digits(self, digits: str, *, pending: bool = False) -> Subscriber | None:
         subscriber_id = self._by_phone.get(digits)
-        return None if subscriber_id is None else self._subscribers[subscriber_id]
+        if subscriber_id is None:
+            return None
+        found = self._subscribers[subscriber_id]
+        return found if pending or not found.pending else None
 
-    def find_by_email(self, email: str) -> list[Subscriber]:
-        return [self._subscribers[i] for i in self._by_email.get(email.lower())]
+    def find_by_email(self, email: str, *, pending: bool = False) -> list[Subscriber]:
+        found = (self._subscribers[i] for i in self._by_email.get(email.lower()))
+        return [s for s in found if pending or not s.pending]
 
-    def find_by_shopify_id(self, customer_id: str) -> list[Subscriber]:
-        return [self._subscribers[i] for i in self._by_shopify.get(customer_id)]
+    def find_by_shopify_id(self, customer_id: str, *, pending: bool = False) -> list[Subscriber]:
+        found = (self._subscribers[i] for i in self._by_shopify.get(customer_id))
+        return [s for s in found if pending or not s.pending]
 
     def find_by_ps_id(self, ps_id: int) -> Subscriber | None:
         subscriber_id = self._by_ps_id.get(ps_id)
-        return None if subscriber_id is None else self._subscribers[subscriber_id]
+        found = None if subscriber_id is None else self._subscribers[subscriber_id]
+        return None if found is None or found.pending else found
 
     def events(self) -> list[dict[str, Any]]:
         return list(self._events)
@@ -160,8 +178,9 @@ class Store:
             created = []
             for draft in drafts:
                 created_at = draft.created_at or now
+                new_id = new_pending_id() if draft.pending else new_subscriber_id()
                 subscriber = Subscriber(
-                    id=draft.id or new_subscriber_id(),
+                    id=draft.id or new_id,
                     ps_id=self._next_ps_id,
                     phone_number=draft.phone_number,
                     email=draft.email,
@@ -173,6 +192,7 @@ class Store:
                     promotional_can_send=draft.promotional_can_send,
                     transactional_can_send=draft.transactional_can_send,
                     data=dict(draft.data),
+                    pending=draft.pending,
                 )
                 self._index(subscriber)
                 created.append(subscriber)
@@ -206,13 +226,61 @@ class Store:
             self._save([subscriber])
             return subscriber
 
-    def unsubscribe(self, subscriber: Subscriber) -> None:
-        """A compliance unsubscribe: nothing may be sent to this subscriber any more."""
+    def unsubscribe(self, subscriber: Subscriber) -> bool:
+        """An opt-out: nothing may be sent to this subscriber any more.
+
+        True when it was an opted-in subscriber that could be sent something
+        until now (Postscript then reports `shop.subscriber.opt_out`).
+        """
         with self.lock:
+            was_in = not subscriber.pending and (
+                subscriber.promotional_can_send or subscriber.transactional_can_send
+            )
             subscriber.promotional_can_send = False
             subscriber.transactional_can_send = False
             subscriber.touch()
             self._save([subscriber])
+            return was_in
+
+    def confirm(self, pending: Subscriber) -> Subscriber:
+        """A pending subscriber confirmed by text: it becomes active under a new `s_` id.
+
+        The pending id is forgotten; `ps_id`, identifiers, properties, tags,
+        `data` and `created_at` carry over, and both subscriptions may send.
+        """
+        with self.lock:
+            assert pending.pending, "only a pending subscriber confirms"
+            self._forget(pending)
+            active = Subscriber(
+                id=new_subscriber_id(),
+                ps_id=pending.ps_id,
+                phone_number=pending.phone_number,
+                email=pending.email,
+                created_at=pending.created_at,
+                updated_at=pending.updated_at,
+                shopify_customer_id=pending.shopify_customer_id,
+                properties=dict(pending.properties),
+                tags=list(pending.tags),
+                data=dict(pending.data),
+            )
+            active.touch()
+            self._index(active)
+            self._save([active])
+            return active
+
+    def discard(self, pending: Subscriber) -> None:
+        """Forget a pending subscriber (it answered STOP instead of confirming)."""
+        with self.lock:
+            assert pending.pending, "only a pending subscriber is discarded"
+            self._forget(pending)
+
+    def _forget(self, subscriber: Subscriber) -> None:
+        self._unindex(subscriber)
+        del self._subscribers[subscriber.id]
+        if self._by_ps_id.get(subscriber.ps_id) == subscriber.id:
+            del self._by_ps_id[subscriber.ps_id]
+        if self._state_file is not None:
+            self._state_file.delete_subscriber(self.shop, subscriber.id)
 
     def redact(self, subscribers: list[Subscriber], region: str) -> None:
         """Forget their personal data and opt them out; scrub the events that name them."""
@@ -320,4 +388,4 @@ class Store:
 
     def _save(self, subscribers: list[Subscriber]) -> None:
         if self._state_file is not None:
-            self._state_file.save_subscribers(self.shop, [s.to_json() for s in subscribers])
+            self._state_file.save_subscribers(self.shop, [s.to_record() for s in subscribers])

@@ -11,6 +11,7 @@ __all__ = [
     "MAX_CUSTOM_PROPERTIES",
     "Subscriber",
     "format_time",
+    "new_pending_id",
     "new_subscriber_id",
     "parse_time",
     "utc_now",
@@ -25,6 +26,11 @@ def utc_now() -> datetime:
 
 def new_subscriber_id() -> str:
     return f"s_{uuid.uuid4().hex[:24]}"
+
+
+def new_pending_id() -> str:
+    """The id a subscriber has while it waits to confirm by text (design §2.8 "opt-in")."""
+    return f"sp_{uuid.uuid4().hex[:24]}"
 
 
 def format_time(moment: datetime) -> str:
@@ -61,6 +67,7 @@ class Subscriber:
     promotional_can_send: bool = True
     transactional_can_send: bool = True
     data: dict[str, Any] = field(default_factory=dict)
+    pending: bool = False  # created by the API, not confirmed by text yet: hidden from the API
 
     def touch(self) -> None:
         """Bump `updated_at`, strictly later than before even within one clock tick."""
@@ -85,6 +92,10 @@ class Subscriber:
             "updated_at": format_time(self.updated_at),
         }
 
+    def to_record(self) -> dict[str, Any]:
+        """What the state file and the admin surface keep: the API's view, plus `pending`."""
+        return {**self.to_json(), "pending": True} if self.pending else self.to_json()
+
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Subscriber:
         subscriptions = doc["subscriptions"]
@@ -101,4 +112,5 @@ class Subscriber:
             promotional_can_send=subscriptions["promotional"]["can_send"],
             transactional_can_send=subscriptions["transactional"]["can_send"],
             data=doc["data"],
+            pending=bool(doc.get("pending", False)),
         )

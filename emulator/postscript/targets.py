@@ -22,30 +22,36 @@ from emulator.postscript.subscriber import Subscriber
 __all__ = ["compliance_subscribers", "event_subscriber"]
 
 
-def _by_id(store: Store, subscriber_id: str | None) -> list[Subscriber]:
+def _by_id(store: Store, subscriber_id: str | None, *, pending: bool) -> list[Subscriber]:
     if subscriber_id is None:
         return []
     try:
-        return [store.get(subscriber_id)]
+        return [store.get_any(subscriber_id) if pending else store.get(subscriber_id)]
     except ResourceNotFound:
         return []
 
 
-def _by_phone(store: Store, digits: str | None) -> list[Subscriber]:
-    found = store.find_by_phone_digits(digits) if digits else None
+def _by_phone(store: Store, digits: str | None, *, pending: bool) -> list[Subscriber]:
+    found = store.find_by_phone_digits(digits, pending=pending) if digits else None
     return [] if found is None else [found]
 
 
-def _candidates(store: Store, ids: Identifiers) -> list[tuple[str, list[Subscriber]]]:
-    """Per identifier given, in order of precedence, the subscribers it names."""
+def _candidates(
+    store: Store, ids: Identifiers, *, pending: bool = False
+) -> list[tuple[str, list[Subscriber]]]:
+    """Per identifier given, in order of precedence, the subscribers it names.
+
+    Pending subscribers count only when `pending` (compliance acts on them too).
+    """
+    email, shopify = ids.email, ids.shopify_customer_id
     named = [
-        ("subscriber_id", ids.subscriber_id, _by_id(store, ids.subscriber_id)),
-        ("phone", ids.phone_digits, _by_phone(store, ids.phone_digits)),
-        ("email", ids.email, store.find_by_email(ids.email) if ids.email else []),
+        ("subscriber_id", ids.subscriber_id, _by_id(store, ids.subscriber_id, pending=pending)),
+        ("phone", ids.phone_digits, _by_phone(store, ids.phone_digits, pending=pending)),
+        ("email", email, store.find_by_email(email, pending=pending) if email else []),
         (
             "shopify_customer_id",
-            ids.shopify_customer_id,
-            store.find_by_shopify_id(ids.shopify_customer_id) if ids.shopify_customer_id else [],
+            shopify,
+            store.find_by_shopify_id(shopify, pending=pending) if shopify else [],
         ),
     ]
     return [(name, found) for name, value, found in named if value is not None]
@@ -73,7 +79,7 @@ def event_subscriber(store: Store, ids: Identifiers, *, strict: bool) -> Subscri
 def compliance_subscribers(store: Store, ids: Identifiers) -> list[Subscriber]:
     """Every subscriber any identifier names, in creation order, or a 404."""
     with store.lock:
-        found = {s.id: s for _, named in _candidates(store, ids) for s in named}
+        found = {s.id: s for _, named in _candidates(store, ids, pending=True) for s in named}
     if not found:
         raise ResourceNotFound("subscriber")
     return sorted(found.values(), key=lambda s: s.ps_id)

@@ -20,20 +20,36 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from emulator.testing.handle import POSTSCRIPT_API, EmulatorAdminError, Postscript
     from emulator.testing.mock import PostscriptMock, UnroutedRequest, mock_postscript
-    from emulator.testing.records import ApiRequest, Event, Faults, Subscriber, SubscriberSeed
+    from emulator.testing.records import (
+        ApiRequest,
+        DeliveryAttempt,
+        Event,
+        Faults,
+        InboundText,
+        Message,
+        MessageRequest,
+        Subscriber,
+        SubscriberSeed,
+        WebhookDelivery,
+    )
     from emulator.testing.server import serve_postscript
 
 __all__ = [
     "POSTSCRIPT_API",
     "ApiRequest",
+    "DeliveryAttempt",
     "EmulatorAdminError",
     "Event",
     "Faults",
+    "InboundText",
+    "Message",
+    "MessageRequest",
     "Postscript",
     "PostscriptMock",
     "Subscriber",
     "SubscriberSeed",
     "UnroutedRequest",
+    "WebhookDelivery",
     "mock_postscript",
     "serve_postscript",
 ]
@@ -46,10 +62,15 @@ _MODULE_OF = {
     "UnroutedRequest": "mock",
     "mock_postscript": "mock",
     "ApiRequest": "records",
+    "DeliveryAttempt": "records",
     "Event": "records",
     "Faults": "records",
+    "InboundText": "records",
+    "Message": "records",
+    "MessageRequest": "records",
     "Subscriber": "records",
     "SubscriberSeed": "records",
+    "WebhookDelivery": "records",
     "serve_postscript": "server",
 }
 

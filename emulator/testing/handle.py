@@ -10,6 +10,13 @@ and a `pslab emulator` started anywhere else.
     ...                                   # the code under test calls the API
     assert postscript.subscriber(id=ada.id).properties["Last Order"] == "#1001"
     assert [event.type for event in postscript.events] == ["Order_Shipped"]
+
+The person's side of the conversation, and what Postscript sent back:
+
+    postscript.confirm("+15555550100")        # the pending subscriber texts YES
+    postscript.inbound_text("+15555550100", "STOP")
+    assert postscript.messages[-1].body == "Your order has shipped"
+    deliveries = postscript.wait_for_webhooks()  # every delivery done, no sleeping
 """
 
 from __future__ import annotations
@@ -21,14 +28,18 @@ from typing import Any
 
 import httpx
 
-from emulator.postscript.config import DEFAULT_SECRET_KEY
+from emulator.postscript.config import DEFAULT_PARTNER_KEY, DEFAULT_SECRET_KEY
 from emulator.testing.records import (
     ApiRequest,
     Event,
     Faults,
+    InboundText,
+    Message,
+    MessageRequest,
     Subscriber,
     SubscriberSeed,
     Subscriptions,
+    WebhookDelivery,
 )
 from emulator.testing.stdlib_transport import StdlibTransport
 from emulator.testing.transport import EmulatorTransport
@@ -70,6 +81,8 @@ class Postscript:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.secret_key = secret_key
+        self.partner_key: str | None = DEFAULT_PARTNER_KEY
+        self.auth = "shop"  # how `client()`s authenticate: "shop" or "partner" (`use_auth`)
         self._transport = transport
         # Admin calls never go through httpcore, so an HTTP mock the test has started
         # (respx, pytest-httpx, mock_postscript itself) cannot intercept them.
@@ -83,15 +96,24 @@ class Postscript:
 
     @classmethod
     def in_process(
-        cls, *, secret_key: str = DEFAULT_SECRET_KEY, rate_limit: float = 15.0
+        cls,
+        *,
+        secret_key: str = DEFAULT_SECRET_KEY,
+        rate_limit: float = 15.0,
+        strict: bool = False,
+        webhook_retry_delays: tuple[float, ...] | None = None,
     ) -> Postscript:
-        """A fresh emulator in this process; `rate_limit` is requests/s per key (0 = off)."""
+        """A fresh emulator in this process; `rate_limit` is requests/s per key (0 = off);
+        `strict` its strict mode (design §2.7); `webhook_retry_delays` the seconds between
+        a failing webhook delivery's attempts."""
         # Only now, so that loading the pytest plugin never loads the web stack.
         from emulator.postscript.app import create_app
         from emulator.postscript.config import EmulatorConfig
 
-        app = create_app(EmulatorConfig(secret_key=secret_key, rate_limit_rps=rate_limit))
-        return cls(POSTSCRIPT_API, secret_key, transport=EmulatorTransport(app))
+        config = EmulatorConfig(secret_key=secret_key, rate_limit_rps=rate_limit, strict=strict)
+        if webhook_retry_delays is not None:
+            config.webhook_retry_delays = tuple(webhook_retry_delays)
+        return cls(POSTSCRIPT_API, secret_key, transport=EmulatorTransport(create_app(config)))
 
     @classmethod
     def connect(cls, base_url: str, secret_key: str = DEFAULT_SECRET_KEY) -> Postscript:
@@ -112,13 +134,41 @@ class Postscript:
         return httpx.AsyncClient(**self._client_options(options))
 
     def _client_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        defaults: dict[str, Any] = {
-            "base_url": self.base_url,
-            "headers": {"Authorization": f"Bearer {self.secret_key}"},
-        }
+        defaults: dict[str, Any] = {"base_url": self.base_url, "headers": self.auth_headers()}
         if self._transport is not None:
             defaults["transport"] = self._transport
         return defaults | options
+
+    def auth_headers(self) -> dict[str, str]:
+        """What `client()`s send: the shop's key, or (`use_auth("partner")`) the partner's
+        key and `X-Postscript-Shop-Token` naming the shop (design §2.3)."""
+        if self.auth == "partner" and self.partner_key is not None:
+            return {
+                "Authorization": f"Bearer {self.partner_key}",
+                "X-Postscript-Shop-Token": self.secret_key,
+            }
+        return {"Authorization": f"Bearer {self.secret_key}"}
+
+    def use_auth(self, auth: str) -> None:
+        """`"shop"`: `client()`s send the shop's key; `"partner"`: the first partner's."""
+        if auth not in ("shop", "partner"):
+            raise ValueError('auth is "shop" or "partner"')
+        if auth == "partner" and self.partner_key is None:
+            raise EmulatorAdminError("the emulator has no partner; give one in set_shops()")
+        self.auth = auth
+
+    def set_shops(
+        self,
+        shops: Iterable[Mapping[str, Any]],
+        partners: Iterable[Mapping[str, Any]] = (),
+    ) -> dict[str, Any]:
+        """Replace the shops and partners (`PUT /_emulator/shops`); the first shop becomes
+        the default, and its key the one `client()`s send."""
+        body = {"shops": [dict(s) for s in shops], "partners": [dict(p) for p in partners]}
+        answer = self._call("PUT", "/_emulator/shops", body)
+        self.secret_key = answer["shops"][0]["secret_key"]
+        self.partner_key = answer["partners"][0]["key"] if answer["partners"] else None
+        return answer
 
     @property
     def transport(self) -> EmulatorTransport | None:
@@ -214,8 +264,64 @@ class Postscript:
         ]
 
     def reset(self) -> None:
-        """Forget subscribers, events and the journal; faults and the rate limit stay."""
+        """Forget subscribers, events, messages, webhook subscriptions and deliveries, and
+        the journal; faults and the rate limit stay."""
         self._call("POST", "/_emulator/reset")
+
+    # -- the person's phone, and what was texted ------------------------------------
+
+    def inbound_text(self, phone: str, body: str) -> InboundText:
+        """A text from `phone` to the shop: `YES` confirms a pending subscriber, `STOP`
+        (or another opt-out word) opts out, anything else is an incoming message."""
+        answer = self._call("POST", "/_emulator/inbound", {"phone_number": phone, "body": body})
+        return InboundText.from_json(answer)
+
+    def confirm(self, phone: str) -> Subscriber:
+        """The pending subscriber with this phone texts YES; returns it, active, under the
+        id `shop.subscriber.opt_in` reports. Raises `LookupError` when none is pending."""
+        texted = self.inbound_text(phone, "YES")
+        if texted.outcome != "confirmed" or texted.subscriber is None:
+            raise LookupError(
+                f"no subscriber with phone {phone!r} is waiting to confirm; create one with "
+                "POST /api/v2/subscribers first"
+            )
+        return texted.subscriber
+
+    @property
+    def messages(self) -> list[Message]:
+        """Every text sent to a subscriber (what their phone got), oldest first."""
+        answer = self._call("GET", "/_emulator/messages")
+        return [Message.from_json(doc) for doc in answer["sent_messages"]]
+
+    @property
+    def message_requests(self) -> list[MessageRequest]:
+        """Every create-message call, sent, failed (with the reason) or still scheduled."""
+        answer = self._call("GET", "/_emulator/messages")
+        return [MessageRequest.from_json(doc) for doc in answer["message_requests"]]
+
+    def messages_to(self, phone: str) -> list[Message]:
+        """The texts sent to this phone (written any way), oldest first."""
+        return [m for m in self.messages if _same_phone(m.phone, phone)]
+
+    def advance_clock(self, seconds: float) -> None:
+        """Move the emulator's clock on; messages scheduled up to then are sent."""
+        self._call("POST", "/_emulator/clock", {"advance_s": seconds})
+
+    # -- webhooks ---------------------------------------------------------------------
+
+    @property
+    def webhook_deliveries(self) -> list[WebhookDelivery]:
+        """The delivery journal as it stands (deliveries may still be retrying)."""
+        answer = self._call("GET", "/_emulator/webhooks/deliveries")
+        return [WebhookDelivery.from_json(doc) for doc in answer["deliveries"]]
+
+    def wait_for_webhooks(self) -> list[WebhookDelivery]:
+        """Send every pending delivery now (skipping the backoff) and return the journal
+        once each is delivered or has failed."""
+        answer = self._call("POST", "/_emulator/webhooks/flush")
+        if not answer.get("settled", True):
+            raise EmulatorAdminError("webhook deliveries were still pending after 60 s")
+        return [WebhookDelivery.from_json(doc) for doc in answer["deliveries"]]
 
     # -- faults and the rate limit -----------------------------------------------
 

@@ -78,9 +78,7 @@ class PostscriptMock:
             raise RuntimeError(
                 "this mock_postscript is already active; call mock_postscript() again"
             )
-        postscript = self._given or Postscript.in_process(
-            secret_key=self.options.secret_key, rate_limit=self.options.rate_limit
-        )
+        postscript = self._given or self.options.in_process()
         self.unrouted.clear()
         try:
             if self._given is None:
@@ -232,6 +230,11 @@ def mock_postscript(
     base_url: str = POSTSCRIPT_API,
     assert_all_mocked: bool = True,
     pass_through: Iterable[str] = (),
+    strict: bool = False,
+    shops: Iterable[Mapping[str, Any]] = (),
+    partners: Iterable[Mapping[str, Any]] | None = None,
+    auth: str = "shop",
+    webhook_retry_delays: Iterable[float] | None = None,
 ) -> PostscriptMock: ...
 
 
@@ -246,6 +249,11 @@ def mock_postscript(
     base_url: str = POSTSCRIPT_API,
     assert_all_mocked: bool = True,
     pass_through: Iterable[str] = (),
+    strict: bool = False,
+    shops: Iterable[Mapping[str, Any]] = (),
+    partners: Iterable[Mapping[str, Any]] | None = None,
+    auth: str = "shop",
+    webhook_retry_delays: Iterable[float] | None = None,
 ) -> PostscriptMock | Callable[..., R]:
     """Serve https://api.postscript.io from a fresh in-process emulator, for httpx in this process.
 
@@ -256,16 +264,26 @@ def mock_postscript(
     Postscript; 0 = off), subscribers to seed, faults, and what happens to
     requests for other hosts.
     """
+    shops = tuple(shops)
     options = EmulatorOptions.merge(
         [
             {
-                "secret_key": secret_key,
+                **({} if shops else {"secret_key": secret_key}),  # with shops: shops[0]'s
                 "rate_limit": rate_limit,
                 "subscribers": subscribers,
                 "faults": faults or {},
                 "base_url": base_url,
                 "assert_all_mocked": assert_all_mocked,
                 "pass_through": pass_through,
+                "strict": strict,
+                "auth": auth,
+                **({"shops": shops} if shops else {}),
+                **({"partners": partners} if partners is not None else {}),
+                **(
+                    {"webhook_retry_delays": webhook_retry_delays}
+                    if webhook_retry_delays is not None
+                    else {}
+                ),
             }
         ]
     )

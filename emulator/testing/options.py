@@ -12,6 +12,12 @@ and the keyword arguments of `mock_postscript(...)` all take these names:
 | `base_url` | `https://api.postscript.io` | which origin `mock_postscript` routes to the emulator |
 | `assert_all_mocked` | True | `mock_postscript`: a request for another host fails (as respx) |
 | `pass_through` | none | `mock_postscript`: URL prefixes sent to the network as usual |
+| `strict` | False | the emulator's strict mode (unknown fields and parameters are 400s) |
+| `shops` | one shop | the shops, as `PUT /_emulator/shops` takes them; the first is the default |
+| `partners` | one partner | the partners (`[]`: none), as `PUT /_emulator/shops` takes them |
+| `auth` | `"shop"` | how `client()`s authenticate: the shop's key, or `"partner"`: the first |
+|  |  | partner's key with `X-Postscript-Shop-Token` naming the default shop |
+| `webhook_retry_delays` | 0.5, 1, 2, 4, 8 | seconds between a failing webhook delivery's attempts |
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from typing import Any
 
 import httpx
 
-from emulator.postscript.config import DEFAULT_SECRET_KEY
+from emulator.postscript.config import DEFAULT_PARTNER_KEY, DEFAULT_SECRET_KEY
+from emulator.postscript.shops import DEFAULT_PARTNER_ID
 from emulator.testing.handle import POSTSCRIPT_API, Postscript
 
 __all__ = ["FAULT_OPTIONS", "EmulatorOptions", "OptionError"]
@@ -43,6 +50,11 @@ class EmulatorOptions:
     base_url: str = POSTSCRIPT_API
     assert_all_mocked: bool = True
     pass_through: tuple[str, ...] = ()
+    strict: bool = False
+    shops: tuple[Mapping[str, Any], ...] = ()
+    partners: tuple[Mapping[str, Any], ...] | None = None
+    auth: str = "shop"
+    webhook_retry_delays: tuple[float, ...] | None = None
 
     @classmethod
     def merge(cls, layers: Iterable[Mapping[str, Any]]) -> EmulatorOptions:
@@ -57,10 +69,44 @@ class EmulatorOptions:
                 f"unknown Postscript emulator option {', '.join(map(repr, unknown))}; "
                 f"the options are {', '.join(known)}"
             )
+        if "secret_key" in given and given.get("shops"):
+            raise OptionError(
+                "give either secret_key or shops: with shops, the first shop's secret_key is "
+                "the key"
+            )
         return cls(**_checked(given))
 
+    def in_process(self) -> Postscript:
+        """A fresh in-process emulator built with these options (`set_up` does the rest)."""
+        return Postscript.in_process(
+            secret_key=self.secret_key,
+            rate_limit=self.rate_limit,
+            strict=self.strict,
+            webhook_retry_delays=self.webhook_retry_delays,
+        )
+
+    def tenancy(self) -> dict[str, Any]:
+        """The body of `PUT /_emulator/shops` these options ask for."""
+        shops = [dict(shop) for shop in self.shops] or [
+            {
+                "id": "shop_pslab0emulator",
+                "name": "pslab emulator",
+                "secret_key": self.secret_key,
+                "public_key": "pk_test_pslab",
+            }
+        ]
+        partners = (
+            [dict(partner) for partner in self.partners]
+            if self.partners is not None
+            else [{"id": DEFAULT_PARTNER_ID, "name": "pslab partner", "key": DEFAULT_PARTNER_KEY}]
+        )
+        return {"shops": shops, "partners": partners}
+
     def set_up(self, postscript: Postscript) -> None:
-        """Give a fresh (or freshly reset) emulator these options' rate limit, faults and seed."""
+        """Give a fresh (or freshly reset) emulator these options' shops and partners, rate
+        limit, faults and seed, and its handle's clients the chosen authentication."""
+        postscript.set_shops(**self.tenancy())
+        postscript.use_auth(self.auth)
         postscript.rate_limit(self.rate_limit)
         postscript.faults(**self.faults)
         if self.subscribers:
@@ -82,6 +128,18 @@ def _checked(given: dict[str, Any]) -> dict[str, Any]:
         checked["faults"] = _faults(given["faults"])
     if "base_url" in given:
         checked["base_url"] = _origin(given["base_url"])
+    for name in ("strict",):
+        if name in given and not isinstance(given[name], bool):
+            raise OptionError(f"{name} must be True or False")
+    for name in ("shops", "partners"):
+        if name in given:
+            checked[name] = _dicts(name, given[name])
+    if "shops" in given and not checked["shops"]:
+        raise OptionError('shops must name at least one shop, e.g. [{"id": "shop_a", ...}]')
+    if "auth" in given and given["auth"] not in ("shop", "partner"):
+        raise OptionError('auth must be "shop" or "partner"')
+    if "webhook_retry_delays" in given:
+        checked["webhook_retry_delays"] = _delays(given["webhook_retry_delays"])
     if "pass_through" in given:
         prefixes = given["pass_through"]
         if isinstance(prefixes, str) or not all(isinstance(p, str) for p in prefixes):
@@ -101,6 +159,31 @@ def _subscribers(value: Any) -> tuple[Mapping[str, Any], ...]:
     if not all(isinstance(item, Mapping) for item in items):
         raise OptionError('each subscriber must be a dict, e.g. {"phone_number": "+15555550100"}')
     return items
+
+
+def _dicts(name: str, value: Any) -> tuple[Mapping[str, Any], ...]:
+    example = (
+        '[{"id": "shop_a", "secret_key": "sk_a"}]'
+        if name == "shops"
+        else ('[{"id": "partner_p", "key": "sk_partner_p"}]')
+    )
+    if isinstance(value, Mapping | str) or not isinstance(value, Iterable):
+        raise OptionError(f"{name} must be a list of dicts, e.g. {example}")
+    items = tuple(value)
+    if not all(isinstance(item, Mapping) for item in items):
+        raise OptionError(f"{name} must be a list of dicts, e.g. {example}")
+    return items
+
+
+def _delays(value: Any) -> tuple[float, ...]:
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise OptionError("webhook_retry_delays must be a list of seconds, e.g. [0.01, 0.01]")
+    delays = tuple(value)
+    if not all(
+        isinstance(d, int | float) and not isinstance(d, bool) and 0 <= d <= 3600 for d in delays
+    ):
+        raise OptionError("webhook_retry_delays must be seconds from 0 to 3600 each")
+    return tuple(float(d) for d in delays)
 
 
 def _faults(value: Any) -> Mapping[str, Any]:

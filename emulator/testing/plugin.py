@@ -47,8 +47,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         f"{MARKER}(secret_key=..., rate_limit=..., subscribers=[...], faults={{...}}, "
-        "base_url=..., assert_all_mocked=..., pass_through=[...]): set up the Postscript "
-        "emulator of the postscript, mock_postscript and postscript_server fixtures",
+        "base_url=..., assert_all_mocked=..., pass_through=[...], strict=..., shops=[...], "
+        "partners=[...], auth='shop'|'partner', webhook_retry_delays=[...]): set up the "
+        "Postscript emulator of the postscript, mock_postscript and postscript_server fixtures",
     )
 
 
@@ -107,12 +108,8 @@ def _set_up(options: EmulatorOptions, postscript: Postscript) -> None:
 @pytest.fixture
 def _postscript_in_process(request: pytest.FixtureRequest) -> Iterator[Postscript]:
     """The one in-process emulator `postscript` and `mock_postscript` share in a test."""
-    from emulator.testing.handle import Postscript
-
     options = _options(request)
-    with Postscript.in_process(
-        secret_key=options.secret_key, rate_limit=options.rate_limit
-    ) as emulator:
+    with options.in_process() as emulator:
         _set_up(options, emulator)
         yield emulator
 
@@ -153,7 +150,9 @@ def postscript_server(
 ) -> Postscript:
     """An emulator on a real loopback port (`.base_url`), emptied and set up for this test."""
     options = _options(request)
-    server = _postscript_servers.server(options.secret_key)
+    server = _postscript_servers.server(
+        options.secret_key, strict=options.strict, webhook_retry_delays=options.webhook_retry_delays
+    )
     server.reset()
     _set_up(options, server)
     return server

@@ -14,11 +14,16 @@ from typing import Any, TypedDict
 __all__ = [
     "ApiRequest",
     "CanSend",
+    "DeliveryAttempt",
     "Event",
     "Faults",
+    "InboundText",
+    "Message",
+    "MessageRequest",
     "Subscriber",
     "SubscriberSeed",
     "Subscriptions",
+    "WebhookDelivery",
 ]
 
 
@@ -72,6 +77,11 @@ class Subscriber:
     tags: list[str] = field(default_factory=list)
     subscriptions: Subscriptions = field(default_factory=_sendable)
     data: dict[str, Any] = field(default_factory=dict)
+    pending: bool = False  # created through the API, not confirmed by text yet
+
+    @property
+    def can_receive_promotional(self) -> bool:
+        return bool(self.subscriptions["promotional"]["can_send"]) and not self.pending
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Subscriber:
@@ -87,6 +97,7 @@ class Subscriber:
             tags=doc.get("tags") or [],
             subscriptions=doc.get("subscriptions") or _sendable(),
             data=doc.get("data") or {},
+            pending=bool(doc.get("pending", False)),
         )
 
 
@@ -176,4 +187,140 @@ class Faults:
             timeout_ms=float(doc.get("timeout_ms", 3000.0)),
             seed=doc.get("seed"),
             rate_limit_rps=float(doc.get("rate_limit_rps", 15.0)),
+        )
+
+
+@dataclass(frozen=True)
+class Message:
+    """A text the emulator sent (what the person's phone got): a sent message, design §2.1."""
+
+    id: str
+    phone: str
+    body: str
+    category: str
+    subscriber_id: str
+    credits_used: int
+    created_at: datetime
+    media_url: str | None = None
+    message_request_id: str | None = None
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Message:
+        return cls(
+            id=doc["id"],
+            phone=doc["phone"],
+            body=doc["body"],
+            category=doc.get("category", "promotional"),
+            subscriber_id=doc["subscriber_id"],
+            credits_used=int(doc.get("credits_used", 1)),
+            created_at=_moment(doc["created_at"]),
+            media_url=doc.get("media_url"),
+            message_request_id=doc.get("message_request_id"),
+        )
+
+
+@dataclass(frozen=True)
+class MessageRequest:
+    """A create-message call: `status` is `scheduled`, `sent` or `failed`; `reason` says why
+    one failed (design §2.8 "message-statuses")."""
+
+    id: str
+    body: str
+    category: str
+    status: str
+    status_code: int
+    subscriber_id: str | None
+    phone: str | None
+    created_at: datetime
+    scheduled_at: datetime | None = None
+    sent_message_id: str | None = None
+    reason: str | None = None
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> MessageRequest:
+        sent = doc.get("sent_message")
+        scheduled = doc.get("scheduled_at")
+        return cls(
+            id=doc["id"],
+            body=doc["body"],
+            category=doc["category"],
+            status=doc["status"],
+            status_code=int(doc.get("status_code", 0)),
+            subscriber_id=doc.get("subscriber_id"),
+            phone=doc.get("phone"),
+            created_at=_moment(doc["created_at"]),
+            scheduled_at=_moment(scheduled) if scheduled else None,
+            sent_message_id=sent["id"] if sent else None,
+            reason=doc.get("reason"),
+        )
+
+
+@dataclass(frozen=True)
+class DeliveryAttempt:
+    """One POST of a webhook delivery: the status it got, or the error when none."""
+
+    attempt: int
+    time: datetime
+    status: int | None
+    error: str | None = None
+    duration_ms: float = 0.0
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> DeliveryAttempt:
+        return cls(
+            attempt=int(doc["attempt"]),
+            time=_moment(doc["time"]),
+            status=doc.get("status"),
+            error=doc.get("error"),
+            duration_ms=float(doc.get("duration_ms", 0.0)),
+        )
+
+
+@dataclass(frozen=True)
+class WebhookDelivery:
+    """One event on its way to one subscription (`state`: pending, delivered, failed,
+    cancelled), with every attempt so far; `payload` is the documented envelope."""
+
+    id: str
+    webhook_id: str
+    event: str
+    callback_url: str
+    payload: dict[str, Any]
+    state: str
+    attempts: tuple[DeliveryAttempt, ...] = ()
+
+    @property
+    def event_data(self) -> dict[str, Any]:
+        data: dict[str, Any] = self.payload.get("event_data", {})
+        return data
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> WebhookDelivery:
+        return cls(
+            id=doc["id"],
+            webhook_id=doc["webhook_id"],
+            event=doc["event"],
+            callback_url=doc["callback_url"],
+            payload=doc.get("payload") or {},
+            state=doc["state"],
+            attempts=tuple(DeliveryAttempt.from_json(a) for a in doc.get("attempts", [])),
+        )
+
+
+@dataclass(frozen=True)
+class InboundText:
+    """What a text from a phone did (`confirmed`, `opted_out`, `signup_cancelled` or
+    `message`), the subscriber it concerned as it is now, and the events it raised."""
+
+    outcome: str
+    subscriber: Subscriber | None
+    events: tuple[str, ...] = ()
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> InboundText:
+        subscriber = doc.get("subscriber")
+        return cls(
+            outcome=doc["outcome"],
+            subscriber=Subscriber.from_json(subscriber) if subscriber else None,
+            events=tuple(doc.get("events", [])),
         )

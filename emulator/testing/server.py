@@ -25,13 +25,17 @@ def serve_postscript(
     rate_limit: float = 15.0,
     host: str = "127.0.0.1",
     port: int = 0,
+    strict: bool = False,
+    webhook_retry_delays: tuple[float, ...] | None = None,
 ) -> Iterator[Postscript]:
     """Serve a fresh emulator on uvicorn in a background thread (`port=0` picks a free one)."""
     # Only now, so that loading the pytest plugin never loads the web stack.
     from emulator.postscript.config import EmulatorConfig
     from emulator.postscript.serve import serve_in_background
 
-    config = EmulatorConfig(secret_key=secret_key, rate_limit_rps=rate_limit)
+    config = EmulatorConfig(secret_key=secret_key, rate_limit_rps=rate_limit, strict=strict)
+    if webhook_retry_delays is not None:
+        config.webhook_retry_delays = tuple(webhook_retry_delays)
     with (
         serve_in_background(config, host, port) as base_url,
         Postscript.connect(base_url, secret_key) as postscript,
@@ -40,18 +44,28 @@ def serve_postscript(
 
 
 class ServerPool:
-    """One served emulator per secret key, each started when first asked for."""
+    """One served emulator per secret key, mode and retry schedule (what a running server
+    cannot change), each started when first asked for."""
 
     def __init__(self) -> None:
-        self._servers: dict[str, Postscript] = {}
+        self._servers: dict[tuple[str, bool, tuple[float, ...] | None], Postscript] = {}
         self._running = ExitStack()
 
-    def server(self, secret_key: str) -> Postscript:
-        if secret_key not in self._servers:
-            self._servers[secret_key] = self._running.enter_context(
-                serve_postscript(secret_key=secret_key)
+    def server(
+        self,
+        secret_key: str,
+        *,
+        strict: bool = False,
+        webhook_retry_delays: tuple[float, ...] | None = None,
+    ) -> Postscript:
+        key = (secret_key, strict, webhook_retry_delays)
+        if key not in self._servers:
+            self._servers[key] = self._running.enter_context(
+                serve_postscript(
+                    secret_key=secret_key, strict=strict, webhook_retry_delays=webhook_retry_delays
+                )
             )
-        return self._servers[secret_key]
+        return self._servers[key]
 
     def close(self) -> None:
         self._servers.clear()

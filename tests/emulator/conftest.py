@@ -25,10 +25,20 @@ SECRET = "sk_test_pslab"
 PAUSE_S = 0.01
 
 
+def answered_by_stand_in(request: httpx.Request) -> httpx.Response:
+    """What a webhook delivery gets in tests that do not run a receiver: a 200, no network."""
+    return httpx.Response(200)
+
+
+def stand_in_receiver() -> httpx.AsyncBaseTransport:
+    return httpx.MockTransport(answered_by_stand_in)
+
+
 @pytest.fixture
 def emulator_app() -> Starlette:
-    """An emulator with the rate limit off, so tests are not paced by it."""
-    return create_app(EmulatorConfig(rate_limit_rps=0))
+    """An emulator with the rate limit off, so tests are not paced by it; its webhook
+    deliveries reach a stand-in receiver, never the network."""
+    return create_app(EmulatorConfig(rate_limit_rps=0, webhook_transport=stand_in_receiver))
 
 
 @pytest.fixture

@@ -2,8 +2,8 @@
 
 Written by hand from Postscript's Partner API reference — one documentation
 page per operation, `https://developers.postscript.io/reference/<operation id>`
-— for the five groups the emulator serves (Identity, Subscribers, Events,
-Keywords, Compliance; Messages and Webhooks are not served yet). For each
+— for the seven groups the emulator serves (Identity, Subscribers, Events,
+Keywords, Compliance, Messages, Webhooks). For each
 operation: its parameters, its request body's fields with their JSON types
 and which are required, the statuses the page documents, and the fields of
 the success answer (dotted paths, `[]` for the items of a list). Where a page
@@ -94,6 +94,51 @@ def _keyword(prefix: str) -> dict[str, str]:
         "id": "string",
         "keyword": "string",
         "triggered_count": "integer",
+        "updated_at": "string",
+    }
+    return {f"{prefix}{name}": kind for name, kind in fields.items()}
+
+
+def _sent_message(prefix: str) -> dict[str, str]:
+    fields = {
+        "body": "string",
+        "created_at": "string",
+        "credits_used": "integer",
+        "id": "string",
+        "media_url": "string",
+        "phone": "string",
+        "shop_id": "string",
+        "subscriber_id": "string",
+    }
+    return {f"{prefix}{name}": kind for name, kind in fields.items()}
+
+
+def _message_request() -> dict[str, str]:
+    """create-message's and get-message-request's answer."""
+    return {
+        "body": "string",
+        "category": "string",
+        "created_at": "string",
+        "id": "string",
+        "phone": "string",
+        "scheduled_at": "string",
+        "sent_message": "object",
+        **_sent_message("sent_message."),
+        "status": "string",
+        "status_code": "integer",
+        "subscriber_id": "string",
+        "updated_at": "string",
+    }
+
+
+def _webhook(prefix: str) -> dict[str, str]:
+    """A webhook subscription as the create, get and update examples show it."""
+    fields = {
+        "callback_url": "string",
+        "created_at": "string",
+        "event": "string",
+        "headers": "object",
+        "id": "string",
         "updated_at": "string",
     }
     return {f"{prefix}{name}": kind for name, kind in fields.items()}
@@ -225,15 +270,168 @@ PUBLISHED: tuple[PublishedOperation, ...] = (
         },
         answer={"message": "string"},
     ),
+    PublishedOperation(
+        "create-message",
+        "POST",
+        "/api/v2/message_requests",
+        "Messages",
+        (SHOP_TOKEN,),
+        frozenset({"202", "400"}),
+        body={
+            "subscriber_id": "string",
+            "phone": "string",
+            "country": "string",
+            "body": "string",
+            "category": "string",
+            "scheduled_at": "string",
+            "media_url": "string",
+        },
+        required=frozenset({"body"}),
+        answer=_message_request(),
+    ),
+    PublishedOperation(
+        "get-message-request",
+        "GET",
+        "/api/v2/message_requests/{id}",
+        "Messages",
+        (ID, SHOP_TOKEN),
+        frozenset({"200", "400"}),
+        answer=_message_request(),
+    ),
+    PublishedOperation(
+        "get-sent-message",
+        "GET",
+        "/api/v2/sent_messages/{id}",
+        "Messages",
+        (ID, SHOP_TOKEN),
+        frozenset({"200", "400"}),
+        answer=_sent_message(""),
+    ),
+    PublishedOperation(
+        "create-webhook-subscription",
+        "POST",
+        "/api/v2/webhooks",
+        "Webhooks",
+        (SHOP_TOKEN,),
+        frozenset({"200", "400"}),
+        body={"callback_url": "string", "event": "string", "headers": "object"},
+        required=frozenset({"callback_url", "event"}),
+        answer=_webhook(""),
+    ),
+    PublishedOperation(
+        "list-webhook-subscriptions",
+        "GET",
+        "/api/v2/webhooks",
+        "Webhooks",
+        (SHOP_TOKEN,),
+        frozenset({"200", "400"}),
+        answer={"webhook_subscriptions": "array", **_webhook("webhook_subscriptions[].")},
+    ),
+    PublishedOperation(
+        "get-webhook-subscription",
+        "GET",
+        "/api/v2/webhooks/{id}",
+        "Webhooks",
+        (ID, SHOP_TOKEN),
+        frozenset({"200", "400"}),
+        answer=_webhook(""),
+    ),
+    PublishedOperation(
+        "update-webhook-subscription",
+        "PATCH",
+        "/api/v2/webhooks/{id}",
+        "Webhooks",
+        (ID, SHOP_TOKEN),
+        frozenset({"200", "400"}),
+        body={"callback_url": "string", "headers": "object"},
+        answer=_webhook(""),
+    ),
+    PublishedOperation(
+        "delete-webhook-subscription",
+        "DELETE",
+        "/api/v2/webhooks/{id}",
+        "Webhooks",
+        (ID, SHOP_TOKEN),
+        frozenset({"200", "400"}),
+    ),
+    PublishedOperation(
+        "get-webhook-signing-token",
+        "GET",
+        "/api/v2/webhooks/token",
+        "Webhooks",
+        (SHOP_TOKEN,),
+        frozenset({"200", "400"}),
+        answer={"token": "string"},
+    ),
+    PublishedOperation(
+        "example-event",
+        "GET",
+        "/api/v2/webhooks/example",
+        "Webhooks",
+        (Parameter("event", "query", "string"), SHOP_TOKEN),
+        frozenset({"200", "400"}),
+        answer={
+            "webhook_id": "string",
+            "resource_type": "string",
+            "resource_id": "string",
+            "event_time": "string",
+            "event": "string",
+            "event_data": "object",
+        },
+    ),
+    PublishedOperation(
+        "test-shop-webhook",
+        "POST",
+        "/api/v2/webhooks/test",
+        "Webhooks",
+        (SHOP_TOKEN,),
+        frozenset({"202", "400"}),
+        body={"event": "string"},
+        required=frozenset({"event"}),
+        answer={"message": "string"},
+    ),
 )
 
 # Statuses every operation may answer, documented outside the per-operation pages.
 DOCUMENTED_ELSEWHERE = {"429": "https://developers.postscript.io/docs/rate-limits"}
 
 _EVERY_OPERATION = tuple(op.operation_id for op in PUBLISHED)
-_WITH_BODY = ("update-subscriber-by-id", "create-custom-event", "unsubscribe", "redact")
-_BY_SUBSCRIBER = ("get-subscriber", *_WITH_BODY)
-_WITHOUT_INPUT = ("verify-identity", "get-subscriber")  # those that document a 400
+_WITH_BODY = (
+    "update-subscriber-by-id",
+    "create-custom-event",
+    "unsubscribe",
+    "redact",
+    "create-message",
+    "create-webhook-subscription",
+    "update-webhook-subscription",
+    "test-shop-webhook",
+)
+_BY_SUBSCRIBER = (
+    "get-subscriber",
+    "update-subscriber-by-id",
+    "create-custom-event",
+    "unsubscribe",
+    "redact",
+    "create-message",
+)
+_BY_ID = (
+    "get-message-request",
+    "get-sent-message",
+    "get-webhook-subscription",
+    "update-webhook-subscription",
+    "delete-webhook-subscription",
+)
+# Those that document a 400 though, lenient, nothing about the call can be bad input.
+_WITHOUT_INPUT = (
+    "verify-identity",
+    "get-subscriber",
+    "get-message-request",
+    "get-sent-message",
+    "list-webhook-subscriptions",
+    "get-webhook-subscription",
+    "delete-webhook-subscription",
+    "get-webhook-signing-token",
+)
 
 # (operation id, kind of difference, name) -> the choice of docs/design.md §2.8 behind it.
 ALLOWED: dict[tuple[str, str, str], str] = {
@@ -244,7 +442,7 @@ ALLOWED: dict[tuple[str, str, str], str] = {
         for op in _EVERY_OPERATION
         if op not in ("get-keywords", "unsubscribe", "redact")
     },
-    **{(op, "extra status", "404"): "not-found-3001" for op in _BY_SUBSCRIBER},
+    **{(op, "extra status", "404"): "not-found-3001" for op in (*_BY_SUBSCRIBER, *_BY_ID)},
     **{
         (op, "extra status", status): "strict-json"
         for op in _WITH_BODY
@@ -268,4 +466,6 @@ ALLOWED: dict[tuple[str, str, str], str] = {
         "extra requirement",
         "one of postscript_subscriber_id, shopify_customer_id, email, phone_number",
     ): "compliance-targets",
+    # documented ("Either subscriber_id or phone is required"); which wins is the choice
+    ("create-message", "extra requirement", "one of subscriber_id, phone"): "message-statuses",
 }

@@ -42,15 +42,23 @@ class EmulatorModel(RuleBasedStateMachine):
             assert response.status_code == 400
             return next(i for i, s in self.model.items() if s["phone_number"] == phone)
         assert response.status_code == 201
-        created = response.json()
-        self.model[created["id"]] = {
+        pending_id = response.json()["id"]
+        assert self.client.get(f"/api/v2/subscribers/{pending_id}").status_code == 404
+        # the person answers the confirmation text: the subscriber exists from now on
+        confirmed = self.client.post(
+            "/_emulator/inbound", json={"phone_number": phone, "body": "y"}
+        )
+        assert confirmed.json()["outcome"] == "confirmed"
+        active_id = str(confirmed.json()["subscriber"]["id"])
+        assert active_id != pending_id
+        self.model[active_id] = {
             "phone_number": phone,
             "email": email,
             "properties": {},
             "tags": [],
-            "can_send": False,
+            "can_send": True,
         }
-        return str(created["id"])
+        return active_id
 
     @rule(
         subscriber=subscribers,
@@ -87,6 +95,15 @@ class EmulatorModel(RuleBasedStateMachine):
         phone = self.model[subscriber]["phone_number"]
         response = self.client.patch("/api/v2/compliance/unsubscribe", json={"phone_number": phone})
         assert response.status_code == 202
+        self.model[subscriber]["can_send"] = False
+
+    @rule(subscriber=subscribers)
+    def text_stop(self, subscriber: str) -> None:
+        phone = self.model[subscriber]["phone_number"]
+        response = self.client.post(
+            "/_emulator/inbound", json={"phone_number": phone, "body": "Stop"}
+        )
+        assert response.json()["outcome"] == "opted_out"
         self.model[subscriber]["can_send"] = False
 
     def teardown(self) -> None:

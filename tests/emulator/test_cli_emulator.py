@@ -158,3 +158,27 @@ def test_a_bad_shops_file_is_refused_in_one_sentence(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "shops.0.secret_key: must not start with pk_" in result.stderr
+
+
+def test_webhook_retry_delays_from_the_command_line() -> None:
+    refused = subprocess.run(  # noqa: S603 - our own interpreter and fixed arguments
+        [*PSLAB, "--port", "0", "--webhook-retry-delays", "1,soon"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 2
+    assert "--webhook-retry-delays" in refused.stderr
+    with socket.socket() as sock:  # a port nothing listens on: every attempt is refused
+        sock.bind(("127.0.0.1", 0))
+        hook = f"http://127.0.0.1:{sock.getsockname()[1]}/hooks"
+    with running_emulator("--webhook-retry-delays", "0,0") as url:
+        key = {"Authorization": "Bearer sk_test_pslab"}
+        body = {"callback_url": hook, "event": "shop.incoming_message"}
+        assert httpx.post(f"{url}/api/v2/webhooks", json=body, headers=key).status_code == 200
+        text = {"phone_number": "+15555550100", "body": "hi"}
+        assert httpx.post(f"{url}/_emulator/inbound", json=text).status_code == 200
+        (delivery,) = httpx.post(f"{url}/_emulator/webhooks/flush", timeout=60).json()["deliveries"]
+    assert delivery["state"] == "failed"
+    assert len(delivery["attempts"]) == 3

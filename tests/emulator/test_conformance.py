@@ -280,6 +280,21 @@ def test_the_checker_reports_a_documented_parameter_the_emulator_lacks() -> None
 # -- the emulator answers as documented -------------------------------------------
 
 ADA = {"id": "s_ada", "phone_number": "+15555550100", "email": "ada@example.com"}
+MESSAGE = {
+    "subscriber_id": "s_ada",
+    "phone": "+15555550100",
+    "country": "US",
+    "body": "Your order has shipped",
+    "category": "transactional",
+    "scheduled_at": "2026-01-01T00:00:00Z",
+    "media_url": "https://example.com/parcel.png",
+}
+# Deliveries in these tests go to the `api` fixture's stand-in transport, never the network.
+WEBHOOK = {
+    "callback_url": "https://hooks.example.com/postscript",
+    "event": "shop.test",
+    "headers": {"X-Receiver": "a"},
+}
 VALID_CALLS: dict[str, tuple[str, str, dict[str, Any], Any]] = {
     "verify-identity": ("GET", "/api/v2/me", {}, None),
     "get-subscribers": ("GET", "/api/v2/subscribers", {"email__eq": ADA["email"]}, None),
@@ -295,10 +310,49 @@ VALID_CALLS: dict[str, tuple[str, str, dict[str, Any], Any]] = {
         {"postscript_subscriber_id": "s_ada"},
     ),
     "redact": ("PATCH", "/api/v2/compliance/redact", {}, {"postscript_subscriber_id": "s_ada"}),
+    # due at once (so sent, with its sent_message), yet with every documented field given
+    "create-message": ("POST", "/api/v2/message_requests", {}, MESSAGE),
+    "get-message-request": ("GET", "/api/v2/message_requests/{id}", {}, None),
+    "get-sent-message": ("GET", "/api/v2/sent_messages/{id}", {}, None),
+    "create-webhook-subscription": ("POST", "/api/v2/webhooks", {}, WEBHOOK),
+    "list-webhook-subscriptions": ("GET", "/api/v2/webhooks", {}, None),
+    "get-webhook-subscription": ("GET", "/api/v2/webhooks/{id}", {}, None),
+    "update-webhook-subscription": (
+        "PATCH",
+        "/api/v2/webhooks/{id}",
+        {},
+        {"headers": {"X-Receiver": "b"}},
+    ),
+    "delete-webhook-subscription": ("DELETE", "/api/v2/webhooks/{id}", {}, None),
+    "get-webhook-signing-token": ("GET", "/api/v2/webhooks/token", {}, None),
+    "example-event": ("GET", "/api/v2/webhooks/example", {"event": "shop.incoming_message"}, None),
+    "test-shop-webhook": ("POST", "/api/v2/webhooks/test", {}, {"event": "shop.test"}),
 }
-IDS = {"subscribers": "s_ada", "keywords": "kw_5f1c0e8a"}
 # What an unknown id answers: documented for keywords, design §2.8 "not-found-3001" otherwise.
-UNKNOWN_ID_STATUS = {"get-keyword": 404, "get-subscriber": 404, "update-subscriber-by-id": 404}
+UNKNOWN_ID_STATUS = {
+    "get-keyword": 404,
+    "get-subscriber": 404,
+    "update-subscriber-by-id": 404,
+    "get-message-request": 404,
+    "get-sent-message": 404,
+    "get-webhook-subscription": 404,
+    "update-webhook-subscription": 404,
+    "delete-webhook-subscription": 404,
+}
+
+
+async def _ids(api: httpx.AsyncClient) -> dict[str, str]:
+    """Ada (seeded), a message to her and a webhook subscription: the ids calls are made on."""
+    await seed(api, {**ADA, "shopify_customer_id": 4401, "properties": {"tier": "gold"}})
+    message = (await api.post("/api/v2/message_requests", json=MESSAGE)).json()
+    webhook = (await api.post("/api/v2/webhooks", json=WEBHOOK)).json()
+    return {
+        "subscribers": "s_ada",
+        "keywords": "kw_5f1c0e8a",
+        "message_requests": message["id"],
+        "sent_messages": message["sent_message"]["id"],
+        "webhooks": webhook["id"],
+    }
 
 
 def _value_at(value: Any, path: str) -> list[Any]:
@@ -319,10 +373,10 @@ JSON_TYPES = {"string": str, "integer": int, "boolean": bool, "object": dict, "a
 async def test_a_valid_call_answers_the_documented_status_and_fields(
     api: httpx.AsyncClient, published: PublishedOperation
 ) -> None:
-    await seed(api, {**ADA, "shopify_customer_id": 4401, "properties": {"tier": "gold"}})
+    ids = await _ids(api)
     method, path, query, body = VALID_CALLS[published.operation_id]
     if "{id}" in path:
-        path = path.replace("{id}", IDS[path.split("/")[3]])
+        path = path.replace("{id}", ids[path.split("/")[3]])
     response = await api.request(method, path, params=query, json=body)
     assert str(response.status_code) == published.success, response.text
     for field, json_type in published.answer.items():
@@ -350,17 +404,19 @@ def test_the_valid_calls_cover_every_published_operation() -> None:
 def _a_value_for(name: str) -> str:
     if name.startswith(("created_at", "updated_at")):
         return "2024-01-01T00:00:00Z"
-    return {"page": "1", "sort": "created_at__asc", "ps_id__eq": "1"}.get(name, "1")
+    return {"page": "1", "sort": "created_at__asc", "ps_id__eq": "1", "event": "shop.test"}.get(
+        name, "1"
+    )
 
 
 @pytest.mark.anyio
 @pytest.mark.parametrize(
-    "parameter",
-    [p for op in PUBLISHED for p in op.parameters if p.location == "query"],
-    ids=lambda p: p.name,
+    ("path", "parameter"),
+    [(op.path, p) for op in PUBLISHED for p in op.parameters if p.location == "query"],
+    ids=lambda value: value.name if isinstance(value, Parameter) else "",
 )
 async def test_the_strict_emulator_takes_every_documented_query_parameter(
-    parameter: Parameter,
+    path: str, parameter: Parameter
 ) -> None:
     # strict, a parameter the emulator does not serve would be a 400, not ignored
     app = create_app(EmulatorConfig(rate_limit_rps=0, strict=True))
@@ -369,7 +425,5 @@ async def test_the_strict_emulator_takes_every_documented_query_parameter(
         base_url="http://emulator",
         headers={"Authorization": f"Bearer {SECRET}"},
     ) as api:
-        response = await api.get(
-            "/api/v2/subscribers", params={parameter.name: _a_value_for(parameter.name)}
-        )
+        response = await api.get(path, params={parameter.name: _a_value_for(parameter.name)})
     assert response.status_code == 200, response.text

@@ -21,7 +21,7 @@ from emulator.postscript.config import EmulatorConfig
 from emulator.postscript.emulator import Emulator
 from emulator.postscript.openapi import openapi_document
 from emulator.postscript.seed import seed_subscribers
-from tests.emulator.conftest import SECRET
+from tests.emulator.conftest import SECRET, stand_in_receiver
 
 EXAMPLES = int(os.environ.get("PSLAB_FUZZ_EXAMPLES", "30"))
 SUBSCRIBERS = {
@@ -33,10 +33,23 @@ SUBSCRIBERS = {
 }
 
 
+WEBHOOK_ID = "0b7c9e3a-2f41-4d6b-9a8e-5c1d2e3f4a5b"  # the subscription PATCHes are pointed at
+
+
 def seeded_app(*, strict: bool) -> Starlette:
-    app = create_app(EmulatorConfig(rate_limit_rps=0, strict=strict))
+    # Webhook deliveries (test deliveries, opt-outs) go to a stand-in, never the network.
+    app = create_app(
+        EmulatorConfig(
+            rate_limit_rps=0,
+            strict=strict,
+            webhook_transport=stand_in_receiver,
+            webhook_retry_delays=(),
+        )
+    )
     emulator: Emulator = app.state.emulator
     emulator.store.create(seed_subscribers(SUBSCRIBERS, "US"))
+    webhooks = emulator.webhooks_of(emulator.tenancy.default_shop.id)
+    webhooks.create("https://hooks.example.com/ps", "shop.test", {}, subscription_id=WEBHOOK_ID)
     return app
 
 
@@ -73,7 +86,8 @@ def call_and_validate(case: schemathesis.Case[Any]) -> None:
     # the body: point PATCHes at a real subscriber so their bodies get validated
     # (GETs keep the generated ids, which exercises the 404 answer).
     if case.method == "PATCH" and case.path_parameters:
-        case.path_parameters = {**case.path_parameters, "id": "s_fuzz1"}
+        target = WEBHOOK_ID if case.path.startswith("/api/v2/webhooks") else "s_fuzz1"
+        case.path_parameters = {**case.path_parameters, "id": target}
     # The shop's own key: a generated X-Postscript-Shop-Token is then ignored, as documented.
     case.call_and_validate(headers={"Authorization": f"Bearer {SECRET}"}, checks=CHECKS)
 

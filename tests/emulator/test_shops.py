@@ -229,7 +229,7 @@ async def test_shops_can_be_replaced_at_run_time_and_keep_their_data() -> None:
             ["body", "partners", 0, "key"],
         ),
         (
-            {"shops": [{"id": "a", "secret_key": "sk_x", "forbidden": ["webhooks"]}]},
+            {"shops": [{"id": "a", "secret_key": "sk_x", "forbidden": ["billing"]}]},
             ["body", "shops", 0, "forbidden"],
         ),
     ],

@@ -214,7 +214,8 @@ def test_an_unknown_or_mistyped_option_fails_setup_saying_what_is_allowed(
     result.stdout.fnmatch_lines(
         [
             "*unknown Postscript emulator option 'rate_limt'; the options are secret_key, "
-            "rate_limit, subscribers, faults, base_url, assert_all_mocked, pass_through",
+            "rate_limit, subscribers, faults, base_url, assert_all_mocked, pass_through, "
+            "strict, shops, partners, auth, webhook_retry_delays",
             "*unknown fault 'eror_rate'; the faults are error_rate, *",
             "*subscribers must be a list of dicts*",
             "*subscribers.0.phone_number: must be a complete phone number*",
@@ -223,6 +224,82 @@ def test_an_unknown_or_mistyped_option_fails_setup_saying_what_is_allowed(
         ]
     )
     assert "Traceback" not in result.stdout.str()
+
+
+def test_strict_shops_partner_auth_and_retry_options_set_up_every_fixture(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        import socket
+        import httpx
+        import pytest
+
+        SHOPS = [
+            {"id": "shop_a", "name": "A", "secret_key": "sk_a"},
+            {"id": "shop_b", "name": "B", "secret_key": "sk_b"},
+        ]
+        PARTNERS = [{"id": "partner_p", "name": "P", "key": "sk_partner_p"}]
+
+        @pytest.mark.parametrize("fixture", ["postscript", "mock_postscript", "postscript_server"])
+        @pytest.mark.postscript(strict=True, rate_limit=0)
+        def test_strict(fixture, request):
+            handle = request.getfixturevalue(fixture)
+            with handle.client() as client:
+                answer = client.get("/api/v2/subscribers", params={"colour": "red"})
+            assert answer.status_code == 400
+
+        @pytest.mark.parametrize("fixture", ["postscript", "postscript_server"])
+        def test_lenient_by_default(fixture, request):
+            handle = request.getfixturevalue(fixture)
+            with handle.client() as client:
+                answer = client.get("/api/v2/subscribers", params={"colour": "red"})
+            assert answer.status_code == 200
+
+        @pytest.mark.parametrize("fixture", ["postscript", "postscript_server"])
+        @pytest.mark.postscript(shops=SHOPS, partners=PARTNERS, auth="partner")
+        def test_shops_and_partner_auth(fixture, request):
+            handle = request.getfixturevalue(fixture)
+            assert handle.secret_key == "sk_a"
+            with handle.client() as client:
+                me = client.get("/api/v2/me").json()
+                other = client.get(
+                    "/api/v2/me", headers={"X-Postscript-Shop-Token": "sk_b"}
+                ).json()
+                alone = client.get(
+                    "/api/v2/subscribers", headers={"X-Postscript-Shop-Token": ""}
+                )
+            assert client.headers["authorization"] == "Bearer sk_partner_p"
+            assert (me["resource_id"], other["resource_id"]) == ("shop_a", "shop_b")
+            assert alone.status_code in (401, 403)
+
+        def test_the_next_server_test_has_the_default_shop_again(postscript_server):
+            assert postscript_server.secret_key == "sk_test_pslab"
+            with postscript_server.client() as client:
+                assert client.get("/api/v2/me").json()["resource_id"] == "shop_pslab0emulator"
+
+        @pytest.mark.postscript(webhook_retry_delays=[0, 0])
+        def test_retry_delays(postscript):
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                url = f"http://127.0.0.1:{sock.getsockname()[1]}/hooks"
+            with postscript.client() as client:
+                client.post(
+                    "/api/v2/webhooks",
+                    json={"callback_url": url, "event": "shop.incoming_message"},
+                )
+            postscript.inbound_text("+15555550100", "hi")
+            (delivery,) = postscript.wait_for_webhooks()
+            assert len(delivery.attempts) == 3
+
+        @pytest.mark.postscript(shops=[], auth="partners", strict="yes")
+        def test_bad(postscript):
+            pass
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=9, errors=1)
+    result.stdout.fnmatch_lines(["*strict must be True or False*"])
 
 
 def test_a_request_no_route_serves_fails_the_test_naming_it(pytester: pytest.Pytester) -> None:
