@@ -1,10 +1,14 @@
 """The Postscript REST calls the engine makes, paced, retried and counted.
 
-Pacing is strictly spaced (one request every 1/rate seconds), so no one-second
-window ever holds more than `rate` requests and a token bucket of capacity
-`rate` on the server side never runs dry. Retries (stamina: exponential
-backoff with jitter, `Retry-After` honoured) cover 429, 5xx, timeouts and
-connection errors. `calls` counts every HTTP attempt, retries included.
+Pacing is strictly spaced (one request every 1/rate seconds, `sync.pacing`),
+so no one-second window ever holds more than `rate` requests and a token
+bucket of capacity `rate` on the server side never runs dry; lookups and
+PATCHes take the next slot before event posts. The rate adapts: a 429 while
+paced means another client spends the same key, so the rate goes down (and
+creeps back up while no 429 comes), and the request is sent again at the
+lower rate. Retries (stamina: exponential backoff with jitter, `Retry-After`
+honoured) cover 5xx, timeouts, connection errors and 429s that persist.
+`calls` counts every HTTP attempt, retries included.
 """
 
 from __future__ import annotations
@@ -12,13 +16,12 @@ from __future__ import annotations
 import email.utils
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
 import httpx
 import stamina
-from aiolimiter import AsyncLimiter
 
 from sync.errors import (
     ApiError,
@@ -29,6 +32,7 @@ from sync.errors import (
     ServerError,
     UnreachableError,
 )
+from sync.pacing import AdaptiveRate, Pacer, Priority
 
 __all__ = ["ENDPOINTS", "PostscriptClient"]
 
@@ -37,6 +41,10 @@ RETRY_ATTEMPTS = 8
 RETRY_TIMEOUT_S = 120.0
 RETRY_WAIT_MAX_S = 10.0
 RETRY_AFTER_CAP_S = 60.0
+# While paced, a 429 lowers the rate and the request goes again; this many in a row
+# for one call and it is left to the retries (and their backoff) instead.
+PACED_RATE_LIMITED_TRIES = 20
+LATENCY_SMOOTHING = 0.1  # weight of each new answer in the latency average
 
 
 class PostscriptClient:
@@ -61,8 +69,29 @@ class PostscriptClient:
         self._timeout_s = timeout_s
         self._transport = transport
         self._http: httpx.AsyncClient | None = None
-        self._limiter: AsyncLimiter | None = None
+        self._pacer: Pacer | None = None
         self.calls: Counter[str] = Counter()
+        self.rate_limited = 0  # 429 answers met
+        self.latency_s: float | None = None  # moving average of answered requests' latency
+        self.first_sent_at: float | None = None  # time.monotonic() of the first request
+        self.last_sent_at: float | None = None
+
+    @property
+    def paced(self) -> bool:
+        return self._pacer is not None
+
+    @property
+    def rate(self) -> AdaptiveRate | None:
+        """The adaptive rate the client paces at (None when pacing is off)."""
+        return self._pacer.rate if self._pacer is not None else None
+
+    def achieved_rps(self) -> float | None:
+        """Requests per second between the first request and the last one."""
+        sent = sum(self.calls.values())
+        first, last = self.first_sent_at, self.last_sent_at
+        if first is None or last is None or last <= first or sent < 2:
+            return None
+        return (sent - 1) / (last - first)
 
     async def __aenter__(self) -> Self:
         self._http = httpx.AsyncClient(
@@ -72,7 +101,7 @@ class PostscriptClient:
             transport=self._transport,
         )
         if self._rate_limit > 0:
-            self._limiter = AsyncLimiter(1, 1 / self._rate_limit)
+            self._pacer = Pacer(AdaptiveRate(self._rate_limit, now=time.monotonic()))
         return self
 
     async def __aexit__(
@@ -87,7 +116,7 @@ class PostscriptClient:
 
     async def me(self) -> dict[str, Any]:
         """`GET /api/v2/me`: who the key belongs to (a cheap key check)."""
-        return await self._call("me", "GET", "/api/v2/me")
+        return await self._call("me", "GET", "/api/v2/me", priority=Priority.READ)
 
     async def find_subscribers(
         self, *, phones: Iterable[str] = (), emails: Iterable[str] = ()
@@ -103,31 +132,67 @@ class PostscriptClient:
                 found.extend(await self._list_all({field: values}))
         return found
 
+    async def list_subscribers(
+        self, page: int, *, sort: str = "created_at__asc"
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One page (100 subscribers) of the whole shop, and the number of pages.
+
+        Oldest first by default, so that a subscriber created while the pages are
+        read lands on a later page instead of shifting the earlier ones.
+        """
+        body = await self._call(
+            "subscribers.list",
+            "GET",
+            "/api/v2/subscribers",
+            params={"page": page, "sort": sort},
+            priority=Priority.READ,
+        )
+        total_pages = int((body.get("page_info") or {}).get("total_pages") or 1)
+        return list(body.get("subscribers") or []), total_pages
+
     async def get_subscriber(self, subscriber_id: str) -> dict[str, Any]:
         """`GET /api/v2/subscribers/{id}`."""
-        return await self._call("subscribers.get", "GET", f"/api/v2/subscribers/{subscriber_id}")
+        return await self._call(
+            "subscribers.get",
+            "GET",
+            f"/api/v2/subscribers/{subscriber_id}",
+            priority=Priority.READ,
+        )
 
     async def patch_subscriber(
-        self, subscriber_id: str, *, properties: Mapping[str, Any]
+        self,
+        subscriber_id: str,
+        *,
+        properties: Mapping[str, Any],
+        on_sent: Callable[[float], None] | None = None,
     ) -> dict[str, Any]:
-        """`PATCH /api/v2/subscribers/{id}` with `properties` (merged key by key)."""
+        """`PATCH /api/v2/subscribers/{id}` with `properties` (merged key by key);
+        `on_sent` gets the `time.monotonic()` each attempt is sent at."""
         return await self._call(
             "subscribers.patch",
             "PATCH",
             f"/api/v2/subscribers/{subscriber_id}",
             json={"properties": dict(properties)},
+            priority=Priority.PATCH,
+            on_sent=on_sent,
         )
 
     async def post_event(self, body: Mapping[str, Any]) -> dict[str, Any]:
         """`POST /api/v2/events` (a custom event)."""
-        return await self._call("events.create", "POST", "/api/v2/events", json=dict(body))
+        return await self._call(
+            "events.create", "POST", "/api/v2/events", json=dict(body), priority=Priority.EVENT
+        )
 
     async def _list_all(self, query: dict[str, list[str]]) -> list[dict[str, Any]]:
         subscribers: list[dict[str, Any]] = []
         page = 1
         while True:
             body = await self._call(
-                "subscribers.list", "GET", "/api/v2/subscribers", params={**query, "page": page}
+                "subscribers.list",
+                "GET",
+                "/api/v2/subscribers",
+                params={**query, "page": page},
+                priority=Priority.READ,
             )
             subscribers.extend(body.get("subscribers") or [])
             total_pages = int((body.get("page_info") or {}).get("total_pages") or 1)
@@ -143,6 +208,8 @@ class PostscriptClient:
         *,
         params: Mapping[str, Any] | None = None,
         json: Any = None,
+        priority: Priority = Priority.READ,
+        on_sent: Callable[[float], None] | None = None,
     ) -> dict[str, Any]:
         forever = self._retry_forever
         try:
@@ -154,7 +221,15 @@ class PostscriptClient:
             ):
                 with attempt:
                     try:
-                        body = await self._send(endpoint, method, path, params=params, json=json)
+                        body = await self._send(
+                            endpoint,
+                            method,
+                            path,
+                            params=params,
+                            json=json,
+                            priority=priority,
+                            on_sent=on_sent,
+                        )
                     except Exception as exc:
                         self.failing[endpoint] = f"attempt {attempt.num}: {_describe_failure(exc)}"
                         raise
@@ -175,12 +250,30 @@ class PostscriptClient:
         *,
         params: Mapping[str, Any] | None,
         json: Any,
+        priority: Priority,
+        on_sent: Callable[[float], None] | None = None,
     ) -> dict[str, Any]:
         assert self._http is not None, "use PostscriptClient as an async context manager"
-        if self._limiter is not None:
-            await self._limiter.acquire()
-        self.calls[endpoint] += 1
-        response = await self._http.request(method, path, params=params, json=json)
+        for _ in range(PACED_RATE_LIMITED_TRIES):
+            sent_at = await self._pacer.acquire(priority) if self._pacer else time.monotonic()
+            self.calls[endpoint] += 1
+            if self.first_sent_at is None:
+                self.first_sent_at = sent_at
+            self.last_sent_at = sent_at
+            if on_sent is not None:
+                on_sent(sent_at)
+            response = await self._http.request(method, path, params=params, json=json)
+            self._note_latency(time.monotonic() - sent_at)
+            if response.status_code != 429:
+                break
+            self.rate_limited += 1
+            if self._pacer is None:
+                break
+            # Someone else spends this key too: slow down, then send it again.
+            self._pacer.rate.on_rate_limited(sent_at, time.monotonic())
+            retry_after = _retry_after(response)
+            if retry_after:
+                self._pacer.hold_until(time.monotonic() + retry_after)
         if response.is_success:
             try:
                 body = response.json() if response.content else {}
@@ -189,6 +282,12 @@ class PostscriptClient:
                 raise ApiError(response.status_code, f"not JSON: {text!r}", endpoint) from None
             return body if isinstance(body, dict) else {"items": body}
         raise _error_for(endpoint, response)
+
+    def _note_latency(self, seconds: float) -> None:
+        previous = self.latency_s
+        self.latency_s = (
+            seconds if previous is None else previous + LATENCY_SMOOTHING * (seconds - previous)
+        )
 
 
 def _describe_failure(exc: Exception) -> str:

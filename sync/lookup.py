@@ -1,19 +1,26 @@
 """Which subscriber each pending identity is, in bulk: phone, then email (docs/design.md §4.5).
 
-One drain looks every pending identity up once, `lookup_batch` values per call
+One drain looks every pending identity up once, `batch` values per call
 (`phone_number__in`, then `email__in` for identities with no phone or whose
 phone matched nobody), and keeps what it found in scratch tables of the
 ledger's connection: identity -> subscriber, and each subscriber as
-Postscript returned it. The engine then plans each subscriber once, from that
-read; one read longer ago than `max_read_age_s` is read again, in bulk, just
-before the write (`refresh`). Identities nobody matches are parked.
+Postscript returned it. Identities nobody matches are parked.
+
+The lookups are made just in time (`resolve`): after each call, the
+subscribers it found are handed to the engine to be written at once, from
+that read. One exception keeps "one write per subscriber": a subscriber that
+a lookup still to come may find through another identity (its phone has
+pending identities not looked up yet, or its email waits in the email queue)
+is held back until that lookup reads it again (or, failing that, to the end
+of the drain, where a read older than `max_age_s` is read again in bulk:
+`refresh`).
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -47,17 +54,25 @@ class Lookup:
         report: Report,
         *,
         batch: int = 50,
+        max_age_s: float = 60.0,
         progress: ProgressCallback | None = None,
     ) -> None:
         self.ledger = ledger
         self.client = client
         self.report = report
-        self.batch = batch
+        self.batch = batch  # values per lookup; the engine may change it between lookups
+        self.max_age_s = max_age_s
         self.progress = progress
+        self._found: dict[str, Found] = {}  # what the latest lookup found, by subscriber id
+        self._held: dict[str, Found] = {}
         ledger.clear_lookups()
 
-    async def resolve_pending(self) -> None:
-        """Look every pending identity up; count distinct identity keys in the report."""
+    async def resolve(self) -> AsyncGenerator[list[Found], None]:
+        """Look every pending identity up; after each lookup, the subscribers ready to write.
+
+        Counts distinct identity keys in the report. A subscriber comes once, unless a
+        later lookup finds more of its identities (then it comes again, with them).
+        """
         total = self.ledger.count_pending_identities()
         by_phone: Queue = {}
         by_email: Queue = {}
@@ -67,13 +82,16 @@ class Lookup:
             if identity.phone:
                 if identity.phone not in by_phone and len(by_phone) >= self.batch:
                     _merge(by_email, await self._by_phone(by_phone))
+                    yield self._ready(by_email)
                     by_phone = {}
                     while len(by_email) >= self.batch:
                         by_email = await self._by_email(by_email)
+                        yield self._ready(by_email)
                 by_phone.setdefault(identity.phone, []).append(identity)
             else:
                 if key not in by_email and len(by_email) >= self.batch:
                     by_email = await self._by_email(by_email)
+                    yield self._ready(by_email)
                 by_email.setdefault(key, []).append(identity)
             if key != last_key:
                 self.report.identities += 1
@@ -82,22 +100,38 @@ class Lookup:
                 self.progress("resolve", done, total)
         if by_phone:
             _merge(by_email, await self._by_phone(by_phone))
+            yield self._ready(by_email)
         while by_email:
             by_email = await self._by_email(by_email)
+            yield self._ready(by_email)
+        held = list(self._held.values())
+        self._held.clear()
+        for found in held:
+            found.identities = self.ledger.resolved_to(str(found.subscriber["id"]))
+        for start in range(0, len(held), self.batch):
+            yield await self.refresh(held[start : start + self.batch], self.max_age_s)
+
+    def _ready(self, emails_to_look_up: Queue) -> list[Found]:
+        """What the latest lookup found, less the subscribers to hold back: those that a
+        lookup still to come may find through another identity (see above)."""
+        ready: list[Found] = []
+        for subscriber_id, found in self._found.items():
+            phone = found.subscriber.get("phone_number")
+            email = str(found.subscriber.get("email") or "").strip().lower()
+            if (phone and self.ledger.phone_unresolved(str(phone))) or (
+                email and email in emails_to_look_up
+            ):
+                self._held[subscriber_id] = found
+                continue
+            self._held.pop(subscriber_id, None)
+            found.identities = self.ledger.resolved_to(subscriber_id)
+            ready.append(found)
+        self._found = {}
+        return ready
 
     def count(self) -> int:
         """Subscribers found in this drain."""
         return self.ledger.count_fetched()
-
-    def found(self, page: int = 50) -> Iterator[list[Found]]:
-        """Pages of (subscriber as read in this drain, the identities that resolved to it)."""
-        last = ""
-        while rows := self.ledger.fetched_after(last, page):
-            yield [
-                Found(subscriber, self.ledger.resolved_to(subscriber_id), read_at)
-                for subscriber_id, subscriber, read_at in rows
-            ]
-            last = rows[-1][0]
 
     async def refresh(self, chunk: list[Found], max_age_s: float) -> list[Found]:
         """Read again, in bulk, the subscribers read more than `max_age_s` ago.
@@ -172,7 +206,10 @@ class Lookup:
         self, identities: Iterable[Identity], subscriber: Mapping[str, Any], via: str
     ) -> None:
         """Identities found as `subscriber`: for this drain, and in the lasting cache."""
-        self.ledger.remember_subscriber(subscriber, identities, via, read_at=time.monotonic())
+        identities = list(identities)
+        read_at = time.monotonic()
+        self.ledger.remember_subscriber(subscriber, identities, via, read_at=read_at)
+        self._found[str(subscriber["id"])] = Found(dict(subscriber), identities, read_at)
 
     def _park(self, identities: list[Identity]) -> None:
         if identities:

@@ -39,6 +39,13 @@ class Report:
     lookup_batch: int = 50
     dry_run: bool = False
     api_calls: Counter[str] = field(default_factory=Counter)
+    # pace (design §5.2): 429s met (each sent again), requests/s between the drain's first and
+    # last call, the rate the adaptive pacing allowed on average after its first ten seconds
+    # (None unpaced), and seconds from a subscriber's read to its PATCH: p50, p99, max
+    rate_limited: int = 0
+    requests_per_s: float | None = None
+    settled_rate: float | None = None
+    read_to_patch_s: dict[str, float] = field(default_factory=dict)
 
     @property
     def lower_bound(self) -> int:

@@ -21,7 +21,8 @@ class Settings:
     lookup_batch: int = 50
     timeout_s: float = 10.0
     dry_run: bool = False
-    workers: int = 4  # subscribers written concurrently (never two writes to one subscriber)
+    # Unpaced (rate_limit 0): subscribers written at once; paced, the pacer sizes the flow.
+    workers: int = 4
     max_read_age_s: float = 60.0  # a subscriber read longer ago is read again before its PATCH
     # A batch command gives up after bounded retries (and resumes on the next run); a
     # long-running process retries for ever, with capped backoff, and shows the stuck call.

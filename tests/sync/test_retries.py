@@ -51,11 +51,32 @@ async def test_a_429_waits_as_long_as_retry_after_says_and_counts_both_attempts(
     world: World, retries: list[RetryDetails]
 ) -> None:
     transport = RateLimitedOnce(world.transport, retry_after="0.05")
-    async with PostscriptClient("http://emulator", SECRET, transport=transport) as client:
+    async with PostscriptClient(
+        "http://emulator", SECRET, transport=transport, rate_limit=0
+    ) as client:
         me = await client.me()
     assert me["resource_type"]
     assert [detail.wait_for for detail in retries] == [0.05]
     assert client.calls["me"] == 2
+
+
+async def test_a_429_while_paced_lowers_the_rate_and_sends_again_after_retry_after(
+    world: World, retries: list[RetryDetails]
+) -> None:
+    transport = RateLimitedOnce(world.transport, retry_after="0.05")
+    async with PostscriptClient(
+        "http://emulator", SECRET, transport=transport, rate_limit=15
+    ) as client:
+        me = await client.me()
+    assert me["resource_type"]
+    assert retries == []  # sent again by the pacer, not by the retries
+    assert (client.calls["me"], client.rate_limited) == (2, 1)
+    assert client.rate is not None
+    assert client.rate.decreases == 1
+    assert client.rate.rate(0.0) < 15
+    assert client.first_sent_at is not None
+    assert client.last_sent_at is not None
+    assert client.last_sent_at - client.first_sent_at >= 0.05
 
 
 async def test_a_refused_key_is_not_retried(world: World, retries: list[RetryDetails]) -> None:
