@@ -96,6 +96,13 @@ def bench_standard(session: nox.Session) -> None:
 
 
 @nox.session
+def bench_real(session: nox.Session) -> None:
+    """The engine at Postscript's real pace (15/s, 150-350 ms): `pslab bench --pace real`."""
+    session.install("-e", ".")
+    session.run("pslab", "bench", "--pace", "real", *session.posargs)
+
+
+@nox.session
 def contracts(session: nox.Session) -> None:
     """Only the contracts: replay against the client, verify against the emulator."""
     session.install("-e", ".[test]")

@@ -42,6 +42,7 @@ COMMANDS: dict[str, LazyCommand] = {
     "generate": LazyCommand("emulator.segment.command:generate_command"),
     "sync": LazyCommand("sync.cli:sync_command"),
     "serve": LazyCommand("sync.serve_command:serve_command"),
+    "reconcile": LazyCommand("sync.reconcile_command:reconcile_command"),
     "demo": LazyCommand("lab.demo:demo_command"),
     "bench": LazyCommand("lab.bench.command:bench_command"),
     "contracts": LazyCommand("contracts.cli:app"),

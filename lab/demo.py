@@ -3,7 +3,9 @@
 An emulator on a free loopback port (rate limit off), the quick workload
 (reordering, duplicates, removals, late deliveries), the engine, then the
 Segment destination's per-event algorithm on a fresh copy of the same world,
-and one table comparing them. Exit 0 only when the engine converged.
+and one table comparing them; then `pslab reconcile` repairs the destination's
+world from a full snapshot of the truth (one line). Exit 0 only when the engine
+converged.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -32,6 +35,7 @@ from lab.comparison import (
     run_engine,
 )
 from lab.render import progress_bars, rich_table
+from lab.repair import Repair, repair_with_snapshot
 
 __all__ = ["demo_command", "run_demo"]
 
@@ -49,8 +53,13 @@ def run_demo(
     preset: str = "quick",
     seed: int | None = None,
     bars: ProgressCallback | None = None,
+    on_repair: Callable[[Repair], None] | None = None,
 ) -> Comparison:
-    """Run both systems over one workload against one emulator; return the comparison."""
+    """Run both systems over one workload against one emulator; return the comparison.
+
+    With `on_repair`, the destination's world is then reconciled to the truth, and
+    `on_repair` gets what that did.
+    """
     note = bars or (lambda stage, done, total: None)
     started = time.perf_counter()
     workload = build_workload(preset, seed=seed)
@@ -81,6 +90,8 @@ def run_demo(
             )
 
         engine, baseline = compare(workload, facts, base_url, run_system)
+        if on_repair is not None:  # the world is the destination's now
+            on_repair(repair_with_snapshot(base_url, workload))
     return Comparison(
         preset=preset,
         workload=workload.config,
@@ -110,15 +121,19 @@ def demo_command(
     if state is not None and state.exists():
         _fail(f"{state} already exists; pass a new --state path or delete it", code=2)
     err = Console(stderr=True)
+    repairs: list[Repair] = []
     with progress_bars(err, STAGES) as bars:
-        result = run_demo(state=state, preset=preset, seed=seed, bars=bars)
+        result = run_demo(
+            state=state, preset=preset, seed=seed, bars=bars, on_repair=repairs.append
+        )
     if as_json:
-        print(json.dumps(result.to_json()))
+        print(json.dumps({**result.to_json(), "repair": repairs[0].to_json()}))
     else:
         console = Console()
         console.print(rich_table(result))
         verdict = "[green]converged[/]" if result.converged else "[red]did NOT converge[/]"
         console.print(f"The engine {verdict}; demo took {result.wall_s or 0:.1f} s.")
+        console.print(repairs[0].line())
     if not result.converged:
         raise typer.Exit(1)
 

@@ -6,16 +6,19 @@ batched transactions). `drain` then works the ledger off:
 1. check the state file belongs to the key's shop (one `GET /me`);
 2. finish writes a crashed run journaled but did not confirm (docs/design.md §4.4);
 3. make parked changes pending again;
-4. find every pending identity's subscriber in bulk (`sync.lookup`);
-5. plan each subscriber once over all its pending changes (`sync.plan`), and
-   for each: journal the write, PATCH, post the events, settle.
+4. find the pending identities' subscribers in bulk (`sync.lookup`), just in
+   time, and as each lookup answers, plan each subscriber it found over all
+   its pending changes (`sync.plan`) and for each: journal the write, PATCH,
+   post the events, settle. Lookups and writes flow together
+   (`sync.pipeline`), all through the one paced client.
 
-Writes for one subscriber never overlap; a few subscribers are written at a
-time, all through the one paced client."""
+Writes for one subscriber never overlap."""
 
 from __future__ import annotations
 
+import statistics
 import tempfile
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,7 +31,6 @@ import httpx
 from sync.client import PostscriptClient
 from sync.errors import BadRequestError, NotFoundError, StateMismatchError
 from sync.ledger import (
-    Identity,
     IngestCounts,
     Intent,
     Ledger,
@@ -37,8 +39,9 @@ from sync.ledger import (
     copy_state,
     hold_lock,
 )
-from sync.lookup import Lookup
+from sync.lookup import Found, Lookup
 from sync.parse import AudienceChange, Rejection, parse_line, parse_payload
+from sync.pipeline import Pipeline
 from sync.plan import Plan, plan_subscriber
 from sync.report import Report
 from sync.settings import Settings
@@ -51,6 +54,9 @@ INGEST_SLICE = 5000
 # Events dated further ahead than this of the run's clock are clock errors (design §3.9):
 # as the newest version they would pin a membership for as long as the date is ahead.
 MAX_CLOCK_AHEAD = timedelta(days=1)
+READ_AGES_KEPT = 100_000  # the latest reads' ages to their PATCHes, for the report
+SETTLING_S = 10.0  # the adaptive rate's mean is taken after this much of a drain
+PROGRESS_RECOUNT = 500  # writes between two counts of the subscribers found so far
 
 
 class Engine:
@@ -74,6 +80,8 @@ class Engine:
         self._shop_checked = False
         self._run_id: int | None = None
         self._latest_client: PostscriptClient | None = None
+        self._read_ages: deque[float] = deque(maxlen=READ_AGES_KEPT)
+        self._pipeline: Pipeline | None = None
         self.ledger = self._open_ledger()
 
     @property
@@ -160,6 +168,19 @@ class Engine:
             self._record(results, IngestCounts(), outcomes)
         return list(zip(results, outcomes, strict=True))
 
+    def ingest_changes(self, results: Iterable[AudienceChange | Rejection]) -> IngestCounts:
+        """Store changes made elsewhere than from a Segment event (a snapshot's rows, by
+        `sync.reconcile`), and rejections, exactly as parsed events are stored."""
+        total = IngestCounts()
+        batch: list[AudienceChange | Rejection] = []
+        for result in results:
+            batch.append(result)
+            if len(batch) >= INGEST_SLICE:
+                self._record(batch, total)
+                batch = []
+        self._record(batch, total)
+        return total
+
     def _record(
         self,
         results: list[AudienceChange | Rejection],
@@ -244,8 +265,32 @@ class Engine:
                 await self._work_off_pending()
         finally:
             self.report.api_calls.update(client.calls)
+            self._report_pace(client)
             self.count_leftovers()
         return self.report
+
+    def _report_pace(self, client: PostscriptClient) -> None:
+        report = self.report
+        report.rate_limited += client.rate_limited
+        achieved = client.achieved_rps()
+        if achieved is not None:
+            report.requests_per_s = round(achieved, 2)
+        rate, first = client.rate, client.first_sent_at
+        if rate is not None and first is not None and client.last_sent_at is not None:
+            settled = rate.mean(first + SETTLING_S, client.last_sent_at)
+            report.settled_rate = round(settled, 2)
+        ages = sorted(self._read_ages)
+        if ages:
+            p99 = (
+                statistics.quantiles(ages, n=100, method="inclusive")[98]
+                if len(ages) > 1
+                else ages[0]
+            )
+            report.read_to_patch_s = {
+                "p50": round(statistics.median(ages), 3),
+                "p99": round(p99, 3),
+                "max": round(ages[-1], 3),
+            }
 
     async def _check_shop(self) -> None:
         """One `me` call: a state file serves one shop (its messageIds mean nothing elsewhere)."""
@@ -322,42 +367,53 @@ class Engine:
         self.ledger.mark_posted(intent_id, seq)
 
     async def _work_off_pending(self) -> None:
-        """Find every pending identity's subscriber, then plan and write each subscriber once."""
+        """Look the pending identities up just in time; write each subscriber found."""
         lookup = Lookup(
             self.ledger,
             self._client,
             self.report,
             batch=self.settings.lookup_batch,
+            max_age_s=self.settings.max_read_age_s,
             progress=self._progress,
         )
-        await lookup.resolve_pending()
-        total = lookup.count()
-        done = 0
-        workers = anyio.CapacityLimiter(max(1, self.settings.workers))
+        done = found = 0
 
-        async def write(subscriber: dict[str, Any], identities: list[Identity]) -> None:
-            nonlocal done
-            async with workers:
-                await self._write_subscriber(subscriber, identities)
+        async def write(subscriber: Found, patched: Callable[[], None]) -> None:
+            nonlocal done, found
+            # Read again if the pipeline was held up (retries in an outage, say).
+            (subscriber,) = await lookup.refresh([subscriber], self.settings.max_read_age_s)
+            await self._write_subscriber(subscriber, patched)
             done += 1
-            self._report_progress("write", done, total)
+            if done > found or done % PROGRESS_RECOUNT == 0:  # a count is a table scan
+                found = lookup.count()
+            self._report_progress("write", done, max(done, found))
 
-        for chunk in lookup.found(page=self.settings.lookup_batch):
-            chunk = await lookup.refresh(chunk, self.settings.max_read_age_s)
-            try:
-                async with anyio.create_task_group() as tasks:
-                    for found in chunk:
-                        tasks.start_soon(write, found.subscriber, found.identities)
-            except BaseExceptionGroup as failures:
-                raise _first_leaf(failures) from None
+        pipeline = Pipeline(
+            lookup,
+            self._client,
+            write,
+            workers=self.settings.workers,
+            lookup_batch=self.settings.lookup_batch,
+        )
+        self._pipeline = pipeline
+        try:
+            await pipeline.run()
+        except BaseExceptionGroup as failures:
+            raise _first_leaf(failures) from None
+        finally:
+            self._pipeline = None
+
+    def _stopping(self) -> bool:
+        """The drain failed elsewhere: make no further call (the journal resumes the rest)."""
+        return self._pipeline is not None and self._pipeline.stopping
 
     def _report_progress(self, stage: str, done: int, total: int) -> None:
         if self._progress is not None:
             self._progress(stage, done, total)
 
-    async def _write_subscriber(
-        self, subscriber: dict[str, Any], identities: list[Identity]
-    ) -> None:
+    async def _write_subscriber(self, found: Found, patched: Callable[[], None]) -> None:
+        """Plan, journal, PATCH (then call `patched`), post the events, settle."""
+        subscriber, identities = found.subscriber, found.identities
         subscriber_id = str(subscriber["id"])
         changes = self.ledger.pending_changes(identities)
         plan = plan_subscriber(
@@ -377,10 +433,19 @@ class Engine:
             self.ledger.settle(subscriber_id, plan.winners.values(), plan.stale)
             self.report.applied += len(plan.winners)
             return
+        if self._stopping():
+            return
         intent_id = self.ledger.begin_intent(plan)
         if plan.patch_properties is not None:
+
+            def sent(at: float) -> None:
+                self._read_ages.append(at - found.read_at)
+                patched()
+
             try:
-                await self._client.patch_subscriber(subscriber_id, properties=plan.patch_properties)
+                await self._client.patch_subscriber(
+                    subscriber_id, properties=plan.patch_properties, on_sent=sent
+                )
             except NotFoundError:
                 self.ledger.abandon_intent(intent_id)
                 self.ledger.park(identities)
@@ -392,6 +457,8 @@ class Engine:
                 return
             self.ledger.mark_patched(intent_id)
         for seq, body in enumerate(plan.events):
+            if self._stopping():
+                return  # journaled: the next run posts the rest
             await self._post(intent_id, seq, body)
         self.ledger.settle(subscriber_id, plan.winners.values(), plan.stale, intent_id)
         self._count_plan(plan)

@@ -4,6 +4,8 @@
 SyncError                     anything the engine reports to its caller
 ├── StateLockedError          another process holds the --state file
 ├── StateMismatchError        the --state file belongs to another shop
+├── SnapshotError             a reconcile snapshot cannot be read as a whole
+├── ReconcileRefusedError     a reconcile guard refused the snapshot (nothing written)
 └── PostscriptError           a Postscript call failed for good
     ├── UnreachableError      timeouts / connection errors, after retries
     └── ApiError              Postscript answered with an error status
@@ -24,7 +26,9 @@ __all__ = [
     "NotFoundError",
     "PostscriptError",
     "RateLimitedError",
+    "ReconcileRefusedError",
     "ServerError",
+    "SnapshotError",
     "StateLockedError",
     "StateMismatchError",
     "SyncError",
@@ -42,6 +46,14 @@ class StateLockedError(SyncError):
 
 class StateMismatchError(SyncError):
     """The state file was filled against another shop than the key's."""
+
+
+class SnapshotError(SyncError):
+    """The snapshot file as a whole is unusable (a bad row is a rejection, not this)."""
+
+
+class ReconcileRefusedError(SyncError):
+    """A guard of `pslab reconcile` refused the snapshot; nothing was written."""
 
 
 class PostscriptError(SyncError):

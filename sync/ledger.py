@@ -10,6 +10,8 @@ Tables:
                 so a stale event arriving through another identity changes nothing;
 - `identities`  the identity -> subscriber cache (written by `sync.lookup`);
 - `rejections`  rejected events with their reasons, per run;
+- `floors`      per audience, the version of the newest full snapshot reconciled
+                (`sync.reconcile`): every older change of that audience is stale;
 - `meta`        the shop the state belongs to.
 
 One process at a time: an exclusive `flock` on the database file itself, taken on
@@ -105,6 +107,12 @@ CREATE TABLE IF NOT EXISTS rejections (
     reason TEXT NOT NULL,
     event TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS floors (
+    audience_key TEXT PRIMARY KEY,
+    ts TEXT NOT NULL,
+    message_id TEXT NOT NULL,
+    digest TEXT NOT NULL
+) WITHOUT ROWID;
 """
 
 # What one drain's lookups found, on the ledger's connection only (SQLite's temp schema).
@@ -390,11 +398,37 @@ class Ledger:
         return parked
 
     def applied_versions(self, subscriber_id: str) -> dict[str, Version]:
+        """Per audience, the version a change must beat: what the engine last settled for
+        this subscriber, or the audience's snapshot floor when that is newer."""
         cursor = self.db.execute(
             "SELECT audience_key, ts, message_id FROM applied WHERE subscriber_id = ?",
             (subscriber_id,),
         )
-        return {key: Version(datetime.fromisoformat(ts), mid) for key, ts, mid in cursor}
+        versions = {key: Version(datetime.fromisoformat(ts), mid) for key, ts, mid in cursor}
+        for key, (floor, _digest) in self.floors().items():
+            if key not in versions or versions[key] < floor:
+                versions[key] = floor
+        return versions
+
+    def floors(self) -> dict[str, tuple[Version, str]]:
+        """Per audience reconciled from a full snapshot: its version, and its contents' digest."""
+        cursor = self.db.execute("SELECT audience_key, ts, message_id, digest FROM floors")
+        return {
+            key: (Version(datetime.fromisoformat(ts), mid), digest)
+            for key, ts, mid, digest in cursor
+        }
+
+    def raise_floor(self, audience_key: str, version: Version, digest: str) -> bool:
+        """A full snapshot of the audience as of `version` is stored: from now on every change
+        of the audience older than it is stale, for every subscriber. Only ever raised."""
+        cursor = self.db.execute(
+            "INSERT INTO floors (audience_key, ts, message_id, digest) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (audience_key) DO UPDATE SET ts = excluded.ts, "
+            "message_id = excluded.message_id, digest = excluded.digest "
+            "WHERE (excluded.ts, excluded.message_id) > (floors.ts, floors.message_id)",
+            (audience_key, format_instant(version.timestamp), version.message_id, digest),
+        )
+        return cursor.rowcount == 1
 
     def begin_intent(self, plan: Plan) -> int:
         """Journal a planned write before any of it reaches Postscript."""
@@ -582,6 +616,17 @@ class Ledger:
             (subscriber_id,),
         )
         return [Identity(phone or None, email or None) for phone, email in cursor]
+
+    def phone_unresolved(self, phone: str) -> bool:
+        """Whether an identity with this phone has a pending change this drain has not
+        looked up yet (its lookup, to come, will read that subscriber again)."""
+        row = self.db.execute(
+            "SELECT EXISTS (SELECT 1 FROM winners AS w WHERE w.phone = ? AND w.status = ? "
+            "AND NOT EXISTS (SELECT 1 FROM temp.resolved AS r "
+            "WHERE r.phone = w.phone AND r.email = w.email))",
+            (phone, Status.PENDING),
+        ).fetchone()
+        return bool(row[0])
 
 
 def hold_lock(path: Path, *, create: bool = True) -> IO[bytes] | None:

@@ -23,6 +23,8 @@ __all__ = [
     "Version",
     "decode_json",
     "format_instant",
+    "normal_email",
+    "normal_phone",
     "parse_event",
     "parse_line",
     "parse_payload",
@@ -297,6 +299,16 @@ def _membership(
     raise _Rejected(
         f"the value of {audience_key!r} is {value!r}; expected true/false or 'true'/'false'"
     )
+
+
+def normal_email(value: object) -> str | None:
+    """An email as the engine keys it (§3.6): trimmed and lower-cased; None when empty."""
+    return _email(value)
+
+
+def normal_phone(value: object, default_region: str = "US") -> str | None:
+    """A phone as the engine keys it (§3.7): E.164; None when it is not a possible number."""
+    return _phone(value, default_region)
 
 
 def _email(value: object) -> str | None:

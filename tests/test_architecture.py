@@ -37,14 +37,19 @@ EXPORTS: dict[str, set[str]] = {
     "emulator.testing": {
         "POSTSCRIPT_API",
         "ApiRequest",
+        "DeliveryAttempt",
         "EmulatorAdminError",
         "Event",
         "Faults",
+        "InboundText",
+        "Message",
+        "MessageRequest",
         "Postscript",
         "PostscriptMock",
         "Subscriber",
         "SubscriberSeed",
         "UnroutedRequest",
+        "WebhookDelivery",
         "mock_postscript",
         "serve_postscript",
     },
@@ -232,6 +237,7 @@ def run_python(code: str) -> subprocess.CompletedProcess[str]:
     ("command", "unwanted", "mentioned"),
     [
         ("sync", {"uvicorn", "respx", "hypothesis", "starlette"}, "--state"),
+        ("reconcile", {"uvicorn", "respx", "hypothesis", "starlette"}, "--snapshot"),
         ("contracts", {"respx", "hypothesis"}, "verify"),
     ],
 )
