@@ -29,7 +29,7 @@ from sync.client import PostscriptClient
 from sync.ledger import Identity, Ledger
 from sync.report import Report
 
-__all__ = ["Found", "Lookup"]
+__all__ = ["Found", "Lookup", "phone_digits", "subscriber_created"]
 
 Queue = dict[str, list[Identity]]  # lookup value (phone or email) -> identities carrying it
 ProgressCallback = Callable[[str, int, int | None], None]
@@ -164,12 +164,12 @@ class Lookup:
         """One lookup for these phones; returns the not-found identities that have an email."""
         found = await self.client.find_subscribers(phones=sorted(by_phone))
         by_digits: dict[str, dict[str, Any]] = {}
-        for subscriber in sorted(found, key=_created):  # most recent last, so it wins
-            by_digits[_digits(subscriber.get("phone_number"))] = subscriber
+        for subscriber in sorted(found, key=subscriber_created):  # most recent last, so it wins
+            by_digits[phone_digits(subscriber.get("phone_number"))] = subscriber
         fallback: Queue = {}
         unknown: list[Identity] = []
         for phone, identities in by_phone.items():
-            match = by_digits.get(_digits(phone))
+            match = by_digits.get(phone_digits(phone))
             if match is not None:
                 self._remember(identities, match, via="phone")
                 continue
@@ -197,7 +197,8 @@ class Lookup:
                 continue
             if len({str(candidate["id"]) for candidate in candidates}) > 1:
                 self.report.ambiguous += 1
-            newest = max(candidates, key=_created)  # design §4.5: the most recently created
+            # design §4.5: the most recently created wins
+            newest = max(candidates, key=subscriber_created)
             self._remember(by_email[email], newest, via="email")
         self._park(unknown)
         return {email: by_email[email] for email in list(by_email)[self.batch :]}
@@ -221,11 +222,13 @@ def _merge(into: Queue, more: Mapping[str, list[Identity]]) -> None:
         into.setdefault(key, []).extend(identities)
 
 
-def _digits(phone: object) -> str:
+def phone_digits(phone: object) -> str:
+    """A phone's digits alone: how two spellings of one number are matched."""
     return re.sub(r"\D", "", str(phone or ""))
 
 
-def _created(subscriber: Mapping[str, Any]) -> datetime:
+def subscriber_created(subscriber: Mapping[str, Any]) -> datetime:
+    """When a subscriber (as the API answers it) was created; the earliest instant if unknown."""
     try:
         instant = datetime.fromisoformat(str(subscriber.get("created_at")))
     except ValueError:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,6 +39,7 @@ from sync.client import PostscriptClient
 from sync.engine import Engine
 from sync.errors import ReconcileRefusedError
 from sync.ledger import Identity
+from sync.lookup import phone_digits, subscriber_created
 from sync.parse import (
     AudienceChange,
     Rejection,
@@ -121,11 +121,11 @@ class Directory:
             return
         self._seen.add(subscriber_id)
         self.listed += 1
-        created = _created(subscriber)
+        created = subscriber_created(subscriber)
         raw_phone = str(subscriber.get("phone_number") or "") or None
         phone = normal_phone(raw_phone) or raw_phone  # as events key it: E.164
         email = normal_email(subscriber.get("email"))
-        if phone and (digits := _digits(phone)):
+        if phone and (digits := phone_digits(phone)):
             _keep_newest(self._by_digits, digits, created, subscriber_id)
         if email:
             _keep_newest(self._by_email, email, created, subscriber_id)
@@ -140,7 +140,7 @@ class Directory:
     def resolve(self, identity: Identity) -> str | None:
         """The id of the subscriber the engine's lookup would find for `identity`."""
         if identity.phone:
-            found = self._by_digits.get(_digits(identity.phone))
+            found = self._by_digits.get(phone_digits(identity.phone))
             if found is not None:
                 return found[1]
         if identity.email:
@@ -441,15 +441,3 @@ def _keep_newest(
     known = index.get(key)
     if known is None or created >= known[0]:
         index[key] = (created, subscriber_id)
-
-
-def _digits(phone: object) -> str:
-    return re.sub(r"\D", "", str(phone or ""))
-
-
-def _created(subscriber: Mapping[str, Any]) -> datetime:
-    try:
-        instant = datetime.fromisoformat(str(subscriber.get("created_at")))
-    except ValueError:
-        return datetime.min.replace(tzinfo=UTC)
-    return instant if instant.tzinfo is not None else instant.replace(tzinfo=UTC)
