@@ -310,7 +310,8 @@ def _print_result(run: _Run, show: int, as_json: bool) -> None:
     print(
         f"snapshot: {snapshot['rows']} rows, {snapshot['rejected']} rejected; "
         f"{snapshot['subscribers_listed']} subscribers listed "
-        f"({snapshot['listing_pages']} pages of 100)"
+        f"({snapshot['listing_pages']} {'page' if snapshot['listing_pages'] == 1 else 'pages'}"
+        " of 100)"
     )
     if run.settings.dry_run:
         print("dry run: nothing was written")
