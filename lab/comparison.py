@@ -51,6 +51,7 @@ __all__ = [
     "WorkloadFacts",
     "compare",
     "count_repeated",
+    "index_subscribers",
     "run_baseline",
     "run_engine",
     "score_world",
@@ -152,12 +153,10 @@ def seed_world(base_url: str, workload: Workload) -> None:
         admin.post("/_emulator/subscribers", json=body).raise_for_status()
 
 
-def score_world(base_url: str, workload: Workload) -> Score:
-    """Read `/_emulator/state` and score it against the workload's expected memberships."""
-    with httpx.Client(base_url=base_url, timeout=300) as admin:
-        response = admin.get("/_emulator/state")
-        response.raise_for_status()
-        state = response.json()
+def index_subscribers(
+    state: Mapping[str, Any],
+) -> tuple[dict[str, Mapping[str, Any]], dict[str, Mapping[str, Any]]]:
+    """The emulator state's subscribers by phone and by lower-cased email."""
     by_phone: dict[str, Mapping[str, Any]] = {}
     by_email: dict[str, Mapping[str, Any]] = {}
     for subscriber in state["subscribers"]:
@@ -165,6 +164,16 @@ def score_world(base_url: str, workload: Workload) -> Score:
             by_phone[subscriber["phone_number"]] = subscriber
         if subscriber.get("email"):
             by_email[str(subscriber["email"]).lower()] = subscriber
+    return by_phone, by_email
+
+
+def score_world(base_url: str, workload: Workload) -> Score:
+    """Read `/_emulator/state` and score it against the workload's expected memberships."""
+    with httpx.Client(base_url=base_url, timeout=300) as admin:
+        response = admin.get("/_emulator/state")
+        response.raise_for_status()
+        state = response.json()
+    by_phone, by_email = index_subscribers(state)
     correct = 0
     expected = workload.expected
     for row in expected:

@@ -77,7 +77,7 @@ from emulator.postscript.config import DEFAULT_SECRET_KEY, EmulatorConfig
 from emulator.postscript.emulator import Emulator
 from emulator.postscript.faults import ConnectionDropped
 from emulator.segment.workload import Workload, build_workload
-from lab.comparison import count_repeated
+from lab.comparison import count_repeated, index_subscribers
 from sync.settings import Settings
 
 __all__ = [
@@ -423,22 +423,21 @@ class EmulatorProcess:
         raise RuntimeError(f"the emulator would not start on port {self.port}")
 
     def kill(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(timeout=30)
-            self.process = None
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        """SIGKILL: the emulator dies wherever it is (mid-write, for the state file's test)."""
+        self._end(graceful=False)
 
     def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it is still running after 30 s."""
+        self._end(graceful=True)
+
+    def _end(self, *, graceful: bool) -> None:
         if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=30)
+            if graceful:
+                self.process.terminate()
+                with suppress(subprocess.TimeoutExpired):
+                    self.process.wait(timeout=30)
+            self.process.kill()  # no-op on a process that has exited
+            self.process.wait(timeout=30)
             self.process = None
         if self._log is not None:
             self._log.close()
@@ -917,13 +916,7 @@ def _score(
     refused_events: set[tuple[str, str]],
 ) -> None:
     """Memberships against the ground truth, and whether the posted events mirror them."""
-    by_phone: dict[str, Mapping[str, Any]] = {}
-    by_email: dict[str, Mapping[str, Any]] = {}
-    for subscriber in state["subscribers"]:
-        if subscriber.get("phone_number"):
-            by_phone[subscriber["phone_number"]] = subscriber
-        if subscriber.get("email"):
-            by_email[str(subscriber["email"]).lower()] = subscriber
+    by_phone, by_email = index_subscribers(state)
     folded: dict[tuple[str, str], bool] = {}
     for event in state["events"]:
         key = (str(event.get("subscriber_id")), _audience_key(event))
