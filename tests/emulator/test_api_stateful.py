@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
@@ -12,6 +13,11 @@ from starlette.testclient import TestClient
 from emulator.postscript.app import create_app
 from emulator.postscript.config import EmulatorConfig
 from tests.emulator.conftest import SECRET
+
+# Coverage is not traced in this module (pytest-cov's no_cover): its runs repeat, thousands of
+# times, lines that other tests already cover, and tracing them cost a large share of the
+# tests session's time.
+pytestmark = pytest.mark.no_cover
 
 PHONES = [f"+1555555{n:04d}" for n in range(6)]
 EMAILS = ["ada@example.com", "Bob@Example.com", "cy@shop.org"]

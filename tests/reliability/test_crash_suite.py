@@ -9,6 +9,9 @@ seeds once (two at a time, about 60-80 s on two busy cores) and each test reads 
 
 from __future__ import annotations
 
+import fcntl
+import pickle
+
 import pytest
 
 from lab.reliability import (
@@ -35,8 +38,7 @@ def must_be_zero(result: SeedResult) -> dict[str, int]:
     return {name: figures[name] for name in MUST_BE_ZERO if figures[name]}
 
 
-@pytest.fixture(scope="module")
-def suite() -> SuiteResult:
+def run_suite() -> SuiteResult:
     """Two crash-mode seeds (40-60 shoppers, 7 kills planned each), then one small seed per fault
     kind (15-25 shoppers, one kill as well), two seeds at a time."""
     crash = [
@@ -48,6 +50,28 @@ def suite() -> SuiteResult:
     ]
     config = SuiteConfig(crashes=CRASHES_WANTED, seeds=len(crash) + len(faults), jobs=2)
     return SuiteResult(config, seeds=run_seeds([*crash, *faults], jobs=config.jobs))
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> SuiteResult:
+    """The suite, run once per test session.
+
+    xdist may hand this module's tests to several workers: the first to need the
+    suite runs it while holding a lock in the run's shared temporary folder, and
+    the others wait for its result there instead of running the seeds again.
+    """
+    if worker_id == "master":  # not under xdist
+        return run_suite()
+    shared = tmp_path_factory.getbasetemp().parent
+    with (shared / "crash-suite.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        cached = shared / "crash-suite.pickle"
+        if cached.exists():
+            result: SuiteResult = pickle.loads(cached.read_bytes())  # noqa: S301 - this run's own
+            return result
+        result = run_suite()
+        cached.write_bytes(pickle.dumps(result))
+        return result
 
 
 @pytest.fixture(scope="module")

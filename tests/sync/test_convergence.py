@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -16,6 +17,11 @@ from emulator.segment.strategies import Traffic, audience_traffic
 from sync.plan import ENTERED, EXITED
 from tests.sync.conftest import CONVERGENCE
 from tests.sync.world import World, audiences_of, by_identity
+
+# Coverage is not traced in this module (pytest-cov's no_cover): its runs repeat, thousands of
+# times, lines that other tests already cover, and tracing them cost a large share of the
+# tests session's time.
+pytestmark = pytest.mark.no_cover
 
 FOREIGN = ["legacy_vip", "manual_list"]  # entries the engine is never told about
 OTHER_PROPERTIES = {"Favourite colour": "teal"}
@@ -62,7 +68,7 @@ def _converge(
     return anyio.run(scenario)
 
 
-def _assert_spec_4(traffic: Traffic, state: dict[str, Any]) -> None:
+def _assert_the_guarantees_hold(traffic: Traffic, state: dict[str, Any]) -> None:
     subscribers = by_identity(state)
     # §4.1 state, §4.2 foreign entries first and in order, other properties untouched
     for (identity, audience), member in traffic.expected.items():
@@ -97,10 +103,10 @@ def _assert_spec_4(traffic: Traffic, state: dict[str, Any]) -> None:
 def test_membership_converges_under_any_delivery_order_duplicates_runs_and_arrivals(
     traffic: Traffic, max_read_age_s: float
 ) -> None:
-    _assert_spec_4(traffic, _converge(traffic, max_read_age_s=max_read_age_s))
+    _assert_the_guarantees_hold(traffic, _converge(traffic, max_read_age_s=max_read_age_s))
 
 
 @CONVERGENCE
 @given(audience_traffic())
 def test_membership_converges_while_the_api_fails_20_percent_of_calls(traffic: Traffic) -> None:
-    _assert_spec_4(traffic, _converge(traffic, FAULTS))
+    _assert_the_guarantees_hold(traffic, _converge(traffic, FAULTS))

@@ -19,7 +19,7 @@ from tests.sync.world import SECRET
 
 @pytest.mark.slow
 def test_a_paced_run_of_thirty_seconds_at_the_limit_gets_no_429(state_path: Path) -> None:
-    workload = build_workload("quick", users=260)  # about 500 calls: 33 s at 15/s
+    workload = build_workload("quick", users=150)  # about 500 calls: 33 s at 15/s
     config = EmulatorConfig(secret_key=SECRET, rate_limit_rps=15)
     with serve_in_background(config) as base_url:
         seed = {"subscribers": workload.subscribers}

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -33,6 +34,11 @@ from sync.snapshot import read_snapshot
 from tests.sync.conftest import CONVERGENCE
 from tests.sync.reconciling import reconcile
 from tests.sync.world import World, audiences_of
+
+# Coverage is not traced in this module (pytest-cov's no_cover): its runs repeat, thousands of
+# times, lines that other tests already cover, and tracing them cost a large share of the
+# tests session's time.
+pytestmark = pytest.mark.no_cover
 
 START = datetime(2024, 5, 1, 12, tzinfo=UTC)
 AUDIENCES = ("vip", "winback")

@@ -72,6 +72,7 @@ def _repeats(posted: dict[Pair, list[str]]) -> int:
     )
 
 
+@pytest.mark.no_cover  # a whole workload over HTTP: lines the smaller tests here cover
 def test_baseline_converges_on_in_order_unique_delivery(emulator_url: str) -> None:
     workload = build_workload(
         "quick", users=200, tie_rate=0.0, string_bool_rate=0.0, omitted_journey_value_rate=0.0
@@ -87,10 +88,11 @@ def test_baseline_converges_on_in_order_unique_delivery(emulator_url: str) -> No
     assert report.api_calls["subscribers.list"] >= report.events_seen
 
 
+@pytest.mark.no_cover  # a whole workload over HTTP: lines the smaller tests here cover
 def test_baseline_ends_wrong_with_duplicate_events_on_segments_real_delivery(
     emulator_url: str,
 ) -> None:
-    workload = build_workload("quick")
+    workload = build_workload("quick", users=200)
     _seed(emulator_url, workload)
     report = run_baseline(workload.iter_lines(), emulator_url, SECRET)
 
@@ -102,6 +104,7 @@ def test_baseline_ends_wrong_with_duplicate_events_on_segments_real_delivery(
     assert report.events_posted > workload.expected_event_count
 
 
+@pytest.mark.no_cover  # a whole workload over HTTP: lines the smaller tests here cover
 def test_concurrent_workers_post_one_event_per_delivery(emulator_url: str) -> None:
     workload = build_workload("quick", users=120)
     _seed(emulator_url, workload)

@@ -31,7 +31,7 @@ def test_population_phones_are_possible_e164_numbers() -> None:
 
 
 @pytest.mark.parametrize("batch_size", [0, 7])
-def test_every_generated_event_maps_cleanly_under_spec_3(batch_size: int) -> None:
+def test_every_generated_event_maps_cleanly_by_the_event_mapping(batch_size: int) -> None:
     workload = build_workload("quick", batch_size=batch_size)
     changes = parse_all(workload.iter_lines())
     assert len(changes) > workload.truth.events  # duplicates and late copies included
@@ -45,7 +45,7 @@ def test_every_generated_event_maps_cleanly_under_spec_3(batch_size: int) -> Non
     assert identities == truth_pairs
 
 
-def test_generated_traffic_has_every_event_shape_spec_3_allows() -> None:
+def test_generated_traffic_has_every_event_shape_the_mapping_allows() -> None:
     workload = build_workload("quick")
     text = "\n".join(workload.iter_lines())
     for shape in ('"type":"identify"', '"type":"track"', '"journey_step"', '"Audience Exited"'):

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from emulator.segment.scenario import Scenario, ScenarioConfig
 from emulator.segment.workload import build_workload
 
@@ -73,7 +75,8 @@ def test_transitions_count_the_flips_of_the_delivered_events_in_version_order() 
     assert truth.transitions(next(iter(truth.final)))[:2] in (["Entered"], ["Entered", "Exited"])
 
 
-def test_standard_preset_has_the_spec_9_shape() -> None:
+@pytest.mark.no_cover  # 35,000 lines generated: the quick workload covers the same lines
+def test_standard_preset_has_the_shape_the_design_gives() -> None:
     workload = build_workload("standard")
     lines = sum(1 for _ in workload.iter_lines())
     assert 33_000 <= lines <= 37_000
