@@ -39,7 +39,11 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The whole suite (unit, property, contracts, end-to-end) with a coverage figure."""
+    """The whole suite (unit, property, contracts, end-to-end) with a coverage figure.
+
+    Tests marked `no_cover` (property and whole-workload runs, which repeat lines other
+    tests cover) run untraced; slow tests start first (tests/conftest.py).
+    """
     session.install("-e", ".[test]")
     session.run(
         "pytest",

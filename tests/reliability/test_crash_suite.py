@@ -10,6 +10,7 @@ seeds once (two at a time, about 60-80 s on two busy cores) and each test reads 
 from __future__ import annotations
 
 import fcntl
+import os
 import pickle
 
 import pytest
@@ -53,14 +54,14 @@ def run_suite() -> SuiteResult:
 
 
 @pytest.fixture(scope="module")
-def suite(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> SuiteResult:
+def suite(tmp_path_factory: pytest.TempPathFactory) -> SuiteResult:
     """The suite, run once per test session.
 
     xdist may hand this module's tests to several workers: the first to need the
     suite runs it while holding a lock in the run's shared temporary folder, and
     the others wait for its result there instead of running the seeds again.
     """
-    if worker_id == "master":  # not under xdist
+    if "PYTEST_XDIST_WORKER" not in os.environ:  # not under xdist
         return run_suite()
     shared = tmp_path_factory.getbasetemp().parent
     with (shared / "crash-suite.lock").open("w") as lock:
