@@ -34,6 +34,7 @@ from sync.options import (
     UsageError,
     engine_settings,
     failure,
+    open_output,
 )
 from sync.plan import Plan
 from sync.report import Report
@@ -92,7 +93,10 @@ def sync_command(
     err = Console(stderr=True)
     set_on_retry_hooks([_RetryNotice(err)])  # instead of stamina's default log lines
     with ExitStack() as stack:
-        rejects = _open_output(stack, rejects_out, "--rejects-out")  # before anything is stored
+        try:  # before anything is stored
+            rejects = open_output(stack, rejects_out, "--rejects-out")
+        except UsageError as exc:
+            _fail(str(exc), code=2)
         run = _Run(settings, err, show_plans=dry_run)
         try:
             run.sync(stack, input_path)
@@ -112,16 +116,6 @@ def sync_command(
 
 def _warn(message: str) -> None:
     print(f"pslab sync: warning: {message}", file=sys.stderr)
-
-
-def _open_output(stack: ExitStack, path: Path | None, option: str) -> TextIO | None:
-    """Open an output file now, so that a path that cannot be written stops the run first."""
-    if path is None:
-        return None
-    try:
-        return stack.enter_context(path.open("w", encoding="utf-8"))
-    except OSError as exc:
-        _fail(f"cannot write {option} {path}: {exc.strerror or exc}", code=2)
 
 
 class _Run:

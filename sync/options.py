@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TextIO
 
 import phonenumbers
 import typer
@@ -39,6 +40,7 @@ __all__ = [
     "engine_settings",
     "failure",
     "given_on_command_line",
+    "open_output",
     "region_code",
 ]
 
@@ -116,6 +118,16 @@ def given_on_command_line(ctx: typer.Context, parameter: str) -> bool:
 
 class UsageError(Exception):
     """An option a command cannot run with; the message says which and what to do (exit 2)."""
+
+
+def open_output(stack: ExitStack, path: Path | None, option: str) -> TextIO | None:
+    """Open an output file now, so that a path that cannot be written stops the run first."""
+    if path is None:
+        return None
+    try:
+        return stack.enter_context(path.open("w", encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"cannot write {option} {path}: {exc.strerror or exc}") from None
 
 
 def engine_settings(

@@ -37,6 +37,7 @@ from sync.options import (
     UsageError,
     engine_settings,
     failure,
+    open_output,
 )
 from sync.parse import format_instant
 from sync.reconcile import (
@@ -141,7 +142,10 @@ def reconcile_command(
         _fail(str(exc), code=2)
     with ExitStack() as stack:
         snapshot = _read(stack, snapshot_path, audience or [], settings.default_region)
-        rejects = _open_output(stack, rejects_out)
+        try:
+            rejects = open_output(stack, rejects_out, "--rejects-out")
+        except UsageError as exc:
+            _fail(str(exc), code=2)
         run = _Run(settings, snapshot, instant)
         try:
             run.plan(stack)
@@ -271,15 +275,6 @@ def _read(stack: ExitStack, path: str, audiences: list[str], region: str) -> Sna
     if not snapshot.audiences:
         _fail(f"{path} names no audience: it has no rows; name the audience with --audience", 2)
     return snapshot
-
-
-def _open_output(stack: ExitStack, path: Path | None) -> TextIO | None:
-    if path is None:
-        return None
-    try:
-        return stack.enter_context(path.open("w", encoding="utf-8"))
-    except OSError as exc:
-        _fail(f"cannot write --rejects-out {path}: {exc.strerror or exc}", code=2)
 
 
 def _write_rejects(out: TextIO, run: _Run) -> None:
