@@ -220,29 +220,38 @@ def test_a_second_sync_on_a_state_file_in_use_is_refused(emulator_url: str, tmp_
         )
         for index, phone in enumerate(phones)
     )
-    source = tmp_path / "events.ndjson"
-    source.write_text(events)
     state = tmp_path / "s.sqlite"
-    args = ["sync", "--input", str(source), "--base-url", emulator_url, "--state", str(state)]
+    args = ["sync", "--base-url", emulator_url, "--state", str(state)]
     env = {**os.environ, "POSTSCRIPT_SECRET_KEY": SECRET}
+    # The first run reads its events from a pipe this test keeps open: it holds the state
+    # file while it waits for them, for as long as the second run needs to be refused.
     first = subprocess.Popen(  # noqa: S603 -- our own program
-        [*PSLAB, *args, "--rate-limit", "1"], env=env, stdout=subprocess.PIPE, text=True
+        [*PSLAB, *args, "--input", "-", "--json"],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         lock = tmp_path / "s.sqlite.lock"
-        for _ in range(200):  # wait until the first run holds the lock (its pid is in the file)
+        for _ in range(600):  # wait until the first run holds the lock (its pid is in the file)
             if lock.exists() and lock.read_text().strip() == str(first.pid):
                 break
+            if first.poll() is not None:
+                pytest.fail(f"the first run exited ({first.returncode}) before holding the lock")
             time.sleep(0.05)
         else:
-            pytest.fail(f"the first run never held the lock (first exited: {first.poll()})")
-        second = pslab_sync(*args[1:])
+            pytest.fail("the first run did not hold the lock within 30 s")
+        second = pslab_sync(*args[1:], "--input", "-", stdin=events)
         assert second.returncode == 1
         assert f"in use by another pslab sync (pid {first.pid})" in second.stderr
-        first.communicate(timeout=60)
+        output, _ = first.communicate(events, timeout=60)
     finally:
         stop(first)  # only does anything when the lines above failed
     assert first.returncode == 0
+    applied = json.loads(output.strip().splitlines()[-1])
+    assert applied["pending"] == 0
+    assert applied["api_calls"]["subscribers.patch"] == len(phones)
 
 
 def _seed_one_subscriber(emulator_url: str) -> None:
