@@ -189,6 +189,6 @@ def test_bench_quick_runs_both_systems_on_one_workload_and_meets_every_target() 
         assert figures["api_calls"]["total"] == sum(
             count for endpoint, count in figures["api_calls"].items() if endpoint != "total"
         )
-    assert (
-        check(Comparison.from_json(summary)) == []
-    )  # converged, no repeats, <= 1.10 x bound, <= baseline / 2.5
+    comparison = Comparison.from_json(summary)
+    print(f"\n{markdown(comparison)}")  # `nox -s bench` runs with -s: the figures go to the log
+    assert check(comparison) == []  # converged, no repeats, <= 1.10 x bound, <= baseline / 2.5
