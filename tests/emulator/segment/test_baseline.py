@@ -1,9 +1,16 @@
-"""The port of the Segment destination, against the emulator over real HTTP."""
+"""The port of the Segment destination, against the emulator.
+
+The whole-workload runs talk to the emulator in-process (httpx's ASGI transport):
+what they check is the destination's algorithm, which no transport changes, and the
+in-process path costs a third of the CPU of loopback HTTP. The single-event tests and
+the server-error retries here, the demo and the quick benchmark use real HTTP.
+"""
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -14,6 +21,7 @@ from emulator.postscript.config import EmulatorConfig
 from emulator.postscript.serve import serve_in_background
 from emulator.segment.baseline import (
     AUDIENCE_PROPERTY,
+    BaselineReport,
     map_event,
     run_baseline,
     run_baseline_async,
@@ -21,6 +29,7 @@ from emulator.segment.baseline import (
 from emulator.segment.workload import Workload, build_workload
 
 SECRET = "sk_test_baseline"
+BASE_URL = "http://emulator"
 Pair = tuple[str, str]
 
 
@@ -28,6 +37,32 @@ Pair = tuple[str, str]
 def emulator_url() -> Iterator[str]:
     with serve_in_background(EmulatorConfig(secret_key=SECRET, rate_limit_rps=0)) as url:
         yield url
+
+
+@dataclass(frozen=True)
+class InProcess:
+    """An emulator app in this process: an admin client and the transport both use."""
+
+    transport: httpx.ASGITransport
+    admin: httpx.AsyncClient
+
+    async def seed(self, workload: Workload) -> None:
+        seed = {"subscribers": workload.subscribers}
+        (await self.admin.post("/_emulator/subscribers", json=seed)).raise_for_status()
+
+    async def run(self, lines: Iterable[str], **options: Any) -> BaselineReport:
+        return await run_baseline_async(
+            lines, BASE_URL, SECRET, transport=self.transport, **options
+        )
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[InProcess]:
+    """A fresh emulator in-process (httpx's ASGI transport, no sockets)."""
+    app = create_app(EmulatorConfig(secret_key=SECRET, rate_limit_rps=0))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as admin:
+        yield InProcess(transport, admin)
 
 
 def _seed(url: str, workload: Workload) -> None:
@@ -45,9 +80,11 @@ def _expected(workload: Workload) -> dict[Pair, bool]:
     }
 
 
-def _observed(url: str, pairs: set[Pair]) -> tuple[dict[Pair, bool], dict[Pair, list[str]]]:
+async def _observed(
+    emulator: InProcess, pairs: set[Pair]
+) -> tuple[dict[Pair, bool], dict[Pair, list[str]]]:
     """Final membership of `pairs`, and the Postscript events posted per pair, in order."""
-    state = httpx.get(f"{url}/_emulator/state").json()
+    state = (await emulator.admin.get("/_emulator/state")).json()
     names: dict[str, str] = {}
     members: set[Pair] = set()
     for subscriber in state["subscribers"]:
@@ -72,54 +109,64 @@ def _repeats(posted: dict[Pair, list[str]]) -> int:
     )
 
 
-@pytest.mark.no_cover  # a whole workload over HTTP: lines the smaller tests here cover
-def test_baseline_converges_on_in_order_unique_delivery(emulator_url: str) -> None:
+@pytest.mark.anyio
+@pytest.mark.no_cover  # a whole workload: lines the smaller tests here cover
+async def test_baseline_converges_on_in_order_unique_delivery(
+    emulator: InProcess,
+) -> None:
     workload = build_workload(
         "quick", users=200, tie_rate=0.0, string_bool_rate=0.0, omitted_journey_value_rate=0.0
     )
-    _seed(emulator_url, workload)
-    report = run_baseline(workload.iter_lines_in_order(), emulator_url, SECRET)
+    await emulator.seed(workload)
+    report = await emulator.run(workload.iter_lines_in_order())
 
     expected = _expected(workload)
-    observed, posted = _observed(emulator_url, set(expected))
+    observed, posted = await _observed(emulator, set(expected))
     assert observed == expected
     assert _repeats(posted) == 0
     assert report.events_posted == sum(workload.truth.transition_counts.values())
     assert report.api_calls["subscribers.list"] >= report.events_seen
 
 
-@pytest.mark.no_cover  # a whole workload over HTTP: lines the smaller tests here cover
-def test_baseline_ends_wrong_with_duplicate_events_on_segments_real_delivery(
-    emulator_url: str,
+@pytest.mark.anyio
+@pytest.mark.no_cover  # a whole workload: lines the smaller tests here cover
+async def test_baseline_ends_wrong_with_duplicate_events_on_segments_real_delivery(
+    emulator: InProcess,
 ) -> None:
     workload = build_workload("quick", users=200)
-    _seed(emulator_url, workload)
-    report = run_baseline(workload.iter_lines(), emulator_url, SECRET)
+    await emulator.seed(workload)
+    report = await emulator.run(workload.iter_lines())
 
     expected = _expected(workload)
-    observed, posted = _observed(emulator_url, set(expected))
+    observed, posted = await _observed(emulator, set(expected))
     wrong = [pair for pair in expected if observed[pair] != expected[pair]]
     assert len(wrong) > 10, "stale and re-ordered events should leave memberships wrong"
     assert _repeats(posted) > 10, "duplicates should post the same Postscript event again"
     assert report.events_posted > workload.expected_event_count
 
 
-@pytest.mark.no_cover  # a whole workload over HTTP: lines the smaller tests here cover
-def test_concurrent_workers_post_one_event_per_delivery(emulator_url: str) -> None:
+@pytest.mark.anyio
+@pytest.mark.no_cover  # a whole workload: lines the smaller tests here cover
+async def test_concurrent_workers_post_one_event_per_delivery(
+    emulator: InProcess,
+) -> None:
     workload = build_workload("quick", users=120)
-    _seed(emulator_url, workload)
+    await emulator.seed(workload)
     lines = list(workload.iter_lines())
-    report = run_baseline(lines, emulator_url, SECRET, workers=4)
+    report = await emulator.run(lines, workers=4)
 
     assert report.events_seen == len(lines)
     assert report.events_posted == report.api_calls["events.create"] == len(lines)
     assert report.failed == report.dropped_invalid == report.dropped_no_subscriber == 0
 
 
-def test_events_for_unknown_subscribers_are_dropped_silently(emulator_url: str) -> None:
+@pytest.mark.anyio
+async def test_events_for_unknown_subscribers_are_dropped_silently(
+    emulator: InProcess,
+) -> None:
     workload = build_workload("quick", users=80, unseeded_rate=0.3)
-    _seed(emulator_url, workload)
-    report = run_baseline(workload.iter_lines_in_order(), emulator_url, SECRET)
+    await emulator.seed(workload)
+    report = await emulator.run(workload.iter_lines_in_order())
 
     assert report.dropped_no_subscriber > 0
     assert report.events_posted + report.dropped_no_subscriber == report.events_seen
