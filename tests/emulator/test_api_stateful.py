@@ -14,10 +14,7 @@ from emulator.postscript.app import create_app
 from emulator.postscript.config import EmulatorConfig
 from tests.emulator.conftest import SECRET
 
-# Coverage is not traced in this module (pytest-cov's no_cover): its runs repeat, thousands of
-# times, lines that other tests already cover, and tracing them cost a large share of the
-# tests session's time.
-pytestmark = pytest.mark.no_cover
+pytestmark = pytest.mark.no_cover  # whole runs repeat lines other tests cover (noxfile: tests)
 
 PHONES = [f"+1555555{n:04d}" for n in range(6)]
 EMAILS = ["ada@example.com", "Bob@Example.com", "cy@shop.org"]

@@ -18,10 +18,7 @@ from sync.plan import ENTERED, EXITED
 from tests.sync.conftest import CONVERGENCE
 from tests.sync.world import World, audiences_of, by_identity
 
-# Coverage is not traced in this module (pytest-cov's no_cover): its runs repeat, thousands of
-# times, lines that other tests already cover, and tracing them cost a large share of the
-# tests session's time.
-pytestmark = pytest.mark.no_cover
+pytestmark = pytest.mark.no_cover  # whole runs repeat lines other tests cover (noxfile: tests)
 
 FOREIGN = ["legacy_vip", "manual_list"]  # entries the engine is never told about
 OTHER_PROPERTIES = {"Favourite colour": "teal"}

@@ -35,10 +35,7 @@ from tests.sync.conftest import CONVERGENCE
 from tests.sync.reconciling import reconcile
 from tests.sync.world import World, audiences_of
 
-# Coverage is not traced in this module (pytest-cov's no_cover): its runs repeat, thousands of
-# times, lines that other tests already cover, and tracing them cost a large share of the
-# tests session's time.
-pytestmark = pytest.mark.no_cover
+pytestmark = pytest.mark.no_cover  # whole runs repeat lines other tests cover (noxfile: tests)
 
 START = datetime(2024, 5, 1, 12, tzinfo=UTC)
 AUDIENCES = ("vip", "winback")

@@ -9,14 +9,13 @@ the server-error retries here, the demo and the quick benchmark use real HTTP.
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 import httpx
 import pytest
+from starlette.applications import Starlette
 
-from emulator.postscript.app import create_app
 from emulator.postscript.config import EmulatorConfig
 from emulator.postscript.serve import serve_in_background
 from emulator.segment.baseline import (
@@ -27,6 +26,8 @@ from emulator.segment.baseline import (
     run_baseline_async,
 )
 from emulator.segment.workload import Workload, build_workload
+from tests.emulator.conftest import SECRET as KEY
+from tests.emulator.conftest import seed
 
 SECRET = "sk_test_baseline"
 BASE_URL = "http://emulator"
@@ -39,30 +40,18 @@ def emulator_url() -> Iterator[str]:
         yield url
 
 
-@dataclass(frozen=True)
-class InProcess:
-    """An emulator app in this process: an admin client and the transport both use."""
-
-    transport: httpx.ASGITransport
-    admin: httpx.AsyncClient
-
-    async def seed(self, workload: Workload) -> None:
-        seed = {"subscribers": workload.subscribers}
-        (await self.admin.post("/_emulator/subscribers", json=seed)).raise_for_status()
-
-    async def run(self, lines: Iterable[str], **options: Any) -> BaselineReport:
-        return await run_baseline_async(
-            lines, BASE_URL, SECRET, transport=self.transport, **options
-        )
+Baseline = Callable[..., Awaitable[BaselineReport]]
 
 
 @pytest.fixture
-async def emulator() -> AsyncIterator[InProcess]:
-    """A fresh emulator in-process (httpx's ASGI transport, no sockets)."""
-    app = create_app(EmulatorConfig(secret_key=SECRET, rate_limit_rps=0))
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as admin:
-        yield InProcess(transport, admin)
+def baseline(emulator_app: Starlette) -> Baseline:
+    """`run_baseline_async` against the `emulator_app` fixture's app, in-process."""
+    transport = httpx.ASGITransport(app=emulator_app)
+
+    async def run(lines: Iterable[Any], **options: Any) -> BaselineReport:
+        return await run_baseline_async(lines, BASE_URL, KEY, transport=transport, **options)
+
+    return run
 
 
 def _seed(url: str, workload: Workload) -> None:
@@ -81,10 +70,10 @@ def _expected(workload: Workload) -> dict[Pair, bool]:
 
 
 async def _observed(
-    emulator: InProcess, pairs: set[Pair]
+    api: httpx.AsyncClient, pairs: set[Pair]
 ) -> tuple[dict[Pair, bool], dict[Pair, list[str]]]:
     """Final membership of `pairs`, and the Postscript events posted per pair, in order."""
-    state = (await emulator.admin.get("/_emulator/state")).json()
+    state = (await api.get("/_emulator/state")).json()
     names: dict[str, str] = {}
     members: set[Pair] = set()
     for subscriber in state["subscribers"]:
@@ -112,16 +101,16 @@ def _repeats(posted: dict[Pair, list[str]]) -> int:
 @pytest.mark.anyio
 @pytest.mark.no_cover  # a whole workload: lines the smaller tests here cover
 async def test_baseline_converges_on_in_order_unique_delivery(
-    emulator: InProcess,
+    api: httpx.AsyncClient, baseline: Baseline
 ) -> None:
     workload = build_workload(
         "quick", users=200, tie_rate=0.0, string_bool_rate=0.0, omitted_journey_value_rate=0.0
     )
-    await emulator.seed(workload)
-    report = await emulator.run(workload.iter_lines_in_order())
+    await seed(api, *workload.subscribers)
+    report = await baseline(workload.iter_lines_in_order())
 
     expected = _expected(workload)
-    observed, posted = await _observed(emulator, set(expected))
+    observed, posted = await _observed(api, set(expected))
     assert observed == expected
     assert _repeats(posted) == 0
     assert report.events_posted == sum(workload.truth.transition_counts.values())
@@ -131,14 +120,14 @@ async def test_baseline_converges_on_in_order_unique_delivery(
 @pytest.mark.anyio
 @pytest.mark.no_cover  # a whole workload: lines the smaller tests here cover
 async def test_baseline_ends_wrong_with_duplicate_events_on_segments_real_delivery(
-    emulator: InProcess,
+    api: httpx.AsyncClient, baseline: Baseline
 ) -> None:
     workload = build_workload("quick", users=200)
-    await emulator.seed(workload)
-    report = await emulator.run(workload.iter_lines())
+    await seed(api, *workload.subscribers)
+    report = await baseline(workload.iter_lines())
 
     expected = _expected(workload)
-    observed, posted = await _observed(emulator, set(expected))
+    observed, posted = await _observed(api, set(expected))
     wrong = [pair for pair in expected if observed[pair] != expected[pair]]
     assert len(wrong) > 10, "stale and re-ordered events should leave memberships wrong"
     assert _repeats(posted) > 10, "duplicates should post the same Postscript event again"
@@ -148,12 +137,12 @@ async def test_baseline_ends_wrong_with_duplicate_events_on_segments_real_delive
 @pytest.mark.anyio
 @pytest.mark.no_cover  # a whole workload: lines the smaller tests here cover
 async def test_concurrent_workers_post_one_event_per_delivery(
-    emulator: InProcess,
+    api: httpx.AsyncClient, baseline: Baseline
 ) -> None:
     workload = build_workload("quick", users=120)
-    await emulator.seed(workload)
+    await seed(api, *workload.subscribers)
     lines = list(workload.iter_lines())
-    report = await emulator.run(lines, workers=4)
+    report = await baseline(lines, workers=4)
 
     assert report.events_seen == len(lines)
     assert report.events_posted == report.api_calls["events.create"] == len(lines)
@@ -162,11 +151,11 @@ async def test_concurrent_workers_post_one_event_per_delivery(
 
 @pytest.mark.anyio
 async def test_events_for_unknown_subscribers_are_dropped_silently(
-    emulator: InProcess,
+    api: httpx.AsyncClient, baseline: Baseline
 ) -> None:
     workload = build_workload("quick", users=80, unseeded_rate=0.3)
-    await emulator.seed(workload)
-    report = await emulator.run(workload.iter_lines_in_order())
+    await seed(api, *workload.subscribers)
+    report = await baseline(workload.iter_lines_in_order())
 
     assert report.dropped_no_subscriber > 0
     assert report.events_posted + report.dropped_no_subscriber == report.events_seen
@@ -258,16 +247,14 @@ def test_server_errors_are_retried_and_every_event_is_accounted_for(emulator_url
 
 
 @pytest.mark.anyio
-async def test_the_baseline_runs_in_process_through_an_httpx_transport() -> None:
-    app = create_app(EmulatorConfig(secret_key=SECRET, rate_limit_rps=0))
-    transport = httpx.ASGITransport(app=app)
+async def test_the_baseline_runs_in_process_through_an_httpx_transport(
+    api: httpx.AsyncClient, baseline: Baseline
+) -> None:
     batch = {"batch": [_event(), _event(messageId="personas_again")]}
-    before = await run_baseline_async([batch], "http://emulator", SECRET, transport=transport)
-    async with httpx.AsyncClient(transport=transport, base_url="http://emulator") as admin:
-        seed = {"subscribers": [{"phone_number": "+15555550100"}]}
-        (await admin.post("/_emulator/subscribers", json=seed)).raise_for_status()
-        after = await run_baseline_async([batch], "http://emulator", SECRET, 2, transport)
-        state = (await admin.get("/_emulator/state")).json()
+    before = await baseline([batch])
+    await seed(api, {"phone_number": "+15555550100"})
+    after = await baseline([batch], workers=2)
+    state = (await api.get("/_emulator/state")).json()
 
     assert before.dropped_no_subscriber == 2
     assert after.events_posted == 2
