@@ -9,7 +9,6 @@ or for longer runs of what the default run does in a bounded way.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import nox
@@ -86,10 +85,10 @@ def examples(session: nox.Session) -> None:
     dist = Path(session.create_tmp()) / "dist"
     for old_wheel in dist.glob("pslab-*.whl"):
         old_wheel.unlink()
-    # uv (installed next to nox by .ci/run, and in .[dev]) builds the wheel a user would get.
-    session.run(
-        sys.executable, "-m", "uv", "build", "--wheel", "--out-dir", str(dist), external=True
-    )
+    # uv builds the wheel a user would get; it is installed here so that the session needs
+    # nothing beside nox (`pip install nox` alone does not bring it).
+    session.install("uv")
+    session.run("uv", "build", "--wheel", "--out-dir", str(dist))
     (wheel,) = dist.glob("pslab-*.whl")
     session.install(str(wheel), "pytest")
     session.chdir(EXAMPLE)

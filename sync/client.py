@@ -296,7 +296,7 @@ def _describe_failure(exc: Exception) -> str:
     return type(exc).__name__
 
 
-def _retry_hook(exc: Exception) -> bool | float:
+def _retry_hook(exc: BaseException) -> bool | float:
     if isinstance(exc, RateLimitedError):
         return exc.retry_after if exc.retry_after is not None else True
     return isinstance(exc, ServerError | httpx.TimeoutException | httpx.TransportError)
