@@ -9,6 +9,8 @@ or for longer runs of what the default run does in a bounded way.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import nox
@@ -25,8 +27,17 @@ nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["lint", "typecheck", "tests", "bench", "examples"]
 
-SOURCES = ["emulator", "sync", "contracts", "lab", "tests", "examples", "noxfile.py"]
-EXAMPLE = "examples/shipping_notifier"
+# The package's own folder holds links to the three top-level parts; ruff sees each file once.
+SOURCES = [
+    "postscript_audience_lab",
+    "emulator",
+    "sync",
+    "contracts",
+    "tests",
+    "examples",
+    "noxfile.py",
+]
+EXAMPLES = Path(__file__).resolve().parent / "examples"
 
 
 @nox.session
@@ -81,22 +92,50 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(reuse_venv=False)
 def examples(session: nox.Session) -> None:
-    """examples/ as a user runs it: the built wheel and pytest alone in a fresh virtualenv."""
-    dist = Path(session.create_tmp()) / "dist"
-    for old_wheel in dist.glob("pslab-*.whl"):
+    """examples/ as a user runs it: the built wheel and pytest alone in a fresh virtualenv.
+
+    shipping_notifier is an integration tested through the plugin; crowded_names is a project
+    whose own packages are called emulator, sync, contracts, lab and tests, copied to a
+    temporary folder outside this repository and checked with pytest and mypy --strict.
+    """
+    dist = Path(session.create_tmp()).resolve() / "dist"
+    for old_wheel in dist.glob("*.whl"):
         old_wheel.unlink()
     # uv builds the wheel a user would get; it is installed here so that the session needs
     # nothing beside nox (`pip install nox` alone does not bring it).
     session.install("uv")
     session.run("uv", "build", "--wheel", "--out-dir", str(dist))
-    (wheel,) = dist.glob("pslab-*.whl")
+    (wheel,) = dist.glob("postscript_audience_lab-*.whl")
     session.install(str(wheel), "pytest")
-    session.chdir(EXAMPLE)
-    session.run("python", "-c", "import emulator; assert 'site-packages' in emulator.__file__")
+    session.chdir(EXAMPLES / "shipping_notifier")  # away from the checkout's own package
+    session.run("python", "-c", WHEEL_HOLDS_ONE_PACKAGE, str(wheel))
     session.run("pytest", "-q")
     # The same suite again under xdist (one postscript_server per worker), property test included.
     session.install("pytest-xdist", "hypothesis")
     session.run("pytest", "-q", "-n", "2")
+
+    session.install("mypy")
+    with tempfile.TemporaryDirectory(prefix="crowded-names-") as folder:
+        project = Path(folder) / "crowded_names"
+        shutil.copytree(EXAMPLES / "crowded_names", project)
+        session.chdir(project)
+        session.run("pytest", "-q", "-p", "no:cacheprovider")
+        session.run("mypy", "--cache-dir", str(Path(folder) / "mypy-cache"))
+
+
+# Run by the examples session with the wheel's path: its top level is one import package and
+# its dist-info, and that package is the one the session's interpreter imports.
+WHEEL_HOLDS_ONE_PACKAGE = """
+import sys, zipfile
+import postscript_audience_lab
+names = zipfile.ZipFile(sys.argv[1]).namelist()
+tops = sorted({name.split("/")[0] for name in names})
+assert len(tops) == 2 and tops[0] == "postscript_audience_lab", tops
+assert tops[1].startswith("postscript_audience_lab-") and tops[1].endswith(".dist-info"), tops
+assert "site-packages" in postscript_audience_lab.__file__, postscript_audience_lab.__file__
+assert "postscript_audience_lab/py.typed" in names
+print("wheel top level:", ", ".join(tops))
+"""
 
 
 @nox.session
@@ -138,7 +177,14 @@ def contracts_live(session: nox.Session) -> None:
 def reliability(session: nox.Session) -> None:
     """The long crash and fault suite (500+ kills, every fault kind), then fuzzing at 1,000."""
     session.install("-e", ".[test]")
-    session.run("python", "-m", "lab.reliability", "--crashes", "500", *session.posargs)
+    session.run(
+        "python",
+        "-m",
+        "postscript_audience_lab.lab.reliability",
+        "--crashes",
+        "500",
+        *session.posargs,
+    )
     session.run(
         "pytest",
         "-q",
@@ -168,11 +214,15 @@ def fuzz(session: nox.Session) -> None:
 def bench_serve(session: nox.Session) -> None:
     """`pslab serve`'s intake throughput with the drain off, held to 2,000 events/s (§11)."""
     session.install("-e", ".")
-    session.run("python", "-m", "lab.serve_bench", "--check", *session.posargs)
+    session.run(
+        "python", "-m", "postscript_audience_lab.lab.serve_bench", "--check", *session.posargs
+    )
 
 
 @nox.session
 def bench_emulator(session: nox.Session) -> None:
     """Loopback load on the emulator's phone lookup with wrk (needs `wrk` on PATH)."""
     session.install("-e", ".")
-    session.run("python", "-m", "emulator.postscript.loadtest", *session.posargs)
+    session.run(
+        "python", "-m", "postscript_audience_lab.emulator.postscript.loadtest", *session.posargs
+    )

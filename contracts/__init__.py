@@ -43,7 +43,7 @@ The harness:
 `pslab contracts list|verify|record|drift` fronts them (`contracts.cli`).
 """
 
-from contracts.contract import RECORDED, Contract, load_contracts
+from postscript_audience_lab.contracts.contract import RECORDED, Contract, load_contracts
 
 # `contracts.replay` is not re-exported: it needs respx (the `testing` extra),
 # which `pslab contracts verify` must run without.

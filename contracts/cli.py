@@ -19,12 +19,17 @@ import anyio
 import httpx
 import typer
 
-from contracts.contract import RECORDED, Contract, load_contracts
-from contracts.drift import drift
-from contracts.record import UnsafeRecording, record
-from contracts.target import EmulatorTarget, LiveTarget, TargetError
-from contracts.verify import ContractResult, summary, verify_emulator, verify_target
-from emulator.postscript.config import DEFAULT_SECRET_KEY
+from postscript_audience_lab.contracts.contract import RECORDED, Contract, load_contracts
+from postscript_audience_lab.contracts.drift import drift
+from postscript_audience_lab.contracts.record import UnsafeRecording, record
+from postscript_audience_lab.contracts.target import EmulatorTarget, LiveTarget, TargetError
+from postscript_audience_lab.contracts.verify import (
+    ContractResult,
+    summary,
+    verify_emulator,
+    verify_target,
+)
+from postscript_audience_lab.emulator.postscript.config import DEFAULT_SECRET_KEY
 
 __all__ = ["EXIT_DIFFERENCES", "EXIT_MISSING_LIVE_SETTINGS", "app"]
 

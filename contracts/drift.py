@@ -13,9 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from contracts.contract import Contract
-from contracts.matching import Difference, compare, project
-from contracts.verify import ContractResult
+from postscript_audience_lab.contracts.contract import Contract
+from postscript_audience_lab.contracts.matching import Difference, compare, project
+from postscript_audience_lab.contracts.verify import ContractResult
 
 __all__ = ["DriftEntry", "drift"]
 

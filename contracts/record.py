@@ -20,9 +20,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from contracts.contract import Contract, Response, save_contract
-from contracts.matching import child, compare, matcher_for, project
-from contracts.target import LiveTarget, SkipContract
+from postscript_audience_lab.contracts.contract import Contract, Response, save_contract
+from postscript_audience_lab.contracts.matching import child, compare, matcher_for, project
+from postscript_audience_lab.contracts.target import LiveTarget, SkipContract
 
 __all__ = ["RecordResult", "UnsafeRecording", "assert_clean", "keep_stable", "record", "scrub"]
 

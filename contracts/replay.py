@@ -25,8 +25,8 @@ from urllib.parse import parse_qsl
 import httpx
 import respx
 
-from contracts.contract import Contract, fill, load_contracts, select
-from contracts.matching import json_type
+from postscript_audience_lab.contracts.contract import Contract, fill, load_contracts, select
+from postscript_audience_lab.contracts.matching import json_type
 
 __all__ = [
     "DEFAULT_BASE_URL",

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 from aiolimiter import AsyncLimiter
 
-from contracts.contract import Contract, fill
+from postscript_audience_lab.contracts.contract import Contract, fill
 
 __all__ = ["EmulatorTarget", "Exchange", "LiveTarget", "SkipContract", "Target", "TargetError"]
 

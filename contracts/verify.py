@@ -15,11 +15,11 @@ from typing import Any
 import httpx
 from starlette.types import ASGIApp
 
-from contracts.contract import Contract
-from contracts.matching import Difference, compare
-from contracts.target import EmulatorTarget, Exchange, SkipContract, Target
-from emulator.postscript.app import create_app
-from emulator.postscript.config import DEFAULT_SECRET_KEY
+from postscript_audience_lab.contracts.contract import Contract
+from postscript_audience_lab.contracts.matching import Difference, compare
+from postscript_audience_lab.contracts.target import EmulatorTarget, Exchange, SkipContract, Target
+from postscript_audience_lab.emulator.postscript.app import create_app
+from postscript_audience_lab.emulator.postscript.config import DEFAULT_SECRET_KEY
 
 __all__ = ["ContractResult", "summary", "verify_emulator", "verify_target"]
 

@@ -16,8 +16,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 from stamina.instrumentation import RetryDetails, set_on_retry_hooks
 
-from sync.engine import Engine
-from sync.options import (
+from postscript_audience_lab.sync.engine import Engine
+from postscript_audience_lab.sync.options import (
     DEFAULT_BASE_URL,
     DEFAULT_STATE,
     RUN_FAILURES,
@@ -36,10 +36,10 @@ from sync.options import (
     failure,
     open_output,
 )
-from sync.plan import Plan
-from sync.report import Report
-from sync.settings import Settings
-from sync.source import bounded_lines
+from postscript_audience_lab.sync.plan import Plan
+from postscript_audience_lab.sync.report import Report
+from postscript_audience_lab.sync.settings import Settings
+from postscript_audience_lab.sync.source import bounded_lines
 
 __all__ = ["sync_command"]
 
@@ -152,7 +152,7 @@ class _Run:
         anyio.run(self.engine.drain)
 
     def _open_input(self, stack: ExitStack, input_path: str) -> TextIO | None:
-        # NDJSON is UTF-8; a line with other bytes is rejected alone (sync.parse), not fatal
+        # NDJSON is UTF-8; a line with other bytes is rejected alone (`sync.parse`), not fatal
         if input_path == "-":
             if isinstance(sys.stdin, io.TextIOWrapper):  # a replaced stdin is read as it is
                 sys.stdin.reconfigure(encoding="utf-8", errors="surrogateescape")

@@ -23,7 +23,7 @@ from typing import Any, Self
 import httpx
 import stamina
 
-from sync.errors import (
+from postscript_audience_lab.sync.errors import (
     ApiError,
     AuthenticationError,
     BadRequestError,
@@ -32,7 +32,7 @@ from sync.errors import (
     ServerError,
     UnreachableError,
 )
-from sync.pacing import AdaptiveRate, Pacer, Priority
+from postscript_audience_lab.sync.pacing import AdaptiveRate, Pacer, Priority
 
 __all__ = ["ENDPOINTS", "PostscriptClient"]
 

@@ -28,9 +28,9 @@ from enum import StrEnum
 
 import anyio
 
-from sync.engine import Engine
-from sync.errors import AuthenticationError
-from sync.logs import redact
+from postscript_audience_lab.sync.engine import Engine
+from postscript_audience_lab.sync.errors import AuthenticationError
+from postscript_audience_lab.sync.logs import redact
 
 __all__ = ["DrainLoop", "DrainState"]
 

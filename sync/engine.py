@@ -28,9 +28,9 @@ from typing import IO, Any, Self
 import anyio
 import httpx
 
-from sync.client import PostscriptClient
-from sync.errors import BadRequestError, NotFoundError, StateMismatchError
-from sync.ledger import (
+from postscript_audience_lab.sync.client import PostscriptClient
+from postscript_audience_lab.sync.errors import BadRequestError, NotFoundError, StateMismatchError
+from postscript_audience_lab.sync.ledger import (
     IngestCounts,
     Intent,
     Ledger,
@@ -39,12 +39,12 @@ from sync.ledger import (
     copy_state,
     hold_lock,
 )
-from sync.lookup import Found, Lookup
-from sync.parse import AudienceChange, Rejection, parse_line, parse_payload
-from sync.pipeline import Pipeline
-from sync.plan import Plan, plan_subscriber
-from sync.report import Report
-from sync.settings import Settings
+from postscript_audience_lab.sync.lookup import Found, Lookup
+from postscript_audience_lab.sync.parse import AudienceChange, Rejection, parse_line, parse_payload
+from postscript_audience_lab.sync.pipeline import Pipeline
+from postscript_audience_lab.sync.plan import Plan, plan_subscriber
+from postscript_audience_lab.sync.report import Report
+from postscript_audience_lab.sync.settings import Settings
 
 __all__ = ["Engine", "PlanCallback", "ProgressCallback"]
 

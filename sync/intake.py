@@ -23,8 +23,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sync.ledger import Outcome
-from sync.parse import AudienceChange, Rejection, decode_json
+from postscript_audience_lab.sync.ledger import Outcome
+from postscript_audience_lab.sync.parse import AudienceChange, Rejection, decode_json
 
 __all__ = [
     "BATCH_ROUTE",

@@ -34,9 +34,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
 
-from sync.errors import StateLockedError
-from sync.parse import AudienceChange, Rejection, Version, format_instant
-from sync.plan import Plan
+from postscript_audience_lab.sync.errors import StateLockedError
+from postscript_audience_lab.sync.parse import AudienceChange, Rejection, Version, format_instant
+from postscript_audience_lab.sync.plan import Plan
 
 __all__ = [
     "Identity",

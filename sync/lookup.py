@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sync.client import PostscriptClient
-from sync.ledger import Identity, Ledger
-from sync.report import Report
+from postscript_audience_lab.sync.client import PostscriptClient
+from postscript_audience_lab.sync.ledger import Identity, Ledger
+from postscript_audience_lab.sync.report import Report
 
 __all__ = ["Found", "Lookup", "phone_digits", "subscriber_created"]
 

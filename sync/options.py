@@ -18,9 +18,9 @@ from typing import Annotated, TextIO
 import phonenumbers
 import typer
 
-from sync.errors import AuthenticationError, PostscriptError, SyncError
-from sync.keys import COMMAND_LINE_WARNING, KeySourceError, secret_key
-from sync.settings import Settings
+from postscript_audience_lab.sync.errors import AuthenticationError, PostscriptError, SyncError
+from postscript_audience_lab.sync.keys import COMMAND_LINE_WARNING, KeySourceError, secret_key
+from postscript_audience_lab.sync.settings import Settings
 
 __all__ = [
     "DEFAULT_BASE_URL",

@@ -28,8 +28,8 @@ from contextlib import AbstractAsyncContextManager, nullcontext
 
 import anyio
 
-from sync.client import PostscriptClient
-from sync.lookup import Found, Lookup
+from postscript_audience_lab.sync.client import PostscriptClient
+from postscript_audience_lab.sync.lookup import Found, Lookup
 
 __all__ = ["Pipeline", "lookup_batch_for"]
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sync.parse import AudienceChange, Version
+from postscript_audience_lab.sync.parse import AudienceChange, Version
 
 __all__ = [
     "AUDIENCES_PROPERTY",

@@ -35,12 +35,12 @@ from typing import Any
 
 import httpx
 
-from sync.client import PostscriptClient
-from sync.engine import Engine
-from sync.errors import ReconcileRefusedError
-from sync.ledger import Identity
-from sync.lookup import phone_digits, subscriber_created
-from sync.parse import (
+from postscript_audience_lab.sync.client import PostscriptClient
+from postscript_audience_lab.sync.engine import Engine
+from postscript_audience_lab.sync.errors import ReconcileRefusedError
+from postscript_audience_lab.sync.ledger import Identity
+from postscript_audience_lab.sync.lookup import phone_digits, subscriber_created
+from postscript_audience_lab.sync.parse import (
     AudienceChange,
     Rejection,
     Version,
@@ -48,9 +48,9 @@ from sync.parse import (
     normal_email,
     normal_phone,
 )
-from sync.plan import audience_list
-from sync.report import Report
-from sync.snapshot import Snapshot
+from postscript_audience_lab.sync.plan import audience_list
+from postscript_audience_lab.sync.report import Report
+from postscript_audience_lab.sync.snapshot import Snapshot
 
 __all__ = [
     "DEFAULT_MAX_REMOVAL_SHARE",

@@ -18,9 +18,9 @@ from typing import Annotated, Any, NoReturn, TextIO
 import anyio
 import typer
 
-from sync.engine import Engine
-from sync.errors import SnapshotError
-from sync.options import (
+from postscript_audience_lab.sync.engine import Engine
+from postscript_audience_lab.sync.errors import SnapshotError
+from postscript_audience_lab.sync.options import (
     DEFAULT_BASE_URL,
     DEFAULT_STATE,
     RUN_FAILURES,
@@ -39,8 +39,8 @@ from sync.options import (
     failure,
     open_output,
 )
-from sync.parse import format_instant
-from sync.reconcile import (
+from postscript_audience_lab.sync.parse import format_instant
+from postscript_audience_lab.sync.reconcile import (
     DEFAULT_MAX_REMOVAL_SHARE,
     AudiencePlan,
     Reconciliation,
@@ -48,9 +48,9 @@ from sync.reconcile import (
     plan_reconcile,
     refusals,
 )
-from sync.report import Report
-from sync.settings import Settings
-from sync.snapshot import Snapshot, read_snapshot
+from postscript_audience_lab.sync.report import Report
+from postscript_audience_lab.sync.settings import Settings
+from postscript_audience_lab.sync.snapshot import Snapshot, read_snapshot
 
 __all__ = ["parse_as_of", "parse_share", "reconcile_command"]
 

@@ -24,12 +24,12 @@ import typer
 import uvicorn
 from stamina.instrumentation import set_on_retry_hooks
 
-from sync.engine import Engine
-from sync.errors import AuthenticationError, SyncError
-from sync.intake import MAX_BODY_BYTES, Credentials
-from sync.logs import log_to_stderr
-from sync.metrics import ServiceMetrics
-from sync.options import (
+from postscript_audience_lab.sync.engine import Engine
+from postscript_audience_lab.sync.errors import AuthenticationError, SyncError
+from postscript_audience_lab.sync.intake import MAX_BODY_BYTES, Credentials
+from postscript_audience_lab.sync.logs import log_to_stderr
+from postscript_audience_lab.sync.metrics import ServiceMetrics
+from postscript_audience_lab.sync.options import (
     DEFAULT_BASE_URL,
     DEFAULT_STATE,
     BaseUrl,
@@ -44,8 +44,8 @@ from sync.options import (
     engine_settings,
     given_on_command_line,
 )
-from sync.service import Service
-from sync.settings import Settings
+from postscript_audience_lab.sync.service import Service
+from postscript_audience_lab.sync.settings import Settings
 
 __all__ = ["serve_command"]
 

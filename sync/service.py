@@ -32,9 +32,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from sync.drain_loop import GATHER_S, DrainLoop, DrainState
-from sync.engine import Engine
-from sync.intake import (
+from postscript_audience_lab.sync.drain_loop import GATHER_S, DrainLoop, DrainState
+from postscript_audience_lab.sync.engine import Engine
+from postscript_audience_lab.sync.intake import (
     BATCH_ROUTE,
     EVENT_ROUTES,
     MAX_BODY_BYTES,
@@ -43,9 +43,9 @@ from sync.intake import (
     decode_body,
     receipt,
 )
-from sync.ledger import Outcome, Status
-from sync.logs import redact
-from sync.metrics import CONTENT_TYPE, Figures, ServiceMetrics
+from postscript_audience_lab.sync.ledger import Outcome, Status
+from postscript_audience_lab.sync.logs import redact
+from postscript_audience_lab.sync.metrics import CONTENT_TYPE, Figures, ServiceMetrics
 
 __all__ = ["Service"]
 

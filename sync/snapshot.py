@@ -27,9 +27,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from sync.errors import SnapshotError
-from sync.ledger import Identity
-from sync.parse import Rejection, decode_json, normal_email, normal_phone
+from postscript_audience_lab.sync.errors import SnapshotError
+from postscript_audience_lab.sync.ledger import Identity
+from postscript_audience_lab.sync.parse import Rejection, decode_json, normal_email, normal_phone
 
 __all__ = ["Snapshot", "read_snapshot"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TextIO
 
-from sync.parse import Rejection
+from postscript_audience_lab.sync.parse import Rejection
 
 __all__ = ["MAX_LINE_CHARS", "bounded_lines"]
 

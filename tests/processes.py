@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
-PSLAB = [sys.executable, "-m", "lab"]
+PSLAB = [sys.executable, "-m", "postscript_audience_lab"]
 LOOPBACK_URL = re.compile(r"http://127\.0\.0\.1:\d+")
 
 

@@ -25,9 +25,19 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = "postscript_audience_lab"  # the one import package; its parts are named below
 PACKAGES = ("emulator", "sync", "contracts", "lab")
+# Where each part's source lives: the top-level folders, and the lab inside the package.
+FOLDERS = {
+    "emulator": "emulator",
+    "sync": "sync",
+    "contracts": "contracts",
+    "lab": f"{PACKAGE}/lab",
+}
 
+# Exported names by module, named below the package (`sync` is postscript_audience_lab.sync).
 EXPORTS: dict[str, set[str]] = {
+    PACKAGE: set(),
     "sync": {"Engine", "PostscriptError", "Report", "Settings", "SyncError"},
     "contracts": {"RECORDED", "Contract", "load_contracts"},
     "lab": set(),
@@ -65,7 +75,7 @@ FORBIDDEN_IMPORTS: dict[str, set[str]] = {
 
 HELP_PROBE = (
     "import sys; sys.argv=['pslab',{command!r},'--help']\n"
-    "from lab.cli import main\n"
+    "from postscript_audience_lab.lab.cli import main\n"
     "try:\n"
     "    main()\n"
     "except SystemExit:\n"
@@ -75,12 +85,25 @@ HELP_PROBE = (
 
 
 def module_name(path: Path) -> str:
+    """The name a source file is imported by: `emulator/segment/events.py` is
+    `postscript_audience_lab.emulator.segment.events`."""
     parts = path.relative_to(ROOT).with_suffix("").parts
+    if parts[0] != PACKAGE:
+        parts = (PACKAGE, *parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def source_files(folder: str) -> list[Path]:
-    return sorted((ROOT / folder).rglob("*.py"))
+    """The sources of a part (`sync`) or of a folder below one (`emulator/testing`)."""
+    part, _, below = folder.partition("/")
+    return sorted((ROOT / FOLDERS[part] / below).rglob("*.py"))
+
+
+def part_of(module: str) -> str:
+    """The part a module belongs to (`sync` for `postscript_audience_lab.sync.ledger`), or
+    the top-level name of a module from elsewhere (`json`)."""
+    first, _, rest = module.partition(".")
+    return rest.partition(".")[0] if first == PACKAGE and rest else first
 
 
 def imported_modules(source: str, package: str) -> Iterator[str]:
@@ -100,13 +123,14 @@ def top_level_imports(path: Path) -> set[str]:
     name = module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     source = path.read_text(encoding="utf-8")
-    return {imported.partition(".")[0] for imported in imported_modules(source, package)}
+    return {part_of(imported) for imported in imported_modules(source, package)}
 
 
 def public_modules() -> list[str]:
     """Every module of the four packages, except `__main__` (importing it runs `pslab`)."""
-    names = []
-    for package in PACKAGES:
+    names = [PACKAGE]
+    for part in PACKAGES:
+        package = f"{PACKAGE}.{part}"
         names.append(package)
         found = pkgutil.walk_packages(importlib.import_module(package).__path__, package + ".")
         names.extend(info.name for info in found if not info.name.endswith(".__main__"))
@@ -129,7 +153,8 @@ def defines_all(path: Path) -> bool:
 
 @pytest.mark.parametrize("package", sorted(EXPORTS))
 def test_each_package_exports_exactly_its_main_names(package: str) -> None:
-    exported = getattr(importlib.import_module(package), "__all__", None)
+    name = package if package == PACKAGE else f"{PACKAGE}.{package}"
+    exported = getattr(importlib.import_module(name), "__all__", None)
     assert exported is not None, f"{package} defines no __all__"
     assert set(exported) == EXPORTS[package]
 
@@ -145,7 +170,7 @@ def test_every_name_a_module_exports_exists_and_is_public(name: str) -> None:
 
 @pytest.mark.parametrize(
     "path",
-    [path for package in PACKAGES for path in source_files(package)],
+    [ROOT / PACKAGE / "__init__.py", *(path for part in PACKAGES for path in source_files(part))],
     ids=lambda path: module_name(path),
 )
 def test_every_module_says_what_it_exports(path: Path) -> None:
@@ -181,7 +206,7 @@ def test_the_top_level_packages_depend_on_each_other_without_a_cycle() -> None:
 
 
 def test_only_the_ledger_runs_sql_on_the_state_file() -> None:
-    ledger = ROOT / "sync" / "ledger.py"
+    ledger = ROOT / FOLDERS["sync"] / "ledger.py"
     sql_calls = {"execute", "executemany", "executescript", "connect", "backup"}
     outside = {
         module_name(path): sorted(
@@ -201,18 +226,18 @@ def test_the_import_walk_sees_late_typing_only_and_relative_imports() -> None:
     source = (
         "import json\n"
         "if TYPE_CHECKING:\n"
-        "    from sync.ledger import Ledger\n"
+        "    from postscript_audience_lab.sync.ledger import Ledger\n"
         "def late():\n"
-        "    import lab.cli\n"
+        "    import postscript_audience_lab.lab.cli\n"
         "    from ..segment import events\n"
         "    from . import store\n"
     )
-    assert set(imported_modules(source, "emulator.postscript")) == {
+    assert set(imported_modules(source, "postscript_audience_lab.emulator.postscript")) == {
         "json",
-        "sync.ledger",
-        "lab.cli",
-        "emulator.segment",
-        "emulator.postscript",
+        "postscript_audience_lab.sync.ledger",
+        "postscript_audience_lab.lab.cli",
+        "postscript_audience_lab.emulator.segment",
+        "postscript_audience_lab.emulator.postscript",
     }
 
 
@@ -257,7 +282,7 @@ def test_contracts_verify_runs_without_the_test_libraries() -> None:
         "import sys\n"
         "sys.modules['respx'] = sys.modules['hypothesis'] = None  # importing them now fails\n"
         "sys.argv = ['pslab', 'contracts', 'verify']\n"
-        "from lab.cli import main\n"
+        "from postscript_audience_lab.lab.cli import main\n"
         "main()\n"
     )
     result = run_python(blocked)

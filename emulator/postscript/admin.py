@@ -12,16 +12,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from emulator.postscript import json_body, seed
-from emulator.postscript.api import emulator_of
-from emulator.postscript.emulator import Emulator
-from emulator.postscript.errors import invalid
-from emulator.postscript.faults import parse_settings
-from emulator.postscript.fields import FieldReader
-from emulator.postscript.lifecycle import receive_text
-from emulator.postscript.shops import parse_tenancy
-from emulator.postscript.store import Store
-from emulator.postscript.subscriber import format_time
+from postscript_audience_lab.emulator.postscript import json_body, seed
+from postscript_audience_lab.emulator.postscript.api import emulator_of
+from postscript_audience_lab.emulator.postscript.emulator import Emulator
+from postscript_audience_lab.emulator.postscript.errors import invalid
+from postscript_audience_lab.emulator.postscript.faults import parse_settings
+from postscript_audience_lab.emulator.postscript.fields import FieldReader
+from postscript_audience_lab.emulator.postscript.lifecycle import receive_text
+from postscript_audience_lab.emulator.postscript.shops import parse_tenancy
+from postscript_audience_lab.emulator.postscript.store import Store
+from postscript_audience_lab.emulator.postscript.subscriber import format_time
 
 __all__ = ["MAX_ADVANCE_S", "routes"]
 

@@ -15,16 +15,23 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from emulator.postscript import bodies, json_body
-from emulator.postscript.auth import Caller
-from emulator.postscript.emulator import Emulator
-from emulator.postscript.errors import InvalidInput, ResourceNotFound, problem
-from emulator.postscript.fidelity import choice_header
-from emulator.postscript.keywords import Keyword, find_keyword
-from emulator.postscript.lifecycle import report_opt_outs
-from emulator.postscript.query import parse_query
-from emulator.postscript.store import Store
-from emulator.postscript.targets import compliance_subscribers, event_subscriber
+from postscript_audience_lab.emulator.postscript import bodies, json_body
+from postscript_audience_lab.emulator.postscript.auth import Caller
+from postscript_audience_lab.emulator.postscript.emulator import Emulator
+from postscript_audience_lab.emulator.postscript.errors import (
+    InvalidInput,
+    ResourceNotFound,
+    problem,
+)
+from postscript_audience_lab.emulator.postscript.fidelity import choice_header
+from postscript_audience_lab.emulator.postscript.keywords import Keyword, find_keyword
+from postscript_audience_lab.emulator.postscript.lifecycle import report_opt_outs
+from postscript_audience_lab.emulator.postscript.query import parse_query
+from postscript_audience_lab.emulator.postscript.store import Store
+from postscript_audience_lab.emulator.postscript.targets import (
+    compliance_subscribers,
+    event_subscriber,
+)
 
 __all__ = ["caller_of", "emulator_of", "read_body", "refuse_query", "routes", "shop_store"]
 

@@ -11,14 +11,25 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from emulator.postscript import bodies
-from emulator.postscript.api import caller_of, emulator_of, read_body, refuse_query, shop_store
-from emulator.postscript.errors import ResourceNotFound, invalid
-from emulator.postscript.fidelity import choice_header
-from emulator.postscript.messages import MessageDraft
-from emulator.postscript.store import Store
-from emulator.postscript.subscriber import Subscriber
-from emulator.postscript.webhooks import EVENTS, WebhookRegistry, example_data, example_envelope
+from postscript_audience_lab.emulator.postscript import bodies
+from postscript_audience_lab.emulator.postscript.api import (
+    caller_of,
+    emulator_of,
+    read_body,
+    refuse_query,
+    shop_store,
+)
+from postscript_audience_lab.emulator.postscript.errors import ResourceNotFound, invalid
+from postscript_audience_lab.emulator.postscript.fidelity import choice_header
+from postscript_audience_lab.emulator.postscript.messages import MessageDraft
+from postscript_audience_lab.emulator.postscript.store import Store
+from postscript_audience_lab.emulator.postscript.subscriber import Subscriber
+from postscript_audience_lab.emulator.postscript.webhooks import (
+    EVENTS,
+    WebhookRegistry,
+    example_data,
+    example_envelope,
+)
 
 __all__ = ["routes"]
 

@@ -15,15 +15,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from emulator.postscript import admin, api, api_messaging
-from emulator.postscript.auth import AuthMiddleware
-from emulator.postscript.config import EmulatorConfig
-from emulator.postscript.emulator import Emulator
-from emulator.postscript.errors import ApiProblem, InvalidInput, error_body, error_headers
-from emulator.postscript.faults import FaultMiddleware
-from emulator.postscript.journal import JournalMiddleware
-from emulator.postscript.openapi import openapi_document
-from emulator.postscript.rate_limit import RateLimitMiddleware
+from postscript_audience_lab.emulator.postscript import admin, api, api_messaging
+from postscript_audience_lab.emulator.postscript.auth import AuthMiddleware
+from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
+from postscript_audience_lab.emulator.postscript.emulator import Emulator
+from postscript_audience_lab.emulator.postscript.errors import (
+    ApiProblem,
+    InvalidInput,
+    error_body,
+    error_headers,
+)
+from postscript_audience_lab.emulator.postscript.faults import FaultMiddleware
+from postscript_audience_lab.emulator.postscript.journal import JournalMiddleware
+from postscript_audience_lab.emulator.postscript.openapi import openapi_document
+from postscript_audience_lab.emulator.postscript.rate_limit import RateLimitMiddleware
 
 __all__ = ["create_app"]
 

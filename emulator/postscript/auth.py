@@ -19,7 +19,7 @@ import binascii
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from emulator.postscript.asgi import (
+from postscript_audience_lab.emulator.postscript.asgi import (
     ASGIApp,
     Receive,
     Scope,
@@ -28,9 +28,14 @@ from emulator.postscript.asgi import (
     is_api_request,
     send_json,
 )
-from emulator.postscript.errors import Forbidden, error_body, error_headers, forbidden_body
-from emulator.postscript.fidelity import choice_header
-from emulator.postscript.shops import Partner, Shop, Tenancy
+from postscript_audience_lab.emulator.postscript.errors import (
+    Forbidden,
+    error_body,
+    error_headers,
+    forbidden_body,
+)
+from postscript_audience_lab.emulator.postscript.fidelity import choice_header
+from postscript_audience_lab.emulator.postscript.shops import Partner, Shop, Tenancy
 
 __all__ = [
     "SHOP_TOKEN_HEADER",

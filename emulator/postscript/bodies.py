@@ -12,14 +12,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from emulator.postscript.errors import problem
-from emulator.postscript.fields import FieldReader
-from emulator.postscript.keywords import Keyword, find_keyword
-from emulator.postscript.messages import CATEGORIES, MessageDraft
-from emulator.postscript.phones import lookup_digits
-from emulator.postscript.store import SubscriberDraft, SubscriberPatch
-from emulator.postscript.subscriber import parse_time
-from emulator.postscript.webhooks import EVENTS, callback_url_problem, read_headers
+from postscript_audience_lab.emulator.postscript.errors import problem
+from postscript_audience_lab.emulator.postscript.fields import FieldReader
+from postscript_audience_lab.emulator.postscript.keywords import Keyword, find_keyword
+from postscript_audience_lab.emulator.postscript.messages import CATEGORIES, MessageDraft
+from postscript_audience_lab.emulator.postscript.phones import lookup_digits
+from postscript_audience_lab.emulator.postscript.store import SubscriberDraft, SubscriberPatch
+from postscript_audience_lab.emulator.postscript.subscriber import parse_time
+from postscript_audience_lab.emulator.postscript.webhooks import (
+    EVENTS,
+    callback_url_problem,
+    read_headers,
+)
 
 __all__ = [
     "EVENT_FIELDS",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from datetime import datetime, timedelta
 
-from emulator.postscript.subscriber import utc_now
+from postscript_audience_lab.emulator.postscript.subscriber import utc_now
 
 __all__ = ["Clock"]
 

@@ -8,8 +8,12 @@ from pathlib import Path
 
 import httpx
 
-from emulator.postscript.delivery import DEFAULT_RETRY_DELAYS_S
-from emulator.postscript.shops import DEFAULT_PARTNER_KEY, Tenancy, default_tenancy
+from postscript_audience_lab.emulator.postscript.delivery import DEFAULT_RETRY_DELAYS_S
+from postscript_audience_lab.emulator.postscript.shops import (
+    DEFAULT_PARTNER_KEY,
+    Tenancy,
+    default_tenancy,
+)
 
 __all__ = ["DEFAULT_PARTNER_KEY", "DEFAULT_SECRET_KEY", "EmulatorConfig"]
 

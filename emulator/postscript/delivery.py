@@ -31,7 +31,7 @@ from typing import Any
 
 import httpx
 
-from emulator.postscript.subscriber import format_time, utc_now
+from postscript_audience_lab.emulator.postscript.subscriber import format_time, utc_now
 
 __all__ = [
     "DEFAULT_RETRY_DELAYS_S",

@@ -11,18 +11,26 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from emulator.postscript.clock import Clock
-from emulator.postscript.config import EmulatorConfig
-from emulator.postscript.delivery import USER_AGENT, Delivery, WebhookDispatcher
-from emulator.postscript.faults import Faults
-from emulator.postscript.journal import Journal
-from emulator.postscript.keywords import DEFAULT_KEYWORDS, Keyword
-from emulator.postscript.messages import MessageBook
-from emulator.postscript.rate_limit import RateLimiter
-from emulator.postscript.shops import DEFAULT_SHOP_ID, Tenancy
-from emulator.postscript.state_file import StateFile
-from emulator.postscript.store import Store
-from emulator.postscript.webhooks import SIGNATURE_HEADER, WebhookRegistry, envelope
+from postscript_audience_lab.emulator.postscript.clock import Clock
+from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
+from postscript_audience_lab.emulator.postscript.delivery import (
+    USER_AGENT,
+    Delivery,
+    WebhookDispatcher,
+)
+from postscript_audience_lab.emulator.postscript.faults import Faults
+from postscript_audience_lab.emulator.postscript.journal import Journal
+from postscript_audience_lab.emulator.postscript.keywords import DEFAULT_KEYWORDS, Keyword
+from postscript_audience_lab.emulator.postscript.messages import MessageBook
+from postscript_audience_lab.emulator.postscript.rate_limit import RateLimiter
+from postscript_audience_lab.emulator.postscript.shops import DEFAULT_SHOP_ID, Tenancy
+from postscript_audience_lab.emulator.postscript.state_file import StateFile
+from postscript_audience_lab.emulator.postscript.store import Store
+from postscript_audience_lab.emulator.postscript.webhooks import (
+    SIGNATURE_HEADER,
+    WebhookRegistry,
+    envelope,
+)
 
 __all__ = ["Emulator"]
 

@@ -21,7 +21,7 @@ import copy
 from http import HTTPStatus
 from typing import Any
 
-from emulator.postscript.fidelity import choice_header
+from postscript_audience_lab.emulator.postscript.fidelity import choice_header
 
 __all__ = [
     "NOT_FOUND_CODE",

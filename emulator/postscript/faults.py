@@ -22,8 +22,15 @@ from typing import Any
 import anyio
 import httpx
 
-from emulator.postscript.asgi import ASGIApp, Receive, Scope, Send, is_api_request, send_json
-from emulator.postscript.errors import error_body, error_headers, invalid
+from postscript_audience_lab.emulator.postscript.asgi import (
+    ASGIApp,
+    Receive,
+    Scope,
+    Send,
+    is_api_request,
+    send_json,
+)
+from postscript_audience_lab.emulator.postscript.errors import error_body, error_headers, invalid
 
 __all__ = [
     "MAX_RATE_LIMIT_RPS",

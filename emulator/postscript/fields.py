@@ -12,10 +12,10 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from emulator.postscript import json_body
-from emulator.postscript.errors import InvalidInput, problem
-from emulator.postscript.phones import lookup_digits, to_e164
-from emulator.postscript.subscriber import MAX_CUSTOM_PROPERTIES
+from postscript_audience_lab.emulator.postscript import json_body
+from postscript_audience_lab.emulator.postscript.errors import InvalidInput, problem
+from postscript_audience_lab.emulator.postscript.phones import lookup_digits, to_e164
+from postscript_audience_lab.emulator.postscript.subscriber import MAX_CUSTOM_PROPERTIES
 
 __all__ = ["EMAIL", "FieldReader", "Loc"]
 

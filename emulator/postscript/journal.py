@@ -11,8 +11,15 @@ import time
 from collections import deque
 from typing import Any
 
-from emulator.postscript.asgi import ASGIApp, Message, Receive, Scope, Send, is_api_request
-from emulator.postscript.subscriber import format_time, utc_now
+from postscript_audience_lab.emulator.postscript.asgi import (
+    ASGIApp,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    is_api_request,
+)
+from postscript_audience_lab.emulator.postscript.subscriber import format_time, utc_now
 
 __all__ = ["Journal", "JournalMiddleware"]
 

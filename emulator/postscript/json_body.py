@@ -18,7 +18,11 @@ from typing import Any
 
 from starlette.requests import Request
 
-from emulator.postscript.errors import BodyTooLarge, UnsupportedMediaType, invalid
+from postscript_audience_lab.emulator.postscript.errors import (
+    BodyTooLarge,
+    UnsupportedMediaType,
+    invalid,
+)
 
 __all__ = [
     "ADMIN_BODY_LIMIT",

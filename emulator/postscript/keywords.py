@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from emulator.postscript.subscriber import format_time
+from postscript_audience_lab.emulator.postscript.subscriber import format_time
 
 __all__ = ["DEFAULT_KEYWORDS", "Keyword", "find_keyword"]
 

@@ -22,11 +22,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from emulator.postscript.subscriber import Subscriber
-from emulator.postscript.webhooks import event_time
+from postscript_audience_lab.emulator.postscript.subscriber import Subscriber
+from postscript_audience_lab.emulator.postscript.webhooks import event_time
 
 if TYPE_CHECKING:
-    from emulator.postscript.emulator import Emulator
+    from postscript_audience_lab.emulator.postscript.emulator import Emulator
 
 __all__ = [
     "CONFIRM_WORDS",

@@ -1,7 +1,7 @@
 """Loopback load on the emulator's phone lookup, measured with `wrk`.
 
-    python -m emulator.postscript.loadtest [--subscribers 100000] [--duration 10]
-        [--connections 16] [--json] [--check]
+    python -m postscript_audience_lab.emulator.postscript.loadtest [--subscribers 100000]
+        [--duration 10] [--connections 16] [--json] [--check]
 
 Seeds the subscribers, starts `pslab emulator --rate-limit 0` as a separate
 process, drives `GET /api/v2/subscribers?phone_number__eq=…` with a different
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import httpx
 
-from emulator.postscript.config import DEFAULT_SECRET_KEY
+from postscript_audience_lab.emulator.postscript.config import DEFAULT_SECRET_KEY
 
 __all__ = ["TARGET_RPS", "LoadResult", "main", "parse_wrk", "run"]
 

@@ -17,9 +17,9 @@ from datetime import datetime
 from enum import IntEnum
 from typing import Any
 
-from emulator.postscript.errors import ResourceNotFound
-from emulator.postscript.store import Store
-from emulator.postscript.subscriber import Subscriber, format_time
+from postscript_audience_lab.emulator.postscript.errors import ResourceNotFound
+from postscript_audience_lab.emulator.postscript.store import Store
+from postscript_audience_lab.emulator.postscript.subscriber import Subscriber, format_time
 
 __all__ = [
     "CATEGORIES",

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from emulator.postscript.bodies import EVENT_FIELDS
-from emulator.postscript.json_body import API_BODY_LIMIT
-from emulator.postscript.openapi_admin import admin_paths
-from emulator.postscript.openapi_messaging import messaging_paths, messaging_schemas
-from emulator.postscript.openapi_schemas import (
+from postscript_audience_lab.emulator.postscript.bodies import EVENT_FIELDS
+from postscript_audience_lab.emulator.postscript.json_body import API_BODY_LIMIT
+from postscript_audience_lab.emulator.postscript.openapi_admin import admin_paths
+from postscript_audience_lab.emulator.postscript.openapi_messaging import (
+    messaging_paths,
+    messaging_schemas,
+)
+from postscript_audience_lab.emulator.postscript.openapi_schemas import (
     EMAIL_PATTERN,
     SCHEMAS,
     json_content,
@@ -25,8 +28,8 @@ from emulator.postscript.openapi_schemas import (
     ref,
     request_body,
 )
-from emulator.postscript.query import FILTER_OPERATORS, SORT_FIELDS
-from emulator.postscript.subscriber import MAX_CUSTOM_PROPERTIES
+from postscript_audience_lab.emulator.postscript.query import FILTER_OPERATORS, SORT_FIELDS
+from postscript_audience_lab.emulator.postscript.subscriber import MAX_CUSTOM_PROPERTIES
 
 __all__ = ["openapi_document"]
 

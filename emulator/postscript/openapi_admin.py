@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from emulator.postscript.faults import MAX_RATE_LIMIT_RPS, MAX_WAIT_MS
-from emulator.postscript.json_body import ADMIN_BODY_LIMIT
-from emulator.postscript.openapi_schemas import JSON, json_content, nullable, ref, request_body
-from emulator.postscript.seed import SEED_FIELDS, SEED_ID
-from emulator.postscript.shops import OPERATION_GROUPS
+from postscript_audience_lab.emulator.postscript.faults import MAX_RATE_LIMIT_RPS, MAX_WAIT_MS
+from postscript_audience_lab.emulator.postscript.json_body import ADMIN_BODY_LIMIT
+from postscript_audience_lab.emulator.postscript.openapi_schemas import (
+    JSON,
+    json_content,
+    nullable,
+    ref,
+    request_body,
+)
+from postscript_audience_lab.emulator.postscript.seed import SEED_FIELDS, SEED_ID
+from postscript_audience_lab.emulator.postscript.shops import OPERATION_GROUPS
 
 __all__ = ["admin_paths"]
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from emulator.postscript.messages import CATEGORIES, StatusCode
-from emulator.postscript.openapi_schemas import nullable, ref, request_body
-from emulator.postscript.webhooks import EVENTS, MAX_CUSTOM_HEADERS, MAX_URL_LENGTH
+from postscript_audience_lab.emulator.postscript.messages import CATEGORIES, StatusCode
+from postscript_audience_lab.emulator.postscript.openapi_schemas import nullable, ref, request_body
+from postscript_audience_lab.emulator.postscript.webhooks import (
+    EVENTS,
+    MAX_CUSTOM_HEADERS,
+    MAX_URL_LENGTH,
+)
 
 __all__ = ["messaging_paths", "messaging_schemas"]
 

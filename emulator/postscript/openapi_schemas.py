@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from emulator.postscript.json_body import MAX_NESTING
-from emulator.postscript.subscriber import MAX_CUSTOM_PROPERTIES
+from postscript_audience_lab.emulator.postscript.json_body import MAX_NESTING
+from postscript_audience_lab.emulator.postscript.subscriber import MAX_CUSTOM_PROPERTIES
 
 __all__ = [
     "EMAIL_PATTERN",

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from emulator.postscript.errors import InvalidInput, problem
-from emulator.postscript.phones import lookup_digits
-from emulator.postscript.store import Store
-from emulator.postscript.subscriber import Subscriber, parse_time
+from postscript_audience_lab.emulator.postscript.errors import InvalidInput, problem
+from postscript_audience_lab.emulator.postscript.phones import lookup_digits
+from postscript_audience_lab.emulator.postscript.store import Store
+from postscript_audience_lab.emulator.postscript.subscriber import Subscriber, parse_time
 
 __all__ = [
     "FILTER_OPERATORS",

@@ -7,8 +7,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from emulator.postscript.asgi import ASGIApp, Receive, Scope, Send, is_api_request, send_json
-from emulator.postscript.errors import RATE_LIMIT_BODY
+from postscript_audience_lab.emulator.postscript.asgi import (
+    ASGIApp,
+    Receive,
+    Scope,
+    Send,
+    is_api_request,
+    send_json,
+)
+from postscript_audience_lab.emulator.postscript.errors import RATE_LIMIT_BODY
 
 __all__ = ["RateLimitMiddleware", "RateLimiter"]
 

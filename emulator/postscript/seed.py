@@ -11,10 +11,10 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from emulator.postscript.errors import InvalidInput, invalid, problem
-from emulator.postscript.fields import FieldReader, Loc
-from emulator.postscript.store import SubscriberDraft
-from emulator.postscript.subscriber import parse_time
+from postscript_audience_lab.emulator.postscript.errors import InvalidInput, invalid, problem
+from postscript_audience_lab.emulator.postscript.fields import FieldReader, Loc
+from postscript_audience_lab.emulator.postscript.store import SubscriberDraft
+from postscript_audience_lab.emulator.postscript.subscriber import parse_time
 
 __all__ = ["SEED_FIELDS", "SEED_ID", "seed_shop", "seed_subscribers"]
 

@@ -14,9 +14,9 @@ from contextlib import contextmanager
 import uvicorn
 from starlette.applications import Starlette
 
-from emulator.postscript.app import create_app
-from emulator.postscript.config import EmulatorConfig
-from emulator.postscript.faults import ConnectionDropped
+from postscript_audience_lab.emulator.postscript.app import create_app
+from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
+from postscript_audience_lab.emulator.postscript.faults import ConnectionDropped
 
 __all__ = ["serve_forever", "serve_in_background"]
 

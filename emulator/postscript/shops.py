@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from emulator.postscript.errors import InvalidInput, problem
+from postscript_audience_lab.emulator.postscript.errors import InvalidInput, problem
 
 __all__ = [
     "DEFAULT_PARTNER_ID",

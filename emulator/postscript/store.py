@@ -14,11 +14,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from emulator.postscript.errors import InvalidInput, ResourceNotFound, problem
-from emulator.postscript.phones import lookup_digits
-from emulator.postscript.shops import DEFAULT_SHOP_ID
-from emulator.postscript.state_file import StateFile
-from emulator.postscript.subscriber import (
+from postscript_audience_lab.emulator.postscript.errors import (
+    InvalidInput,
+    ResourceNotFound,
+    problem,
+)
+from postscript_audience_lab.emulator.postscript.phones import lookup_digits
+from postscript_audience_lab.emulator.postscript.shops import DEFAULT_SHOP_ID
+from postscript_audience_lab.emulator.postscript.state_file import StateFile
+from postscript_audience_lab.emulator.postscript.subscriber import (
     MAX_CUSTOM_PROPERTIES,
     Subscriber,
     format_time,

@@ -14,10 +14,10 @@ Naming nobody is a 404 (error_code 3001) either way.
 
 from __future__ import annotations
 
-from emulator.postscript.bodies import Identifiers
-from emulator.postscript.errors import ResourceNotFound, invalid
-from emulator.postscript.store import Store
-from emulator.postscript.subscriber import Subscriber
+from postscript_audience_lab.emulator.postscript.bodies import Identifiers
+from postscript_audience_lab.emulator.postscript.errors import ResourceNotFound, invalid
+from postscript_audience_lab.emulator.postscript.store import Store
+from postscript_audience_lab.emulator.postscript.subscriber import Subscriber
 
 __all__ = ["compliance_subscribers", "event_subscriber"]
 

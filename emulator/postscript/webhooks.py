@@ -21,9 +21,9 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from emulator.postscript.errors import ResourceNotFound
-from emulator.postscript.fields import FieldReader
-from emulator.postscript.subscriber import format_time, utc_now
+from postscript_audience_lab.emulator.postscript.errors import ResourceNotFound
+from postscript_audience_lab.emulator.postscript.fields import FieldReader
+from postscript_audience_lab.emulator.postscript.subscriber import format_time, utc_now
 
 __all__ = [
     "EMAIL_COLLECTED_SPELLINGS",

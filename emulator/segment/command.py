@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 
-from emulator.segment.workload import PRESETS, build_workload
+from postscript_audience_lab.emulator.segment.workload import PRESETS, build_workload
 
 __all__ = ["generate_command"]
 

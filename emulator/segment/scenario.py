@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
-from emulator.segment.events import (
+from postscript_audience_lab.emulator.segment.events import (
     Audience,
     EventKind,
     Shopper,

@@ -39,7 +39,7 @@ from typing import Any, Literal, NamedTuple
 
 from hypothesis import strategies as st
 
-from emulator.segment.events import (
+from postscript_audience_lab.emulator.segment.events import (
     Audience,
     ComputationClass,
     EventKind,

@@ -24,9 +24,9 @@ from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
-from emulator.segment.delivery import DeliveryConfig, deliver, serialise
-from emulator.segment.events import format_timestamp
-from emulator.segment.scenario import GroundTruth, Scenario, ScenarioConfig
+from postscript_audience_lab.emulator.segment.delivery import DeliveryConfig, deliver, serialise
+from postscript_audience_lab.emulator.segment.events import format_timestamp
+from postscript_audience_lab.emulator.segment.scenario import GroundTruth, Scenario, ScenarioConfig
 
 __all__ = ["PRESETS", "Workload", "WorkloadConfig", "build_workload"]
 

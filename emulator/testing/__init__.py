@@ -1,12 +1,12 @@
 """Test your own Postscript integration against the emulator (docs/design.md §10).
 
-    from emulator.testing import Postscript, mock_postscript
+    from postscript_audience_lab.emulator.testing import Postscript, mock_postscript
 
 - `Postscript` (handle.py): a typed handle on an emulator, in process or at a URL;
 - `mock_postscript` (mock.py): https://api.postscript.io served in process, for httpx;
 - `serve_postscript` (server.py): an emulator on a loopback port, for any client;
 - plugin.py: the pytest fixtures `postscript`, `mock_postscript`, `postscript_server`;
-- strategies.py: hypothesis strategies (needs `pslab[testing]`).
+- strategies.py: hypothesis strategies (needs `postscript-audience-lab[testing]`).
 
 The names below load on first use: the pytest plugin lives in this package and
 loads in every pytest run, so importing the package must cost nothing.
@@ -18,9 +18,17 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from emulator.testing.handle import POSTSCRIPT_API, EmulatorAdminError, Postscript
-    from emulator.testing.mock import PostscriptMock, UnroutedRequest, mock_postscript
-    from emulator.testing.records import (
+    from postscript_audience_lab.emulator.testing.handle import (
+        POSTSCRIPT_API,
+        EmulatorAdminError,
+        Postscript,
+    )
+    from postscript_audience_lab.emulator.testing.mock import (
+        PostscriptMock,
+        UnroutedRequest,
+        mock_postscript,
+    )
+    from postscript_audience_lab.emulator.testing.records import (
         ApiRequest,
         DeliveryAttempt,
         Event,
@@ -32,7 +40,7 @@ if TYPE_CHECKING:
         SubscriberSeed,
         WebhookDelivery,
     )
-    from emulator.testing.server import serve_postscript
+    from postscript_audience_lab.emulator.testing.server import serve_postscript
 
 __all__ = [
     "POSTSCRIPT_API",

@@ -28,8 +28,11 @@ from typing import Any
 
 import httpx
 
-from emulator.postscript.config import DEFAULT_PARTNER_KEY, DEFAULT_SECRET_KEY
-from emulator.testing.records import (
+from postscript_audience_lab.emulator.postscript.config import (
+    DEFAULT_PARTNER_KEY,
+    DEFAULT_SECRET_KEY,
+)
+from postscript_audience_lab.emulator.testing.records import (
     ApiRequest,
     Event,
     Faults,
@@ -41,8 +44,8 @@ from emulator.testing.records import (
     Subscriptions,
     WebhookDelivery,
 )
-from emulator.testing.stdlib_transport import StdlibTransport
-from emulator.testing.transport import EmulatorTransport
+from postscript_audience_lab.emulator.testing.stdlib_transport import StdlibTransport
+from postscript_audience_lab.emulator.testing.transport import EmulatorTransport
 
 __all__ = ["POSTSCRIPT_API", "EmulatorAdminError", "Postscript"]
 
@@ -107,8 +110,8 @@ class Postscript:
         `strict` its strict mode (design §2.7); `webhook_retry_delays` the seconds between
         a failing webhook delivery's attempts."""
         # Only now, so that loading the pytest plugin never loads the web stack.
-        from emulator.postscript.app import create_app
-        from emulator.postscript.config import EmulatorConfig
+        from postscript_audience_lab.emulator.postscript.app import create_app
+        from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
 
         config = EmulatorConfig(secret_key=secret_key, rate_limit_rps=rate_limit, strict=strict)
         if webhook_retry_delays is not None:

@@ -30,9 +30,9 @@ import httpx
 import respx
 from respx.models import AllMockedAssertionError
 
-from emulator.postscript.config import DEFAULT_SECRET_KEY
-from emulator.testing.handle import POSTSCRIPT_API, Postscript
-from emulator.testing.options import EmulatorOptions
+from postscript_audience_lab.emulator.postscript.config import DEFAULT_SECRET_KEY
+from postscript_audience_lab.emulator.testing.handle import POSTSCRIPT_API, Postscript
+from postscript_audience_lab.emulator.testing.options import EmulatorOptions
 
 __all__ = ["PostscriptMock", "UnroutedRequest", "mock_postscript"]
 

@@ -28,9 +28,12 @@ from typing import Any
 
 import httpx
 
-from emulator.postscript.config import DEFAULT_PARTNER_KEY, DEFAULT_SECRET_KEY
-from emulator.postscript.shops import DEFAULT_PARTNER_ID
-from emulator.testing.handle import POSTSCRIPT_API, Postscript
+from postscript_audience_lab.emulator.postscript.config import (
+    DEFAULT_PARTNER_KEY,
+    DEFAULT_SECRET_KEY,
+)
+from postscript_audience_lab.emulator.postscript.shops import DEFAULT_PARTNER_ID
+from postscript_audience_lab.emulator.testing.handle import POSTSCRIPT_API, Postscript
 
 __all__ = ["FAULT_OPTIONS", "EmulatorOptions", "OptionError"]
 

@@ -20,15 +20,16 @@ and respx load when a test first asks for one of the fixtures.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Generator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
-    from emulator.testing.handle import Postscript
-    from emulator.testing.options import EmulatorOptions
-    from emulator.testing.server import ServerPool
+    from postscript_audience_lab.emulator.testing.handle import Postscript
+    from postscript_audience_lab.emulator.testing.options import EmulatorOptions
+    from postscript_audience_lab.emulator.testing.server import ServerPool
 
 __all__ = [
     "mock_postscript",
@@ -69,7 +70,7 @@ def _passed(item: pytest.Item) -> bool:
 
 
 def _options(request: pytest.FixtureRequest) -> EmulatorOptions:
-    from emulator.testing.options import EmulatorOptions, OptionError
+    from postscript_audience_lab.emulator.testing.options import EmulatorOptions, OptionError
 
     layers: list[Mapping[str, Any]] = []
     for marker in reversed(list(request.node.iter_markers(MARKER))):  # farthest first
@@ -96,8 +97,39 @@ def _options(request: pytest.FixtureRequest) -> EmulatorOptions:
         pytest.fail(f"@pytest.mark.{MARKER}: {error}", pytrace=False)
 
 
+DISTRIBUTION = "postscript-audience-lab"
+_PACKAGE = __name__.rpartition(".")[0]  # this plugin's package, emulator.testing
+
+
+def _require_emulator() -> None:
+    """Load what the fixtures run on, or fail the test saying which package is missing.
+
+    Everything here is a dependency of the distribution itself, so a missing one means a
+    broken or partial install (say, `pip install --no-deps`): name it and the fix, rather
+    than leave a traceback from deep inside the emulator.
+    """
+    emulator = _PACKAGE.rpartition(".")[0]
+    parts = ("handle", "mock", "server")
+    for module in (*(f"{_PACKAGE}.{part}" for part in parts), f"{emulator}.postscript.app"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            missing = (error.name or "").partition(".")[0]
+            if missing == _PACKAGE.partition(".")[0]:
+                raise
+            break
+    else:
+        return
+    pytest.fail(  # outside the except block: the message alone, no chained traceback
+        f"the Postscript fixtures (pytest plugin {DISTRIBUTION}) need the package "
+        f"{missing!r}, which is not installed; {DISTRIBUTION} depends on it: "
+        f"pip install --force-reinstall {DISTRIBUTION}",
+        pytrace=False,
+    )
+
+
 def _set_up(options: EmulatorOptions, postscript: Postscript) -> None:
-    from emulator.testing.handle import EmulatorAdminError
+    from postscript_audience_lab.emulator.testing.handle import EmulatorAdminError
 
     try:
         options.set_up(postscript)
@@ -108,6 +140,7 @@ def _set_up(options: EmulatorOptions, postscript: Postscript) -> None:
 @pytest.fixture
 def _postscript_in_process(request: pytest.FixtureRequest) -> Iterator[Postscript]:
     """The one in-process emulator `postscript` and `mock_postscript` share in a test."""
+    _require_emulator()
     options = _options(request)
     with options.in_process() as emulator:
         _set_up(options, emulator)
@@ -125,7 +158,7 @@ def mock_postscript(
     request: pytest.FixtureRequest, _postscript_in_process: Postscript
 ) -> Iterator[Postscript]:
     """A fresh emulator answering every httpx request for https://api.postscript.io."""
-    from emulator.testing.mock import PostscriptMock, UnroutedRequest
+    from postscript_audience_lab.emulator.testing.mock import PostscriptMock, UnroutedRequest
 
     mock = PostscriptMock(_options(request), _postscript_in_process)
     yield mock.start()
@@ -137,7 +170,8 @@ def mock_postscript(
 
 @pytest.fixture(scope="session")
 def _postscript_servers() -> Iterator[ServerPool]:
-    from emulator.testing.server import ServerPool
+    _require_emulator()
+    from postscript_audience_lab.emulator.testing.server import ServerPool
 
     pool = ServerPool()
     yield pool

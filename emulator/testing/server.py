@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
-from emulator.postscript.config import DEFAULT_SECRET_KEY
-from emulator.testing.handle import Postscript
+from postscript_audience_lab.emulator.postscript.config import DEFAULT_SECRET_KEY
+from postscript_audience_lab.emulator.testing.handle import Postscript
 
 __all__ = ["ServerPool", "serve_postscript"]
 
@@ -30,8 +30,8 @@ def serve_postscript(
 ) -> Iterator[Postscript]:
     """Serve a fresh emulator on uvicorn in a background thread (`port=0` picks a free one)."""
     # Only now, so that loading the pytest plugin never loads the web stack.
-    from emulator.postscript.config import EmulatorConfig
-    from emulator.postscript.serve import serve_in_background
+    from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
+    from postscript_audience_lab.emulator.postscript.serve import serve_in_background
 
     config = EmulatorConfig(secret_key=secret_key, rate_limit_rps=rate_limit, strict=strict)
     if webhook_retry_delays is not None:

@@ -1,4 +1,6 @@
-"""Hypothesis strategies for property tests of your own integration (needs `pslab[testing]`).
+"""Hypothesis strategies for property tests of your own integration.
+
+They need the `testing` extra: `pip install 'postscript-audience-lab[testing]'`.
 
 - `subscribers()`: one subscriber to seed (`Postscript.seed(**drawn)`): a
   phone, an email or both, written as people write them, with custom
@@ -24,12 +26,18 @@ try:
     from hypothesis import strategies as st
 except ImportError as missing:  # pragma: no cover - depends on the install
     raise ImportError(
-        "emulator.testing.strategies needs hypothesis: pip install 'pslab[testing]'"
+        "postscript_audience_lab.emulator.testing.strategies needs hypothesis: "
+        "pip install 'postscript-audience-lab[testing]'"
     ) from missing
 
-from emulator.segment.strategies import ExpectedParse, Traffic, ValidEvent, audience_traffic
-from emulator.segment.strategies import valid_events as audience_events
-from emulator.testing.records import SubscriberSeed
+from postscript_audience_lab.emulator.segment.strategies import (
+    ExpectedParse,
+    Traffic,
+    ValidEvent,
+    audience_traffic,
+)
+from postscript_audience_lab.emulator.segment.strategies import valid_events as audience_events
+from postscript_audience_lab.emulator.testing.records import SubscriberSeed
 
 __all__ = [
     "ExpectedParse",

@@ -1,4 +1,7 @@
-"""A property of the notifier over any subscribers pslab's strategies draw (pslab[testing])."""
+"""A property of the notifier over any subscribers pslab's strategies draw.
+
+It needs the `testing` extra: `pip install 'postscript-audience-lab[testing]'`.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +9,15 @@ from datetime import UTC, datetime
 
 import pytest
 
-pytest.importorskip("hypothesis", reason="the property tests need pslab[testing] (hypothesis)")
+pytest.importorskip(
+    "hypothesis", reason="the property tests need postscript-audience-lab[testing] (hypothesis)"
+)
 
 from hypothesis import given, settings
 from shipping_notifier import Shipment, ShippingNotifier
 
-from emulator.testing import SubscriberSeed, mock_postscript
-from emulator.testing.strategies import subscriber_lists
+from postscript_audience_lab.emulator.testing import SubscriberSeed, mock_postscript
+from postscript_audience_lab.emulator.testing.strategies import subscriber_lists
 
 
 @settings(max_examples=20, deadline=None)

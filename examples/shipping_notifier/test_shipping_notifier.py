@@ -21,7 +21,7 @@ from shipping_notifier import (
     ShippingNotifier,
 )
 
-from emulator.testing import Postscript
+from postscript_audience_lab.emulator.testing import Postscript
 
 SHIPPED = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
 ADA = Shipment(

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 import stamina
 
-from contracts import load_contracts
-from contracts.replay import exercised
+from postscript_audience_lab.contracts import load_contracts
+from postscript_audience_lab.contracts.replay import exercised
 from tests.contracts.replayed import RETRIES
 
 HERE = Path(__file__).parent

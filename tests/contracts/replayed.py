@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from contracts import load_contracts
-from contracts.contract import Contract, fill, select
-from contracts.replay import DEFAULT_BASE_URL
-from sync.client import PostscriptClient
+from postscript_audience_lab.contracts import load_contracts
+from postscript_audience_lab.contracts.contract import Contract, fill, select
+from postscript_audience_lab.contracts.replay import DEFAULT_BASE_URL
+from postscript_audience_lab.sync.client import PostscriptClient
 
 RETRIES = 5  # the attempts stamina's testing switch allows (tests/contracts/conftest.py)
 

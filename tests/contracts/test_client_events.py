@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from contracts.replay import replay
-from sync.errors import BadRequestError
+from postscript_audience_lab.contracts.replay import replay
+from postscript_audience_lab.sync.errors import BadRequestError
 from tests.contracts.replayed import contract, postscript_client, request_body
 
 pytestmark = pytest.mark.anyio

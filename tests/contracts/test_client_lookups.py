@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from contracts.replay import replay
+from postscript_audience_lab.contracts.replay import replay
 from tests.contracts.replayed import alice_id, postscript_client
 
 pytestmark = pytest.mark.anyio

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from contracts.replay import replay
-from sync.client import PostscriptClient
-from sync.errors import AuthenticationError, RateLimitedError
+from postscript_audience_lab.contracts.replay import replay
+from postscript_audience_lab.sync.client import PostscriptClient
+from postscript_audience_lab.sync.errors import AuthenticationError, RateLimitedError
 from tests.contracts.replayed import RETRIES, postscript_client
 
 pytestmark = pytest.mark.anyio

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from contracts.replay import replay
-from sync.errors import BadRequestError, NotFoundError, ServerError
+from postscript_audience_lab.contracts.replay import replay
+from postscript_audience_lab.sync.errors import BadRequestError, NotFoundError, ServerError
 from tests.contracts.replayed import RETRIES, alice_id, contract, postscript_client
 
 pytestmark = pytest.mark.anyio

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from contracts.contract import (
+from postscript_audience_lab.contracts.contract import (
     RECORDED,
     Contract,
     ContractFileError,
@@ -16,7 +16,7 @@ from contracts.contract import (
     references_in,
     save_contract,
 )
-from emulator.postscript.fidelity import CHOICES
+from postscript_audience_lab.emulator.postscript.fidelity import CHOICES
 
 
 def _contracts() -> list[Contract]:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from contracts.contract import load_contracts, select
-from contracts.drift import drift
-from contracts.target import Exchange
-from contracts.verify import ContractResult
+from postscript_audience_lab.contracts.contract import load_contracts, select
+from postscript_audience_lab.contracts.drift import drift
+from postscript_audience_lab.contracts.target import Exchange
+from postscript_audience_lab.contracts.verify import ContractResult
 
 
 def results(name: str, body: object, status: int = 200) -> list[ContractResult]:

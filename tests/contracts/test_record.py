@@ -15,11 +15,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from contracts.cli import app
-from contracts.contract import load_contracts
-from contracts.record import UnsafeRecording, assert_clean, keep_stable, scrub
-from emulator.postscript.config import EmulatorConfig
-from emulator.postscript.serve import serve_in_background
+from postscript_audience_lab.contracts.cli import app
+from postscript_audience_lab.contracts.contract import load_contracts
+from postscript_audience_lab.contracts.record import (
+    UnsafeRecording,
+    assert_clean,
+    keep_stable,
+    scrub,
+)
+from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
+from postscript_audience_lab.emulator.postscript.serve import serve_in_background
 
 STANDIN_KEY = "sk_live_standin_7c1e9a44d2"
 REAL_PHONE = "+14155552671"

@@ -12,7 +12,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from contracts.replay import DEFAULT_BASE_URL, UNMATCHED_STATUS, ContractNotExercised, replay
+from postscript_audience_lab.contracts.replay import (
+    DEFAULT_BASE_URL,
+    UNMATCHED_STATUS,
+    ContractNotExercised,
+    replay,
+)
 
 HERE = Path(__file__).parent
 
@@ -92,9 +97,9 @@ def test_the_session_fails_when_the_client_tests_leave_a_contract_unexercised(
         tmp_path,
         f"""
         import httpx
-        from contracts import load_contracts
-        from contracts.contract import fill
-        from contracts.replay import DEFAULT_BASE_URL, Expectation, replay
+        from postscript_audience_lab.contracts import load_contracts
+        from postscript_audience_lab.contracts.contract import fill
+        from postscript_audience_lab.contracts.replay import DEFAULT_BASE_URL, Expectation, replay
 
         def test_sample():
             chosen = {chosen}

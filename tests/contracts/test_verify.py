@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from contracts import load_contracts
-from contracts.verify import ContractResult, verify_emulator
-from emulator.postscript.app import create_app
-from emulator.postscript.config import EmulatorConfig
+from postscript_audience_lab.contracts import load_contracts
+from postscript_audience_lab.contracts.verify import ContractResult, verify_emulator
+from postscript_audience_lab.emulator.postscript.app import create_app
+from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
 
 pytestmark = pytest.mark.anyio
 

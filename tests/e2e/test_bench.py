@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from emulator.segment.workload import build_workload
-from lab.bench.child import peak_rss_mb
-from lab.bench.targets import check
-from lab.comparison import Comparison, WorkloadFacts, count_repeated
-from lab.render import markdown
+from postscript_audience_lab.emulator.segment.workload import build_workload
+from postscript_audience_lab.lab.bench.child import peak_rss_mb
+from postscript_audience_lab.lab.bench.targets import check
+from postscript_audience_lab.lab.comparison import Comparison, WorkloadFacts, count_repeated
+from postscript_audience_lab.lab.render import markdown
 
 
 def _system(total: int, *, share: float = 1.0, repeated: int = 0) -> dict[str, Any]:
@@ -170,7 +170,11 @@ def test_a_spawned_childs_peak_memory_is_its_own_not_its_parents() -> None:
 def test_bench_quick_runs_both_systems_on_one_workload_and_meets_every_target() -> None:
     """`nox -s bench`: the quick benchmark from outside, its figures printed for the log."""
     program = shutil.which("pslab")
-    command = [program] if program else [sys.executable, "-c", "from lab.cli import main; main()"]
+    command = (
+        [program]
+        if program
+        else [sys.executable, "-c", "from postscript_audience_lab.lab.cli import main; main()"]
+    )
     result = subprocess.run(  # noqa: S603 - our own program, fixed arguments
         [*command, "bench", "--preset", "quick", "--json"],
         capture_output=True,

@@ -15,7 +15,11 @@ pytestmark = pytest.mark.slow
 
 def _pslab(*args: str) -> subprocess.CompletedProcess[str]:
     program = shutil.which("pslab")
-    command = [program] if program else [sys.executable, "-c", "from lab.cli import main; main()"]
+    command = (
+        [program]
+        if program
+        else [sys.executable, "-c", "from postscript_audience_lab.lab.cli import main; main()"]
+    )
     return subprocess.run(  # noqa: S603 - our own program, fixed arguments
         [*command, *args], capture_output=True, text=True, timeout=120, check=False
     )

@@ -16,7 +16,7 @@ import pytest
 from tests.processes import running_emulator
 
 SECRET = "sk_e2e_not_a_real_key"
-PSLAB = [sys.executable, "-c", "from lab.cli import main; main()"]
+PSLAB = [sys.executable, "-c", "from postscript_audience_lab.lab.cli import main; main()"]
 AS_OF = "2026-11-28T09:00:00Z"
 
 

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 KEY = "sk_live_Recognisable0Secret0Key0xyzzy"
 PHONE = "+14155552671"
-PSLAB = [sys.executable, "-m", "lab"]
+PSLAB = [sys.executable, "-m", "postscript_audience_lab"]
 FORMS = (KEY, KEY[::-1], base64.b64encode(f"{KEY}:".encode()).decode())
 
 

@@ -27,15 +27,15 @@ from typing import Any
 import httpx
 import pytest
 
-from emulator.segment.workload import Workload, build_workload
-from lab.comparison import score_world, seed_world
+from postscript_audience_lab.emulator.segment.workload import Workload, build_workload
+from postscript_audience_lab.lab.comparison import score_world, seed_world
 from tests.processes import read_line, running_emulator, stop
 
 pytestmark = pytest.mark.slow
 
 KEY = "sk_e2e_serve_Recognisable0Key"
 WRITE_KEY, SHARED_SECRET = "wk_e2e_segment", "shh_e2e_webhook"
-PSLAB = [sys.executable, "-m", "lab"]
+PSLAB = [sys.executable, "-m", "postscript_audience_lab"]
 BASIC = "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode()
 URL = re.compile(r"http://127\.0\.0\.1:\d+")
 

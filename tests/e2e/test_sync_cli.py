@@ -14,11 +14,11 @@ from typing import Any
 import httpx
 import pytest
 
-from emulator.segment.workload import build_workload
+from postscript_audience_lab.emulator.segment.workload import build_workload
 from tests.processes import running_emulator, stop
 
 SECRET = "sk_e2e_not_a_real_key"
-PSLAB = [sys.executable, "-c", "from lab.cli import main; main()"]
+PSLAB = [sys.executable, "-c", "from postscript_audience_lab.lab.cli import main; main()"]
 
 
 @pytest.fixture

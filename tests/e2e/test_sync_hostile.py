@@ -16,13 +16,13 @@ from typing import Any
 import httpx
 import pytest
 
-from sync.ledger import MAX_STORED_EVENT_CHARS
+from postscript_audience_lab.sync.ledger import MAX_STORED_EVENT_CHARS
 from tests.e2e.test_sync_cli import SECRET, emulator_url, pslab_sync, summary
 
 __all__ = ["emulator_url"]  # the fixture, shared with the other sync e2e tests
 
 PHONE = "+15555550100"
-# Reads the program's own peak resident memory as it exits (see lab.bench.child).
+# Reads the program's own peak resident memory as it exits (`lab.bench.child`).
 MEASURED = [
     sys.executable,
     "-c",
@@ -32,7 +32,7 @@ MEASURED = [
     "        if line.startswith('VmHWM:'):\n"
     "            print('peak-kb', line.split()[1], file=sys.stderr)\n"
     "atexit.register(peak)\n"
-    "from lab.cli import main\n"
+    "from postscript_audience_lab.lab.cli import main\n"
     "main()",
 ]
 

@@ -23,8 +23,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from emulator.postscript.config import EmulatorConfig
-from emulator.postscript.serve import serve_in_background
+from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
+from postscript_audience_lab.emulator.postscript.serve import serve_in_background
 
 KEY = "sk_e2e_webhooks"
 WAIT_S = 30.0  # an upper bound for an event that normally takes milliseconds

@@ -17,7 +17,12 @@ import httpx
 
 from tests.processes import read_line, stop
 
-PSLAB = [sys.executable, "-c", "from lab.cli import main; main()", "emulator"]
+PSLAB = [
+    sys.executable,
+    "-c",
+    "from postscript_audience_lab.lab.cli import main; main()",
+    "emulator",
+]
 
 
 @contextmanager

@@ -26,13 +26,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import emulator.postscript
-import sync.errors
-from emulator.postscript.app import create_app
-from emulator.postscript.config import EmulatorConfig
-from emulator.postscript.emulator import Emulator
-from emulator.postscript.faults import FaultSettings
-from emulator.postscript.seed import seed_subscribers
+import postscript_audience_lab.emulator.postscript
+import postscript_audience_lab.sync.errors
+from postscript_audience_lab.emulator.postscript.app import create_app
+from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
+from postscript_audience_lab.emulator.postscript.emulator import Emulator
+from postscript_audience_lab.emulator.postscript.faults import FaultSettings
+from postscript_audience_lab.emulator.postscript.seed import seed_subscribers
 from tests.emulator.conftest import SECRET, seed
 
 pytestmark = pytest.mark.anyio
@@ -448,10 +448,10 @@ def test_emulator_errors_do_not_reuse_the_engine_error_names() -> None:
             if issubclass(value, Exception) and value.__module__ == module.__name__
         }
 
-    engine = exception_names(sync.errors)
+    engine = exception_names(postscript_audience_lab.sync.errors)
     emulator_modules = [
-        import_module(f"emulator.postscript.{info.name}")
-        for info in pkgutil.iter_modules(emulator.postscript.__path__)
+        import_module(f"postscript_audience_lab.emulator.postscript.{info.name}")
+        for info in pkgutil.iter_modules(postscript_audience_lab.emulator.postscript.__path__)
     ]
     emulator_names = set().union(*(exception_names(m) for m in emulator_modules))
     assert engine

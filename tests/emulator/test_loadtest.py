@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from emulator.postscript import loadtest
+from postscript_audience_lab.emulator.postscript import loadtest
 
 WRK_OUTPUT = """\
 Running 10s test @ http://127.0.0.1:8799

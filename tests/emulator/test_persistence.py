@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from emulator.postscript.app import create_app
-from emulator.postscript.config import EmulatorConfig
-from emulator.postscript.shops import parse_tenancy
+from postscript_audience_lab.emulator.postscript.app import create_app
+from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
+from postscript_audience_lab.emulator.postscript.shops import parse_tenancy
 from tests.emulator.conftest import SECRET, seed
 
 pytestmark = pytest.mark.anyio

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from emulator.postscript.config import EmulatorConfig
-from emulator.postscript.serve import serve_in_background
+from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
+from postscript_audience_lab.emulator.postscript.serve import serve_in_background
 
 README = Path(__file__).parents[2] / "README.md"
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Coroutine
 import httpx
 import pytest
 
-from emulator.postscript.delivery import Delivery, WebhookDispatcher
+from postscript_audience_lab.emulator.postscript.delivery import Delivery, WebhookDispatcher
 
 WAIT_S = 30.0
 

@@ -4,7 +4,7 @@ explains.
 
 Each seed runs real `pslab sync` processes against an emulator; the module runs its ten
 seeds once (two at a time, about 60-80 s on two busy cores) and each test reads them.
-`python -m lab.reliability --crashes 500 --jobs 3` is the long version.
+`python -m postscript_audience_lab.lab.reliability --crashes 500 --jobs 3` is the long version.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pickle
 
 import pytest
 
-from lab.reliability import (
+from postscript_audience_lab.lab.reliability import (
     FAULT_KINDS,
     MUST_BE_ZERO,
     SeedPlan,

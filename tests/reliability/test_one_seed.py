@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lab.reliability import SeedPlan, run_seed
+from postscript_audience_lab.lab.reliability import SeedPlan, run_seed
 
 
 def test_a_sync_killed_three_times_then_rerun_converges_with_nothing_lost() -> None:

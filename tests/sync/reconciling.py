@@ -10,15 +10,15 @@ from typing import Any
 
 import httpx
 
-from sync.engine import Engine
-from sync.reconcile import (
+from postscript_audience_lab.sync.engine import Engine
+from postscript_audience_lab.sync.reconcile import (
     DEFAULT_MAX_REMOVAL_SHARE,
     Reconciliation,
     apply_reconcile,
     plan_reconcile,
 )
-from sync.report import Report
-from sync.snapshot import Snapshot, read_snapshot
+from postscript_audience_lab.sync.report import Report
+from postscript_audience_lab.sync.snapshot import Snapshot, read_snapshot
 from tests.sync.world import World
 
 

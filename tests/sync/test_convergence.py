@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from emulator.segment.strategies import Traffic, audience_traffic
-from sync.plan import ENTERED, EXITED
+from postscript_audience_lab.emulator.segment.strategies import Traffic, audience_traffic
+from postscript_audience_lab.sync.plan import ENTERED, EXITED
 from tests.sync.conftest import CONVERGENCE
 from tests.sync.world import World, audiences_of, by_identity
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import anyio
 
-from emulator.segment.workload import build_workload
-from sync.engine import Engine
+from postscript_audience_lab.emulator.segment.workload import build_workload
+from postscript_audience_lab.sync.engine import Engine
 from tests.sync.world import World, audiences_of, by_identity
 
 

@@ -14,19 +14,19 @@ import anyio
 import httpx
 import pytest
 
-from emulator.postscript.config import EmulatorConfig
-from sync.client import PostscriptClient
-from sync.engine import Engine
-from sync.errors import (
+from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
+from postscript_audience_lab.sync.client import PostscriptClient
+from postscript_audience_lab.sync.engine import Engine
+from postscript_audience_lab.sync.errors import (
     ApiError,
     AuthenticationError,
     NotFoundError,
     StateMismatchError,
     UnreachableError,
 )
-from sync.ledger import Outcome
-from sync.parse import Rejection
-from sync.plan import ENTERED, EXITED, Plan
+from postscript_audience_lab.sync.ledger import Outcome
+from postscript_audience_lab.sync.parse import Rejection
+from postscript_audience_lab.sync.plan import ENTERED, EXITED, Plan
 from tests.sync.world import SECRET, Crash, Tap, World, audiences_of, by_identity, crash_on
 
 pytestmark = pytest.mark.anyio

@@ -12,10 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from sync.errors import StateLockedError
-from sync.ledger import KEEP_REJECTIONS_OF_RUNS, MAX_STORED_EVENT_CHARS, Identity, Ledger
-from sync.parse import AudienceChange, Rejection, Version
-from sync.plan import plan_subscriber
+from postscript_audience_lab.sync.errors import StateLockedError
+from postscript_audience_lab.sync.ledger import (
+    KEEP_REJECTIONS_OF_RUNS,
+    MAX_STORED_EVENT_CHARS,
+    Identity,
+    Ledger,
+)
+from postscript_audience_lab.sync.parse import AudienceChange, Rejection, Version
+from postscript_audience_lab.sync.plan import plan_subscriber
 from tests.processes import read_line, stop
 
 T0 = datetime(2024, 5, 1, 12, tzinfo=UTC)
@@ -140,7 +145,7 @@ def test_a_second_process_on_the_same_state_file_is_refused(state_path: Path) ->
         f"""
         import sys, time
         from pathlib import Path
-        from sync.ledger import Ledger
+        from postscript_audience_lab.sync.ledger import Ledger
         with Ledger(Path({str(state_path)!r})):
             print("locked", flush=True)
             sys.stdin.readline()

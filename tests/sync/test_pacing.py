@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sync.pacing import (
+from postscript_audience_lab.sync.pacing import (
     DECREASE,
     INCREASE_PER_S,
     WINDOW_S,

@@ -10,8 +10,14 @@ from typing import Any
 import pytest
 from hypothesis import given
 
-from emulator.segment.strategies import ValidEvent, valid_events
-from sync.parse import AudienceChange, Rejection, parse_event, parse_line, parse_payload
+from postscript_audience_lab.emulator.segment.strategies import ValidEvent, valid_events
+from postscript_audience_lab.sync.parse import (
+    AudienceChange,
+    Rejection,
+    parse_event,
+    parse_line,
+    parse_payload,
+)
 
 
 def track(**overrides: Any) -> dict[str, Any]:

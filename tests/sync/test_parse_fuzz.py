@@ -13,8 +13,8 @@ import os
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sync.ledger import MAX_STORED_EVENT_CHARS, stored_event
-from sync.parse import AudienceChange, Rejection, parse_line
+from postscript_audience_lab.sync.ledger import MAX_STORED_EVENT_CHARS, stored_event
+from postscript_audience_lab.sync.parse import AudienceChange, Rejection, parse_line
 
 EXAMPLES = int(os.environ.get("PSLAB_FUZZ_EXAMPLES", "200"))
 FUZZ = settings(

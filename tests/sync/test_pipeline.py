@@ -9,9 +9,9 @@ import anyio
 import httpx
 import pytest
 
-from emulator.postscript.config import EmulatorConfig
-from sync.errors import NotFoundError
-from sync.pipeline import MIN_LOOKUP_BATCH, lookup_batch_for
+from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
+from postscript_audience_lab.sync.errors import NotFoundError
+from postscript_audience_lab.sync.pipeline import MIN_LOOKUP_BATCH, lookup_batch_for
 from tests.sync.test_engine import event
 from tests.sync.world import SECRET, World
 

@@ -9,8 +9,8 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sync.parse import AudienceChange, Version
-from sync.plan import AUDIENCES_PROPERTY, ENTERED, EXITED, plan_subscriber
+from postscript_audience_lab.sync.parse import AudienceChange, Version
+from postscript_audience_lab.sync.plan import AUDIENCES_PROPERTY, ENTERED, EXITED, plan_subscriber
 
 T0 = datetime(2024, 5, 1, 12, tzinfo=UTC)
 

@@ -9,11 +9,11 @@ import anyio
 import httpx
 import pytest
 
-from emulator.postscript.config import EmulatorConfig
-from emulator.postscript.serve import serve_in_background
-from emulator.segment.workload import build_workload
-from sync.engine import Engine
-from sync.settings import Settings
+from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
+from postscript_audience_lab.emulator.postscript.serve import serve_in_background
+from postscript_audience_lab.emulator.segment.workload import build_workload
+from postscript_audience_lab.sync.engine import Engine
+from postscript_audience_lab.sync.settings import Settings
 from tests.sync.world import SECRET
 
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from sync.errors import ReconcileRefusedError
-from sync.ledger import Identity
-from sync.plan import ENTERED, EXITED
-from sync.reconcile import floor_version, row_version
+from postscript_audience_lab.sync.errors import ReconcileRefusedError
+from postscript_audience_lab.sync.ledger import Identity
+from postscript_audience_lab.sync.plan import ENTERED, EXITED
+from postscript_audience_lab.sync.reconcile import floor_version, row_version
 from tests.sync.reconciling import reconcile, snapshot_of
 from tests.sync.world import Crash, Tap, World, audiences_of, by_identity, crash_on
 

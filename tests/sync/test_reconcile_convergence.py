@@ -27,10 +27,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sync.parse import Version
-from sync.plan import ENTERED, EXITED
-from sync.reconcile import floor_version
-from sync.snapshot import read_snapshot
+from postscript_audience_lab.sync.parse import Version
+from postscript_audience_lab.sync.plan import ENTERED, EXITED
+from postscript_audience_lab.sync.reconcile import floor_version
+from postscript_audience_lab.sync.snapshot import read_snapshot
 from tests.sync.conftest import CONVERGENCE
 from tests.sync.reconciling import reconcile
 from tests.sync.world import World, audiences_of

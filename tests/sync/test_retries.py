@@ -9,8 +9,8 @@ import pytest
 import stamina
 from stamina.instrumentation import RetryDetails, get_on_retry_hooks, set_on_retry_hooks
 
-from sync.client import RETRY_ATTEMPTS, PostscriptClient
-from sync.errors import AuthenticationError, ServerError
+from postscript_audience_lab.sync.client import RETRY_ATTEMPTS, PostscriptClient
+from postscript_audience_lab.sync.errors import AuthenticationError, ServerError
 from tests.sync.world import SECRET, World
 
 pytestmark = pytest.mark.anyio
@@ -108,7 +108,9 @@ async def test_a_long_running_engine_retries_past_the_batch_limit_and_shows_the_
     monkeypatch: pytest.MonkeyPatch,
     forever: bool,
 ) -> None:
-    monkeypatch.setattr("sync.client.RETRY_WAIT_MAX_S", 0.001)  # real retries, tiny waits
+    monkeypatch.setattr(
+        "postscript_audience_lab.sync.client.RETRY_WAIT_MAX_S", 0.001
+    )  # real retries, tiny waits
     transport = FailingFirst(world.transport, times=3 * RETRY_ATTEMPTS)
     client = PostscriptClient("http://emulator", SECRET, transport=transport, retry_forever=forever)
     shown: list[str] = []

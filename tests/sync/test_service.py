@@ -17,11 +17,11 @@ import anyio
 import httpx
 import pytest
 
-from sync.drain_loop import DrainState
-from sync.engine import Engine
-from sync.intake import Credentials
-from sync.metrics import ServiceMetrics
-from sync.service import Service
+from postscript_audience_lab.sync.drain_loop import DrainState
+from postscript_audience_lab.sync.engine import Engine
+from postscript_audience_lab.sync.intake import Credentials
+from postscript_audience_lab.sync.metrics import ServiceMetrics
+from postscript_audience_lab.sync.service import Service
 from tests.sync.test_engine import PHONE, event
 from tests.sync.world import World, audiences_of, by_identity
 

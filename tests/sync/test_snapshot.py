@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from sync.errors import SnapshotError
-from sync.ledger import Identity
-from sync.reconcile_command import parse_as_of, parse_share
-from sync.snapshot import Snapshot, read_snapshot
+from postscript_audience_lab.sync.errors import SnapshotError
+from postscript_audience_lab.sync.ledger import Identity
+from postscript_audience_lab.sync.reconcile_command import parse_as_of, parse_share
+from postscript_audience_lab.sync.snapshot import Snapshot, read_snapshot
 
 
 def read(text: str, *audiences: str) -> Snapshot:

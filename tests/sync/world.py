@@ -8,11 +8,11 @@ from typing import Any
 
 import httpx
 
-from emulator.postscript.app import create_app
-from emulator.postscript.config import EmulatorConfig
-from sync.engine import Engine
-from sync.report import Report
-from sync.settings import Settings
+from postscript_audience_lab.emulator.postscript.app import create_app
+from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
+from postscript_audience_lab.sync.engine import Engine
+from postscript_audience_lab.sync.report import Report
+from postscript_audience_lab.sync.settings import Settings
 
 SECRET = "sk_test_pslab"
 BASE_URL = "http://emulator"

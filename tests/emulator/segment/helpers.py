@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sync.parse import AudienceChange, Rejection, parse_line
+from postscript_audience_lab.sync.parse import AudienceChange, Rejection, parse_line
 
 
 def parse_all(lines: Iterable[str]) -> list[AudienceChange]:

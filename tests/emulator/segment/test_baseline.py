@@ -16,16 +16,16 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from emulator.postscript.config import EmulatorConfig
-from emulator.postscript.serve import serve_in_background
-from emulator.segment.baseline import (
+from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
+from postscript_audience_lab.emulator.postscript.serve import serve_in_background
+from postscript_audience_lab.emulator.segment.baseline import (
     AUDIENCE_PROPERTY,
     BaselineReport,
     map_event,
     run_baseline,
     run_baseline_async,
 )
-from emulator.segment.workload import Workload, build_workload
+from postscript_audience_lab.emulator.segment.workload import Workload, build_workload
 from tests.emulator.conftest import SECRET as KEY
 from tests.emulator.conftest import seed
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from emulator.segment.workload import build_workload
-from lab.cli import app
+from postscript_audience_lab.emulator.segment.workload import build_workload
+from postscript_audience_lab.lab.cli import app
 
 runner = CliRunner()
 SMALL = ["--preset", "quick", "--users", "60", "--audiences", "3", "--seed", "7"]

@@ -7,8 +7,8 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from emulator.segment.delivery import DeliveryConfig, deliver
-from emulator.segment.workload import build_workload
+from postscript_audience_lab.emulator.segment.delivery import DeliveryConfig, deliver
+from postscript_audience_lab.emulator.segment.workload import build_workload
 
 
 def _events(count: int) -> list[dict[str, Any]]:

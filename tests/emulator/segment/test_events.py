@@ -3,12 +3,12 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 
-from emulator.segment.events import email_spellings, phone_spellings
-from emulator.segment.identity import normalise_email, normalise_phone
-from emulator.segment.scenario import Population
-from emulator.segment.strategies import ValidEvent, valid_events
-from emulator.segment.workload import build_workload
-from sync.parse import AudienceChange, parse_event
+from postscript_audience_lab.emulator.segment.events import email_spellings, phone_spellings
+from postscript_audience_lab.emulator.segment.identity import normalise_email, normalise_phone
+from postscript_audience_lab.emulator.segment.scenario import Population
+from postscript_audience_lab.emulator.segment.strategies import ValidEvent, valid_events
+from postscript_audience_lab.emulator.segment.workload import build_workload
+from postscript_audience_lab.sync.parse import AudienceChange, parse_event
 
 from .helpers import SubscriberIndex, parse_all
 

@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from emulator.segment.scenario import Scenario, ScenarioConfig
-from emulator.segment.workload import build_workload
+from postscript_audience_lab.emulator.segment.scenario import Scenario, ScenarioConfig
+from postscript_audience_lab.emulator.segment.workload import build_workload
 
 from .helpers import SubscriberIndex, fold_by_version, parse_all
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from emulator.segment.strategies import Traffic, audience_traffic
+from postscript_audience_lab.emulator.segment.strategies import Traffic, audience_traffic
 
 from .helpers import SubscriberIndex, fold_by_version, parse_all
 from .helpers import serialise_run as _lines

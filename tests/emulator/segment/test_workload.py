@@ -4,8 +4,8 @@ from dataclasses import asdict
 
 import pytest
 
-from emulator.segment.identity import normalise_phone
-from emulator.segment.workload import build_workload
+from postscript_audience_lab.emulator.segment.identity import normalise_phone
+from postscript_audience_lab.emulator.segment.workload import build_workload
 
 
 def test_an_unknown_preset_is_refused_with_the_choices() -> None:

@@ -10,7 +10,7 @@ import httpx
 import pytest
 import respx
 
-from emulator.testing import (
+from postscript_audience_lab.emulator.testing import (
     ApiRequest,
     EmulatorAdminError,
     Event,

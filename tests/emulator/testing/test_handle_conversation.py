@@ -12,7 +12,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from emulator.testing import InboundText, Message, Postscript, WebhookDelivery, serve_postscript
+from postscript_audience_lab.emulator.testing import (
+    InboundText,
+    Message,
+    Postscript,
+    WebhookDelivery,
+    serve_postscript,
+)
 
 ADA = "+15555550100"
 

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import respx
 
-from emulator.testing import Postscript, UnroutedRequest, mock_postscript
+from postscript_audience_lab.emulator.testing import Postscript, UnroutedRequest, mock_postscript
 
 API = "https://api.postscript.io/api/v2"
 KEY = {"Authorization": "Bearer sk_test_pslab"}

@@ -367,7 +367,13 @@ def test_each_xdist_worker_gets_a_server_of_its_own(
     # Only xdist and this plugin, so that three interpreters start in seconds.
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
     result = pytester.runpytest_subprocess(
-        "-p", "xdist.plugin", "-p", "emulator.testing.plugin", "-n", "2", timeout=240
+        "-p",
+        "xdist.plugin",
+        "-p",
+        "postscript_audience_lab.emulator.testing.plugin",
+        "-n",
+        "2",
+        timeout=240,
     )
     result.assert_outcomes(passed=8)
     seen = [json.loads(path.read_text()) for path in pytester.path.rglob("seen-*.json")]
@@ -386,14 +392,17 @@ def test_loading_the_plugin_loads_no_web_stack_and_no_http_library(
         import sys
 
         def test_nothing_heavy_was_imported(pytestconfig):
-            assert pytestconfig.pluginmanager.has_plugin("emulator.testing.plugin")
+            plugin = "postscript_audience_lab.emulator.testing.plugin"
+            assert pytestconfig.pluginmanager.has_plugin(plugin)
             heavy = {"starlette", "uvicorn", "httpx", "respx", "hypothesis"}
             assert heavy & set(sys.modules) == set()
         """
     )
     # Only this plugin: respx's and hypothesis's own plugins load their libraries.
     monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
-    result = pytester.runpytest_subprocess("-p", "emulator.testing.plugin", timeout=120)
+    result = pytester.runpytest_subprocess(
+        "-p", "postscript_audience_lab.emulator.testing.plugin", timeout=120
+    )
     result.assert_outcomes(passed=1)
 
 
@@ -407,11 +416,31 @@ def test_p_no_pslab_turns_the_plugin_off(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*fixture 'postscript' not found*"])
 
 
+@pytest.mark.parametrize("missing", ["respx", "starlette"])
+def test_a_fixture_whose_library_is_missing_names_it_and_the_distribution(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, missing: str
+) -> None:
+    pytester.makeconftest(f"import sys\nsys.modules[{missing!r}] = None  # as if not installed\n")
+    pytester.makepyfile("def test_wants_it(mock_postscript):\n    pass\n")
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")  # respx's own plugin needs respx
+    result = pytester.runpytest_subprocess(
+        "-p", "postscript_audience_lab.emulator.testing.plugin", timeout=120
+    )
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            f"*(pytest plugin postscript-audience-lab) need the package '{missing}', which is "
+            "not installed*: pip install --force-reinstall postscript-audience-lab"
+        ]
+    )
+    result.stdout.no_fnmatch_line("*During handling*")
+
+
 def test_the_fixtures_and_the_marker_are_documented(pytester: pytest.Pytester) -> None:
     fixtures = pytester.runpytest("--fixtures")
     fixtures.stdout.fnmatch_lines(
         [
-            "*fixtures defined from emulator.testing.plugin*",
+            "*fixtures defined from postscript_audience_lab.emulator.testing.plugin*",
             "postscript -- *",
             "*fresh in-process Postscript emulator*",
             "mock_postscript -- *",
@@ -444,5 +473,5 @@ def test_the_plugin_is_registered_as_a_pytest11_entry_point() -> None:
     from importlib.metadata import entry_points
 
     (plugin,) = [ep for ep in entry_points(group="pytest11") if ep.name == "pslab"]
-    assert plugin.value == "emulator.testing.plugin"
+    assert plugin.value == "postscript_audience_lab.emulator.testing.plugin"
     assert sys.modules.get(plugin.value) is not None  # this very run loaded it

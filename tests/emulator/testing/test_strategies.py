@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from emulator.segment import strategies as segment_strategies
-from emulator.testing import Postscript, SubscriberSeed
-from emulator.testing import strategies as public
+from postscript_audience_lab.emulator.segment import strategies as segment_strategies
+from postscript_audience_lab.emulator.testing import Postscript, SubscriberSeed
+from postscript_audience_lab.emulator.testing import strategies as public
 
 EXAMPLES = settings(max_examples=40, deadline=None)
 
@@ -85,14 +85,15 @@ def test_without_hypothesis_the_module_says_which_extra_to_install() -> None:
     blocked = (
         "import sys\n"
         "sys.modules['hypothesis'] = None  # importing it now fails, as when it is absent\n"
-        "import emulator.testing.strategies\n"
+        "import postscript_audience_lab.emulator.testing.strategies\n"
     )
     result = subprocess.run(  # noqa: S603 -- our own interpreter and script
         [sys.executable, "-c", blocked], capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 1
-    assert "emulator.testing.strategies needs hypothesis: pip install 'pslab[testing]'" in (
-        result.stderr
+    assert (
+        "postscript_audience_lab.emulator.testing.strategies needs hypothesis: "
+        "pip install 'postscript-audience-lab[testing]'" in (result.stderr)
     )
 
 

@@ -32,12 +32,12 @@ from typing import Any
 import anyio
 import httpx
 
-from emulator.postscript.config import DEFAULT_SECRET_KEY
-from emulator.segment import baseline
-from emulator.segment.baseline import AUDIENCE_PROPERTY
-from emulator.segment.workload import Workload, WorkloadConfig
-from sync.engine import Engine, ProgressCallback
-from sync.settings import Settings
+from postscript_audience_lab.emulator.postscript.config import DEFAULT_SECRET_KEY
+from postscript_audience_lab.emulator.segment import baseline
+from postscript_audience_lab.emulator.segment.baseline import AUDIENCE_PROPERTY
+from postscript_audience_lab.emulator.segment.workload import Workload, WorkloadConfig
+from postscript_audience_lab.sync.engine import Engine, ProgressCallback
+from postscript_audience_lab.sync.settings import Settings
 
 __all__ = [
     "ENDPOINTS",

@@ -35,8 +35,8 @@ nothing pending or parked. In fault mode the emulator also fails on purpose
   explain it (or with more than a one-line message), runs that never finished,
   and journaled 5xx answers the emulator gave outside an injected fault.
 
-`python -m lab.reliability --crashes 500 --json` runs seeds (alternating crash
-and fault mode) until at least that many kills happened; exit status 1 when
+`python -m postscript_audience_lab.lab.reliability --crashes 500 --json` runs seeds
+(alternating crash and fault mode) until at least that many kills happened; exit status 1 when
 any of those figures is not zero or a run never finished.
 """
 
@@ -72,13 +72,13 @@ import uvicorn
 from rich.console import Console
 from rich.table import Table
 
-from emulator.postscript.app import create_app
-from emulator.postscript.config import DEFAULT_SECRET_KEY, EmulatorConfig
-from emulator.postscript.emulator import Emulator
-from emulator.postscript.faults import ConnectionDropped
-from emulator.segment.workload import Workload, build_workload
-from lab.comparison import count_repeated, index_subscribers
-from sync.settings import Settings
+from postscript_audience_lab.emulator.postscript.app import create_app
+from postscript_audience_lab.emulator.postscript.config import DEFAULT_SECRET_KEY, EmulatorConfig
+from postscript_audience_lab.emulator.postscript.emulator import Emulator
+from postscript_audience_lab.emulator.postscript.faults import ConnectionDropped
+from postscript_audience_lab.emulator.segment.workload import Workload, build_workload
+from postscript_audience_lab.lab.comparison import count_repeated, index_subscribers
+from postscript_audience_lab.sync.settings import Settings
 
 __all__ = [
     "FAULT_KINDS",
@@ -124,7 +124,7 @@ MUST_BE_ZERO = (
     "never_finished",
 )
 
-PSLAB = (sys.executable, "-m", "lab")
+PSLAB = (sys.executable, "-m", "postscript_audience_lab")
 SECRET_KEY = DEFAULT_SECRET_KEY
 WRONG_KEY = "sk_reliability_not_the_key"  # a deliberately wrong key
 TRACEBACK = "Traceback (most recent call last)"
@@ -1488,10 +1488,10 @@ def reliability_command(
 
 
 def main() -> None:
-    """`python -m lab.reliability`."""
+    """`python -m postscript_audience_lab.lab.reliability`."""
     typer.run(reliability_command)
 
 
 if __name__ == "__main__":
     # Run the module under its importable name, so worker processes unpickle its types.
-    importlib.import_module("lab.reliability").main()
+    importlib.import_module("postscript_audience_lab.lab.reliability").main()

@@ -22,10 +22,10 @@ from typing import Annotated, NoReturn
 import typer
 from rich.console import Console
 
-from emulator.postscript.config import EmulatorConfig
-from emulator.postscript.serve import serve_in_background
-from emulator.segment.workload import PRESETS, build_workload
-from lab.comparison import (
+from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
+from postscript_audience_lab.emulator.postscript.serve import serve_in_background
+from postscript_audience_lab.emulator.segment.workload import PRESETS, build_workload
+from postscript_audience_lab.lab.comparison import (
     Comparison,
     ProgressCallback,
     Run,
@@ -34,8 +34,8 @@ from lab.comparison import (
     run_baseline,
     run_engine,
 )
-from lab.render import progress_bars, rich_table
-from lab.repair import Repair, repair_with_snapshot
+from postscript_audience_lab.lab.render import progress_bars, rich_table
+from postscript_audience_lab.lab.repair import Repair, repair_with_snapshot
 
 __all__ = ["demo_command", "run_demo"]
 

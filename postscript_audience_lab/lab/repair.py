@@ -18,13 +18,13 @@ from typing import Any
 
 import anyio
 
-from emulator.segment.workload import Workload
-from lab.comparison import SECRET_KEY, Score, score_world
-from sync.engine import Engine
-from sync.reconcile import Reconciliation, apply_reconcile, plan_reconcile
-from sync.report import Report
-from sync.settings import Settings
-from sync.snapshot import Snapshot, read_snapshot
+from postscript_audience_lab.emulator.segment.workload import Workload
+from postscript_audience_lab.lab.comparison import SECRET_KEY, Score, score_world
+from postscript_audience_lab.sync.engine import Engine
+from postscript_audience_lab.sync.reconcile import Reconciliation, apply_reconcile, plan_reconcile
+from postscript_audience_lab.sync.report import Report
+from postscript_audience_lab.sync.settings import Settings
+from postscript_audience_lab.sync.snapshot import Snapshot, read_snapshot
 
 __all__ = ["Repair", "repair_with_snapshot", "truth_snapshot"]
 

@@ -24,7 +24,12 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from lab.comparison import ENDPOINTS, RATE_LIMIT_RPS, Comparison, SystemResult
+from postscript_audience_lab.lab.comparison import (
+    ENDPOINTS,
+    RATE_LIMIT_RPS,
+    Comparison,
+    SystemResult,
+)
 
 __all__ = [
     "ProgressBars",

@@ -15,6 +15,8 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
+from postscript_audience_lab import __version__
+
 __all__ = ["COMMANDS", "app", "main"]
 
 
@@ -38,14 +40,14 @@ class LazyCommand:
 
 
 COMMANDS: dict[str, LazyCommand] = {
-    "emulator": LazyCommand("emulator.postscript.command:emulator_command"),
-    "generate": LazyCommand("emulator.segment.command:generate_command"),
-    "sync": LazyCommand("sync.cli:sync_command"),
-    "serve": LazyCommand("sync.serve_command:serve_command"),
-    "reconcile": LazyCommand("sync.reconcile_command:reconcile_command"),
-    "demo": LazyCommand("lab.demo:demo_command"),
-    "bench": LazyCommand("lab.bench.command:bench_command"),
-    "contracts": LazyCommand("contracts.cli:app"),
+    "emulator": LazyCommand("postscript_audience_lab.emulator.postscript.command:emulator_command"),
+    "generate": LazyCommand("postscript_audience_lab.emulator.segment.command:generate_command"),
+    "sync": LazyCommand("postscript_audience_lab.sync.cli:sync_command"),
+    "serve": LazyCommand("postscript_audience_lab.sync.serve_command:serve_command"),
+    "reconcile": LazyCommand("postscript_audience_lab.sync.reconcile_command:reconcile_command"),
+    "demo": LazyCommand("postscript_audience_lab.lab.demo:demo_command"),
+    "bench": LazyCommand("postscript_audience_lab.lab.bench.command:bench_command"),
+    "contracts": LazyCommand("postscript_audience_lab.contracts.cli:app"),
 }
 
 
@@ -73,16 +75,34 @@ app = typer.Typer(
     name="pslab",
     cls=LazyGroup,
     help="Postscript audience sync lab: emulator, traffic generator, sync engine, contracts.",
-    no_args_is_help=True,
+    invoke_without_command=True,
     add_completion=False,
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"pslab {__version__}")
+        raise typer.Exit
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    ctx: typer.Context,
+    version: bool = typer.Option(
+        False,
+        "--version",
+        help="Print the version and exit.",
+        callback=_print_version,
+        is_eager=True,
+    ),
+) -> None:
     """Postscript audience sync lab: emulator, traffic generator, sync engine, contracts."""
+    if ctx.invoked_subcommand is None:  # bare `pslab` is a request for help, not a mistake
+        typer.echo(ctx.get_help())
+        raise typer.Exit
 
 
 def main() -> None:
-    """The console script's entry point."""
-    app()
+    """The console script's entry point (and `python -m postscript_audience_lab`'s)."""
+    app(prog_name="pslab")

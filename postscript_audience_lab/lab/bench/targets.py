@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lab.comparison import Comparison
+from postscript_audience_lab.lab.comparison import Comparison
 
 __all__ = ["MAX_CALLS_OVER_BOUND", "MEMORY_LIMIT_MB", "MIN_SAVING_OVER_BASELINE", "check"]
 

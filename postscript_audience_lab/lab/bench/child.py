@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lab.comparison import ProgressCallback, Run, run_baseline, run_engine
+from postscript_audience_lab.lab.comparison import ProgressCallback, Run, run_baseline, run_engine
 
 __all__ = ["peak_rss_mb", "run_in_child"]
 

@@ -9,17 +9,17 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from emulator.segment.workload import PRESETS
-from lab.bench.real_pace import (
+from postscript_audience_lab.emulator.segment.workload import PRESETS
+from postscript_audience_lab.lab.bench.real_pace import (
     DEFAULT_USERS,
     real_pace_cases,
     render_real_pace,
     results_json,
     run_real_pace,
 )
-from lab.bench.run import STAGES, run_bench
-from lab.bench.targets import check
-from lab.render import markdown, progress_bars
+from postscript_audience_lab.lab.bench.run import STAGES, run_bench
+from postscript_audience_lab.lab.bench.targets import check
+from postscript_audience_lab.lab.render import markdown, progress_bars
 
 __all__ = ["bench_command"]
 

@@ -36,11 +36,11 @@ from typing import Any
 import anyio
 import httpx
 
-from emulator.postscript.config import DEFAULT_SECRET_KEY, EmulatorConfig
-from emulator.postscript.serve import serve_in_background
-from emulator.segment import baseline
-from emulator.segment.workload import build_workload
-from lab.comparison import score_world, seed_world
+from postscript_audience_lab.emulator.postscript.config import DEFAULT_SECRET_KEY, EmulatorConfig
+from postscript_audience_lab.emulator.postscript.serve import serve_in_background
+from postscript_audience_lab.emulator.segment import baseline
+from postscript_audience_lab.emulator.segment.workload import build_workload
+from postscript_audience_lab.lab.comparison import score_world, seed_world
 
 __all__ = [
     "DEFAULT_LATENCY_MS",
@@ -180,8 +180,8 @@ def run_real_pace(
 
 def _run_system(case: PaceCase, lines_path: str, base_url: str, state: str) -> dict[str, Any]:
     """In a child process: one system over the file, as a user runs it at 15 requests/s."""
-    from sync.engine import Engine  # the child imports what it runs
-    from sync.settings import Settings
+    from postscript_audience_lab.sync.engine import Engine  # the child imports what it runs
+    from postscript_audience_lab.sync.settings import Settings
 
     with open(lines_path, encoding="utf-8") as lines:
         if case.system == "baseline":

@@ -19,12 +19,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from emulator.postscript.config import EmulatorConfig
-from emulator.postscript.serve import serve_in_background
-from emulator.segment.workload import Workload, build_workload
-from lab.bench.child import run_in_child
-from lab.bench.targets import MEMORY_LIMIT_MB
-from lab.comparison import (
+from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
+from postscript_audience_lab.emulator.postscript.serve import serve_in_background
+from postscript_audience_lab.emulator.segment.workload import Workload, build_workload
+from postscript_audience_lab.lab.bench.child import run_in_child
+from postscript_audience_lab.lab.bench.targets import MEMORY_LIMIT_MB
+from postscript_audience_lab.lab.comparison import (
     Comparison,
     MillionResult,
     ProgressCallback,

@@ -1,8 +1,8 @@
-"""How fast `pslab serve` takes events in: `python -m lab.serve_bench` (docs/design.md §11).
+"""How fast `pslab serve` takes events in (docs/design.md §11).
 
-Starts an emulator (only for the start-up `GET /me`) and `pslab serve --no-drain`
-as its own process, then posts distinct Engage events in batches from several
-connections on loopback and prints how many events per second were durably
+`python -m postscript_audience_lab.lab.serve_bench` starts an emulator (only for the start-up
+`GET /me`) and `pslab serve --no-drain` as its own process, then posts distinct Engage events
+in batches from several connections on loopback and prints how many events per second were durably
 accepted: each counted event is in an answered 200, so committed and synced to
 disk. The drain is off so that intake alone is measured. Not a test: the
 figure depends on the machine; `--check` holds it to the target.
@@ -27,8 +27,8 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-from emulator.postscript.config import EmulatorConfig
-from emulator.postscript.serve import serve_in_background
+from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
+from postscript_audience_lab.emulator.postscript.serve import serve_in_background
 
 __all__ = ["IntakeResult", "measure_intake", "serve_bench_command"]
 
@@ -127,7 +127,7 @@ def _event(index: int) -> dict[str, Any]:
 def _start_server(emulator_url: str, state: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "POSTSCRIPT_SECRET_KEY": BENCH_KEY, "PSLAB_WRITE_KEY": WRITE_KEY}
     return subprocess.Popen(  # noqa: S603 -- our own program
-        [sys.executable, "-m", "lab", "serve", "--port", "0", "--no-drain",
+        [sys.executable, "-m", "postscript_audience_lab", "serve", "--port", "0", "--no-drain",
          "--base-url", emulator_url, "--state", str(state)],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
     )  # fmt: skip

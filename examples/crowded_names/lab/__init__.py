@@ -1,0 +1,5 @@
+"""This shop's own experiments."""
+
+__all__ = ["OWNER"]
+
+OWNER = "crowded-names"
