@@ -4,6 +4,7 @@
 SyncError                     anything the engine reports to its caller
 ├── StateLockedError          another process holds the --state file
 ├── StateMismatchError        the --state file belongs to another shop
+├── StateVersionError         the --state file was written by a newer schema (left unchanged)
 ├── SnapshotError             a reconcile snapshot cannot be read as a whole
 ├── ReconcileRefusedError     a reconcile guard refused the snapshot (nothing written)
 └── PostscriptError           a Postscript call failed for good
@@ -31,6 +32,7 @@ __all__ = [
     "SnapshotError",
     "StateLockedError",
     "StateMismatchError",
+    "StateVersionError",
     "SyncError",
     "UnreachableError",
 ]
@@ -46,6 +48,10 @@ class StateLockedError(SyncError):
 
 class StateMismatchError(SyncError):
     """The state file was filled against another shop than the key's."""
+
+
+class StateVersionError(SyncError):
+    """The state file's schema is newer than this release reads; it is left as it was."""
 
 
 class SnapshotError(SyncError):

@@ -14,6 +14,14 @@ Tables:
                 (`sync.reconcile`): every older change of that audience is stale;
 - `meta`        the shop the state belongs to.
 
+The schema has a version, SQLite's `user_version` in the file's header, and `MIGRATIONS`
+bring an older file up to `SCHEMA_VERSION` in order when it is opened, each in one
+transaction together with its new version number: a run killed during a migration leaves the
+file at the version before it, which the next run migrates again. A file whose version is
+newer than this release knows is refused and left byte for byte as it was (docs/design.md
+§6, "The state file's schema"). Files of releases before the version existed (0.1.0) are
+version 0.
+
 One process at a time: an exclusive `flock` on the database file itself, taken on
 open, so a symlink or a hard link to the same file meets the same lock.
 """
@@ -25,7 +33,7 @@ import fcntl
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -34,28 +42,35 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
 
-from postscript_audience_lab.sync.errors import StateLockedError
+from postscript_audience_lab.sync.errors import StateLockedError, StateVersionError
 from postscript_audience_lab.sync.parse import AudienceChange, Rejection, Version, format_instant
 from postscript_audience_lab.sync.plan import Plan
 
 __all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
     "Identity",
     "IngestCounts",
     "Intent",
     "Ledger",
+    "Migration",
     "Outcome",
     "Status",
     "copy_state",
     "hold_lock",
+    "schema_version",
     "stored_event",
 ]
 
 INGEST_TRANSACTION_ROWS = 5000
+PRIVATE_FILE_MODE = 0o600  # files that hold phones and emails are created for their owner only
 MAX_STORED_EVENT_CHARS = 2000  # of a rejected event's JSON, in the state and the rejects file
 MAX_STORED_REASON_CHARS = 1000
 KEEP_REJECTIONS_OF_RUNS = 20  # older runs' rejections are pruned when a run starts
 
-SCHEMA = """
+# The tables of schema version 1: those of 0.1.0, which created them without a version. "IF
+# NOT EXISTS" lets migration 1 complete a 0.1.0 file that lacks a table added during 0.1.0.
+SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS seen (message_id TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS winners (
     phone TEXT NOT NULL,
@@ -114,6 +129,90 @@ CREATE TABLE IF NOT EXISTS floors (
     digest TEXT NOT NULL
 ) WITHOUT ROWID;
 """
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One step of the schema: `apply` takes the file from `version - 1` to `version`.
+
+    It runs inside the transaction that also records `version`, so it must not commit:
+    plain statements only (`executescript` would commit first).
+    """
+
+    version: int
+    summary: str
+    apply: Callable[[sqlite3.Connection], None]
+
+
+def _create_v1_tables(db: sqlite3.Connection) -> None:
+    for statement in SCHEMA_V1.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+# In order; each one's version is one more than the one before. New files run them all.
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "the tables of 0.1.0, with a schema version from now on", _create_v1_tables),
+)
+SCHEMA_VERSION = MIGRATIONS[-1].version
+
+SQLITE_MAGIC = b"SQLite format 3\x00"
+USER_VERSION_OFFSET = 60  # of the 100-byte database header, a big-endian 32-bit integer
+
+
+def schema_version(path: Path) -> int | None:
+    """The schema version in the state file's header, read without opening it as a database
+    (which could change it); None for a file that is empty or is not an SQLite file.
+
+    The header can lag behind a write-ahead log left by a crash; `Ledger.open` checks the
+    version again once connected.
+    """
+    try:
+        with open(path, "rb") as handle:
+            header = handle.read(100)
+    except FileNotFoundError:
+        return None
+    if len(header) < 100 or not header.startswith(SQLITE_MAGIC):
+        return None
+    return int.from_bytes(header[USER_VERSION_OFFSET : USER_VERSION_OFFSET + 4], "big")
+
+
+def _refuse_newer(path: Path, found: int) -> None:
+    if found > SCHEMA_VERSION:
+        raise StateVersionError(
+            f"the state file {path} has schema version {found}, newer than version "
+            f"{SCHEMA_VERSION}, the newest this pslab ({_release()}) reads: it was written by "
+            "a newer release. Upgrade postscript-audience-lab, or pass another --state; "
+            "the file was left unchanged"
+        )
+
+
+def _release() -> str:
+    from postscript_audience_lab import __version__
+
+    return __version__
+
+
+def _migrate(db: sqlite3.Connection, path: Path) -> None:
+    """Bring the open file up to SCHEMA_VERSION, one migration per transaction."""
+    for migration in MIGRATIONS:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            found = int(db.execute("PRAGMA user_version").fetchone()[0])
+            _refuse_newer(path, found)
+            if found < migration.version:
+                if found != migration.version - 1:
+                    raise StateVersionError(
+                        f"the state file {path} has schema version {found}, and migration "
+                        f"{migration.version} expects {migration.version - 1}"
+                    )
+                migration.apply(db)
+                db.execute(f"PRAGMA user_version = {int(migration.version)}")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
 
 # What one drain's lookups found, on the ledger's connection only (SQLite's temp schema).
 DRAIN_SCRATCH = """
@@ -220,11 +319,21 @@ class Ledger:
         lock = hold_lock(self.path)
         assert lock is not None, "hold_lock creates the file unless told not to"
         self._lock_file = lock
-        db = sqlite3.connect(self.path, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        db.executescript(SCHEMA)
+        try:
+            # Before SQLite touches it: a newer file must stay byte for byte as it is.
+            _refuse_newer(self.path, schema_version(self.path) or 0)
+            db = sqlite3.connect(self.path, isolation_level=None)
+        except BaseException:
+            self.close()
+            raise
         self._db = db
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            _migrate(db, self.path)
+        except BaseException:
+            self.close()
+            raise
 
     @contextlib.contextmanager
     def synced_commits(self) -> Iterator[None]:
@@ -639,8 +748,14 @@ def hold_lock(path: Path, *, create: bool = True) -> IO[bytes] | None:
     `create=False` (a dry run) a missing state file is not created, nor the pid noted:
     there is nothing to lock, and None comes back.
     """
+    handle: IO[bytes]
     try:
-        handle = open(path, "a+b" if create else "rb")  # noqa: SIM115 -- held for the run
+        if create:  # a new state file holds phones and emails: its owner's alone (SQLite's
+            # -wal and -shm files take the same mode)
+            descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, PRIVATE_FILE_MODE)
+            handle = os.fdopen(descriptor, "a+b")
+        else:
+            handle = open(path, "rb")  # noqa: SIM115 -- held for the run
     except FileNotFoundError:
         if create:
             raise
@@ -677,6 +792,7 @@ def copy_state(path: Path, copy: Path) -> None:
     """
     if not path.exists():
         return
+    _refuse_newer(path, schema_version(path) or 0)  # naming the user's file, not the copy
     companions = [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm")]
     existed = {companion: companion.exists() for companion in companions}
     read_only = f"{path.resolve().as_uri()}?mode=ro"

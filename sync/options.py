@@ -9,6 +9,7 @@ default (`= 15.0`) and its own wording where the meaning differs (what
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable
 from contextlib import ExitStack
@@ -20,6 +21,7 @@ import typer
 
 from postscript_audience_lab.sync.errors import AuthenticationError, PostscriptError, SyncError
 from postscript_audience_lab.sync.keys import COMMAND_LINE_WARNING, KeySourceError, secret_key
+from postscript_audience_lab.sync.ledger import PRIVATE_FILE_MODE
 from postscript_audience_lab.sync.settings import Settings
 
 __all__ = [
@@ -125,7 +127,9 @@ def open_output(stack: ExitStack, path: Path | None, option: str) -> TextIO | No
     if path is None:
         return None
     try:
-        return stack.enter_context(path.open("w", encoding="utf-8"))
+        # What is written here names people (rejected events): readable by its owner only.
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+        return stack.enter_context(os.fdopen(descriptor, "w", encoding="utf-8"))
     except OSError as exc:
         raise UsageError(f"cannot write {option} {path}: {exc.strerror or exc}") from None
 

@@ -9,6 +9,7 @@ written before the emulator had several shops (tables `subscribers` and
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -38,12 +39,15 @@ class StateFile:
         self.path = path
         self._lock = threading.Lock()
         try:
+            # Subscribers' phones and emails: a new file is its owner's alone (SQLite gives its
+            # -wal and -shm files the same mode).
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
             self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
             self._adopt_single_shop_tables(legacy_shop)
-        except sqlite3.DatabaseError as error:
+        except (sqlite3.DatabaseError, OSError) as error:
             raise ValueError(
                 f"cannot use {path} as the emulator's state file ({error}); "
                 "give a new path or delete the file"

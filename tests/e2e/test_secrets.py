@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -36,6 +37,9 @@ def emulator(tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
         seed = {"subscribers": [{"phone_number": PHONE, "email": "test.person@gmail.test"}]}
         httpx.post(f"{running[0]}/_emulator/subscribers", json=seed).raise_for_status()
         yield running
+
+
+PRIVATE = ("s.sqlite", "rejects.ndjson")  # the state file and the rejected events
 
 
 def run(*args: str, cwd: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -76,6 +80,10 @@ def test_no_command_writes_the_key_anywhere(
         ),
     }
     stop(process)
+    # The files that name people are their owner's alone, whatever the umask lets others read.
+    assert {name: stat.S_IMODE((work / name).stat().st_mode) for name in PRIVATE} == dict.fromkeys(
+        PRIVATE, 0o600
+    )
     emulator_output = process.stdout.read() if process.stdout else ""
 
     assert results["sync"].returncode == 0, results["sync"].stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import stat
 from contextlib import closing
 from pathlib import Path
 
@@ -24,6 +25,15 @@ def _client(state_path: Path | None) -> httpx.AsyncClient:
         base_url="http://emulator",
         headers={"Authorization": f"Bearer {SECRET}"},
     )
+
+
+async def test_a_new_state_file_and_its_log_are_their_owners_alone(tmp_path: Path) -> None:
+    state_path = tmp_path / "emulator.sqlite"
+    async with _client(state_path) as api:
+        await seed(api, {"phone_number": "+15555550100"})
+        wal = state_path.with_name(state_path.name + "-wal")
+        modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in (state_path, wal)}
+    assert modes == {"emulator.sqlite": 0o600, "emulator.sqlite-wal": 0o600}
 
 
 async def test_subscribers_and_events_survive_a_restart(tmp_path: Path) -> None:
