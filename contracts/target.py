@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from aiolimiter import AsyncLimiter
 
 from postscript_audience_lab.contracts.contract import Contract, fill
+from postscript_audience_lab.sync.pacing import AdaptiveRate, Pacer, Priority
 
 __all__ = ["EmulatorTarget", "Exchange", "LiveTarget", "SkipContract", "Target", "TargetError"]
 
@@ -173,10 +174,11 @@ class Target:
 
         async def send_paced() -> httpx.Response:
             for _ in range(RATE_LIMIT_ROUNDS):
-                await self.pace()
+                sent_at = await self.pace()
                 response = await send()
                 if response.status_code != httpx.codes.TOO_MANY_REQUESTS or not self.patient:
                     break
+                self.rate_limited(sent_at)
                 await asyncio.sleep(self.cooldown_s)
             return response
 
@@ -189,8 +191,13 @@ class Target:
         answer = replace_strings(decode(response), self.incoming())
         return Exchange(response.status_code, answer, bindings, notes)
 
-    async def pace(self) -> None:
-        """Wait, if needed, before a request (live shops are paced under their limit)."""
+    async def pace(self) -> float:
+        """Wait, if needed, before a request (live shops are paced under their limit); the
+        time the request may go."""
+        return time.monotonic()
+
+    def rate_limited(self, sent_at: float) -> None:
+        """A request sent at `sent_at` was answered 429 (a paced target slows down)."""
 
 
 class EmulatorTarget(Target):
@@ -292,22 +299,29 @@ class LiveTarget(Target):
         super().__init__(client, secret_key)
         self.test_phone = test_phone
         self.allow_flow_events = allow_flow_events
-        self.limiter = AsyncLimiter(rate_limit, 1) if rate_limit > 0 else None
+        # The engine's own pacer: sends spaced 1/rate apart, slowed down by a 429 it is told of.
+        self.pacer = Pacer(AdaptiveRate(rate_limit)) if rate_limit > 0 else None
         self.subscriber: TestSubscriber | None = None
         self._fixtures: dict[str, str] = {}
 
-    async def pace(self) -> None:
-        if self.limiter is not None:
-            await self.limiter.acquire()
+    async def pace(self) -> float:
+        if self.pacer is None:
+            return time.monotonic()
+        return await self.pacer.acquire(Priority.READ)
+
+    def rate_limited(self, sent_at: float) -> None:
+        if self.pacer is not None:
+            self.pacer.rate.on_rate_limited(sent_at, time.monotonic())
 
     async def _patient(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """One set-up request, paced, waiting out a 429 a few times."""
         headers = {"Authorization": f"Bearer {self.secret_key}"}
         for _ in range(RATE_LIMIT_ROUNDS):
-            await self.pace()
+            sent_at = await self.pace()
             answer = await self.client.request(method, path, headers=headers, **kwargs)
             if answer.status_code != httpx.codes.TOO_MANY_REQUESTS:
                 break
+            self.rate_limited(sent_at)
             await asyncio.sleep(self.cooldown_s)
         return answer
 
