@@ -25,7 +25,12 @@ os.environ["PYTHONPYCACHEPREFIX"] = str(Path(__file__).resolve().parent / ".nox"
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["lint", "typecheck", "tests", "bench", "examples"]
+nox.options.sessions = ["lint", "typecheck", "tests", "lowest", "bench", "examples"]
+
+# typecheck, tests, fast and bench run against the newest releases pyproject.toml allows:
+# their installs upgrade every run, so a reused virtualenv does not keep last month's
+# versions. `lowest` runs against the floors. Together they test both ends of each range.
+NEWEST = ("--upgrade",)
 
 # The package's own folder holds links to the three top-level parts; ruff sees each file once.
 SOURCES = [
@@ -50,8 +55,8 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict over the packages and the tests."""
-    session.install("-e", ".[dev]")
+    """mypy --strict over the packages and the tests, with the newest releases."""
+    session.install(*NEWEST, "-e", ".[dev]")
     session.run("mypy", "--strict")
 
 
@@ -62,7 +67,7 @@ def tests(session: nox.Session) -> None:
     Tests marked `no_cover` (property and whole-workload runs, which repeat lines other
     tests cover) run untraced; slow tests start first (tests/conftest.py).
     """
-    session.install("-e", ".[test]")
+    session.install(*NEWEST, "-e", ".[test]")
     session.run(
         "pytest",
         "-q",
@@ -79,15 +84,33 @@ def tests(session: nox.Session) -> None:
 @nox.session
 def fast(session: nox.Session) -> None:
     """The inner loop: every test not marked slow, stopping at the first failure."""
-    session.install("-e", ".[test]")
+    session.install(*NEWEST, "-e", ".[test]")
     session.run("pytest", "-q", "-x", "-m", "not slow and not bench", *session.posargs)
 
 
 @nox.session
 def bench(session: nox.Session) -> None:
     """The quick benchmark, held to its targets, printing its table (design §9)."""
-    session.install("-e", ".[test]")
+    session.install(*NEWEST, "-e", ".[test]")
     session.run("pytest", "-q", "-s", "-m", "bench", "tests/e2e/test_bench.py")
+
+
+@nox.session(venv_backend="uv", reuse_venv=False)
+def lowest(session: nox.Session) -> None:
+    """mypy --strict and the tests not marked slow, with every direct dependency at its floor.
+
+    uv's lowest-direct resolution installs the oldest release each floor in pyproject.toml
+    allows (the libraries those bring are at their newest), in a fresh virtualenv, since an
+    install into an old one would keep what is there. A floor this session does not pass
+    with is a floor that is not true.
+    """
+    session.install("--resolution", "lowest-direct", "-e", ".[dev]")
+    session.run("uv", "pip", "list", "--format", "freeze", silent=False, external=True)
+    session.run("mypy", "--strict", "--cache-dir", str(Path(session.create_tmp()) / "mypy"))
+    session.run(
+        "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow and not bench", "-n", "auto",
+        *session.posargs,
+    )  # fmt: skip
 
 
 @nox.session(reuse_venv=False)
