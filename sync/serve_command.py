@@ -244,9 +244,14 @@ def _listen(host: str, port: int) -> socket.socket:
     """Bind now, so that a port in use stops the start before the state file is touched."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        return socket.create_server((host, port), family=family, backlog=2048)
+        listener = socket.create_server((host, port), family=family, backlog=2048)
     except OSError as error:
         _fail(f"cannot listen on {host}:{port} ({error.strerror or error}); pass another --port")
+    # Nagle's algorithm off here and in every accepted connection: asyncio does it only for a
+    # socket whose protocol number is TCP, which create_server's is not, and an answer would
+    # otherwise wait ~40 ms for the sender's delayed ACK (uvloop, when installed, did it).
+    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return listener
 
 
 def _base_url(listener: socket.socket) -> str:

@@ -49,7 +49,6 @@ import logging
 import os
 import random
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -76,6 +75,7 @@ from postscript_audience_lab.emulator.postscript.app import create_app
 from postscript_audience_lab.emulator.postscript.config import DEFAULT_SECRET_KEY, EmulatorConfig
 from postscript_audience_lab.emulator.postscript.emulator import Emulator
 from postscript_audience_lab.emulator.postscript.faults import ConnectionDropped
+from postscript_audience_lab.emulator.postscript.serve import listen
 from postscript_audience_lab.emulator.segment.workload import Workload, build_workload
 from postscript_audience_lab.lab.comparison import count_repeated, index_subscribers
 from postscript_audience_lab.sync.settings import Settings
@@ -1195,7 +1195,7 @@ def _emulator_in_process(config: EmulatorConfig) -> Iterator[tuple[str, list[dic
         copied.append(entry)
 
     journal.append = tee  # type: ignore[method-assign]
-    sock = socket.create_server(("127.0.0.1", 0))
+    sock = listen("127.0.0.1", 0)
     config_ = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
     server = uvicorn.Server(config_)
     thread = threading.Thread(
