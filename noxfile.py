@@ -48,7 +48,7 @@ EXAMPLES = Path(__file__).resolve().parent / "examples"
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff check and ruff format --check over the packages, the tests and this file."""
-    session.install("ruff>=0.6")
+    session.install(*NEWEST, "ruff>=0.15")
     session.run("ruff", "check", *SOURCES)
     session.run("ruff", "format", "--check", *SOURCES)
 
