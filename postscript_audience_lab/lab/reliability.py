@@ -139,7 +139,11 @@ PADDING_COPIES = 40  # older versions per real line in the large input of `inges
 ATTEMPT_TIMEOUT_S = 240.0  # a run still going after this is killed and counted as hung
 FINISH_ATTEMPTS = 12  # runs after the planned kills to reach exit 0; more is "never finished"
 POLL_S = 0.003
-STARTUP_S = 0.5  # a `pslab sync` makes no call sooner than this after it starts (~2 s)
+# A `pslab sync` makes no call sooner than this after it starts: its imports alone take
+# longer (0.33-0.36 s from spawn to its first connection on a quiet 2-core machine, with
+# bytecode cached). A killed run's last calls can be stored up to this long after the
+# next run started.
+STARTUP_S = 0.2
 # subscribers one `pslab sync` writes at a time: each can have one event in flight at a kill
 WRITERS: int = next(f.default for f in fields(Settings) if f.name == "workers")  # type: ignore[assignment]
 _KILLED_AT: dict[int, float] = {}  # pid -> time.time() of its SIGKILL
@@ -976,8 +980,10 @@ def _explain_repeats(
 
     def run_at(event: Mapping[str, Any]) -> Attempt | None:
         stored = stored_at(event)
-        index = -1 if stored is None else bisect.bisect_right(starts, stored) - 1
-        return attempts[index] if index >= 0 else None
+        if stored is None or not attempts or stored < attempts[0].started_at:
+            return None
+        # the first run owns everything from its own start: no run came before it
+        return attempts[max(0, bisect.bisect_right(starts, stored) - 1)]
 
     def describe(event: Mapping[str, Any], before: Attempt | None, why: str) -> str:
         stored = stored_at(event)
