@@ -23,7 +23,10 @@ def test_a_workload_converges_through_timeouts_drops_and_errors_on_a_real_server
         "error_rate": 0.2,
         "error_statuses": [429, 500, 503],
         "timeout_rate": 0.05,
-        "timeout_ms": 400,  # longer than the client's timeout: some time out, none hang
+        # longer than the client's timeout: the injected ones time out, none hang. The client
+        # waits a whole second, so that no answer a loaded machine is merely slow to give times
+        # out: a request that was stored and then retried would post its event twice.
+        "timeout_ms": 1500,
         "seed": 11,
     }
     with serve_in_background(EmulatorConfig(secret_key=SECRET, rate_limit_rps=0)) as base_url:
@@ -31,7 +34,7 @@ def test_a_workload_converges_through_timeouts_drops_and_errors_on_a_real_server
         httpx.post(f"{base_url}/_emulator/subscribers", json=seed).raise_for_status()
         httpx.put(f"{base_url}/_emulator/faults", json=faults).raise_for_status()
         settings = Settings(
-            base_url=base_url, secret_key=SECRET, state_path=state_path, rate_limit=0, timeout_s=0.2
+            base_url=base_url, secret_key=SECRET, state_path=state_path, rate_limit=0, timeout_s=1.0
         )
         with Engine(settings) as engine:
             engine.ingest(workload.iter_lines())
