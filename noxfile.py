@@ -106,6 +106,7 @@ def lowest(session: nox.Session) -> None:
     """
     session.install("--resolution", "lowest-direct", "-e", ".[dev]")
     session.run("uv", "pip", "list", "--format", "freeze", silent=False, external=True)
+    session.run("python", "-c", FLOORS_ARE_INSTALLED)
     session.run("mypy", "--strict", "--cache-dir", str(Path(session.create_tmp()) / "mypy"))
     session.run(
         "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow and not bench", "-n", "auto",
@@ -144,6 +145,25 @@ def examples(session: nox.Session) -> None:
         session.chdir(project)
         session.run("pytest", "-q", "-p", "no:cacheprovider")
         session.run("mypy", "--cache-dir", str(Path(folder) / "mypy-cache"))
+
+
+# Run by the lowest session: every direct dependency, extras included, is installed at exactly
+# the floor pyproject.toml gives it, so the floors written are the versions tested.
+FLOORS_ARE_INSTALLED = """
+from importlib.metadata import requires, version
+from packaging.requirements import Requirement
+from packaging.version import Version
+wrong = set()
+for line in requires("postscript-audience-lab") or []:
+    need = Requirement(line)
+    if need.name == "postscript-audience-lab":
+        continue
+    (floor,) = [spec.version for spec in need.specifier if spec.operator == ">="]
+    if Version(version(need.name)) != Version(floor):
+        wrong.add(f"{need.name}: floor {floor}, installed {version(need.name)}")
+assert not wrong, "floors not installed as written: " + "; ".join(sorted(wrong))
+print("every direct dependency is at its floor")
+"""
 
 
 # Run by the examples session with the wheel's path: its top level is one import package and
