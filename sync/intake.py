@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from postscript_audience_lab.jsontext import lone_surrogate
 from postscript_audience_lab.sync.ledger import Outcome
 from postscript_audience_lab.sync.parse import AudienceChange, Rejection, decode_json
 
@@ -94,7 +95,8 @@ def decode_body(route: str, body: bytes) -> object:
 
     `/v1/identify` and `/v1/track` take one event (its type is the route's, as in
     Segment's HTTP API), `/v1/batch` a `{"batch": […]}`, and `/` any of an event,
-    a `{"batch": […]}` or a JSON array of events (a batching webhook).
+    a `{"batch": […]}` or a JSON array of events (a batching webhook). A lone
+    surrogate refuses a single event's body (400); in a batch it rejects its own event only.
     """
     if not body.strip():
         raise BodyError(400, "the body is empty; send an event, a batch or a list of events")
@@ -102,6 +104,13 @@ def decode_body(route: str, body: bytes) -> object:
     payload = decode_json(text, "the body")
     if isinstance(payload, Rejection):
         raise BodyError(400, payload.reason)
+    single = route in EVENT_ROUTES or (isinstance(payload, dict) and "batch" not in payload)
+    where = lone_surrogate(payload, []) if single else None
+    if where is not None:  # one event that cannot be stored as text: the body is malformed
+        at = "".join(f"[{step!r}]" for step in where)
+        raise BodyError(
+            400, f"the event at {at} holds a lone surrogate like \\ud800, which is not Unicode text"
+        )
     if route in EVENT_ROUTES:
         payload = _typed_event(payload, route)
     elif route == BATCH_ROUTE and not (isinstance(payload, dict) and "batch" in payload):

@@ -9,13 +9,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import phonenumbers
+
+from postscript_audience_lab.jsontext import JSONTextError, read_json
 
 __all__ = [
     "AudienceChange",
@@ -33,7 +34,6 @@ __all__ = [
 AUDIENCE_CLASSES = ("audience", "journey_step")
 MAX_NESTING = 64  # Segment events nest a handful of levels; this is far beyond any real one
 TIMESTAMP_FIELDS = ("timestamp", "originalTimestamp", "receivedAt")
-_BRACKET = re.compile(r"[\[\]{}]")
 
 
 @dataclass(frozen=True, order=True)
@@ -96,48 +96,24 @@ def parse_line(
 def decode_json(text: str, where: str) -> object:
     """The JSON value `text` holds, or a `Rejection` of the whole text saying why not.
 
-    The rules every input follows, whether a line of a file or an HTTP body
-    (`where` names it in the reason): UTF-8 (a str read with
-    errors="surrogateescape" shows undecodable bytes as lone surrogates),
-    nested at most MAX_NESTING deep, no NaN/Infinity, no integer of thousands of digits.
+    The rules every input follows, whether a line of a file or an HTTP body (`where` names
+    it in the reason) are those of the project's one JSON reader (`jsontext`): UTF-8 (a str
+    read with errors="surrogateescape" shows undecodable bytes as lone surrogates), nested at
+    most MAX_NESTING deep counting structure only (a bracket inside a string is text), no
+    NaN, Infinity or overflowing number, no integer of thousands of digits. An escaped lone
+    surrogate rejects the event that holds it, not the whole text.
     """
     if not _is_unicode(text):
         reason = f"{where} is not UTF-8 text; re-encode it as UTF-8 or drop it"
         return Rejection(reason, text[:200])
-    if _nesting_exceeds(text, MAX_NESTING):
-        reason = f"{where} nests objects or lists more than {MAX_NESTING} deep; no event does"
-        return Rejection(reason, text[:200])
     try:
-        return json.loads(text, parse_constant=_no_constant)
-    except json.JSONDecodeError as exc:
-        reason = f"{where} is not valid JSON ({exc.msg} at column {exc.colno}); fix or drop it"
+        # A lone surrogate rejects its own event (`parse_event`), not the batch around it.
+        return read_json(text, max_nesting=MAX_NESTING, refuse_lone_surrogates=False)
+    except JSONTextError as error:
+        at = "".join(f"[{step!r}]" for step in error.location)
+        reason = f"{where}{' at ' + at if at else ''} {error.message}; {error.advice or 'fix it'}"
+        reason += " or drop it"
         return Rejection(reason, text[:200])
-    except ValueError as exc:  # an integer of thousands of digits, NaN or Infinity
-        reason = f"{where} holds a value JSON text cannot carry safely ({exc}); fix or drop it"
-        return Rejection(reason, text[:200])
-
-
-def _no_constant(name: str) -> object:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _nesting_exceeds(text: str, limit: int) -> bool:
-    """Whether brackets nest deeper than `limit` (brackets inside strings count: a safe bound).
-
-    Checked before parsing, so that a line nested thousands deep costs one scan
-    instead of a recursion error in the parser or in whatever stores it later.
-    """
-    if text.count("{") + text.count("[") <= limit:
-        return False
-    depth = 0
-    for bracket in _BRACKET.finditer(text):  # the regex skips the text between brackets
-        if bracket.group() in "{[":
-            depth += 1
-            if depth > limit:
-                return True
-        else:
-            depth -= 1
-    return False
 
 
 def parse_payload(

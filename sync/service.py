@@ -17,6 +17,7 @@ transaction spans an await.
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import time
@@ -162,7 +163,7 @@ class Service:
             self.metrics.events.labels(outcome=outcome.value).inc(count)
         if outcomes[Outcome.ACCEPTED]:
             self.drain.wake()
-        return JSONResponse(receipt(stored))
+        return _SafeJSONResponse(receipt(stored))
 
     def _allowed(self, by_key: bool, signature: str | None, body: bytes) -> bool:
         """Either credential will do when both are set up (design §11)."""
@@ -260,6 +261,15 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
+class _SafeJSONResponse(JSONResponse):
+    """JSON written as ASCII: a reason or messageId echoed from input may hold a lone
+    surrogate, which no UTF-8 encoder takes, and would otherwise turn the answer into a 500."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
 def _error(status: int, message: str, retry_after: str | None = None) -> JSONResponse:
     headers = {"Retry-After": retry_after} if retry_after is not None else None
-    return JSONResponse({"success": False, "error": message}, status_code=status, headers=headers)
+    body = {"success": False, "error": message}
+    return _SafeJSONResponse(body, status_code=status, headers=headers)

@@ -35,6 +35,9 @@ FOLDERS = {
     "lab": f"{PACKAGE}/lab",
 }
 
+# The package's own modules beside its parts: leaves every part may import (`jsontext`).
+ROOT_MODULES = sorted((ROOT / PACKAGE).glob("*.py"))
+
 # Exported names by module, named below the package (`sync` is postscript_audience_lab.sync).
 EXPORTS: dict[str, set[str]] = {
     PACKAGE: set(),
@@ -129,6 +132,7 @@ def top_level_imports(path: Path) -> set[str]:
 def public_modules() -> list[str]:
     """Every module of the four packages, except `__main__` (importing it runs `pslab`)."""
     names = [PACKAGE]
+    names += [f"{PACKAGE}.{path.stem}" for path in ROOT_MODULES if path.stem[0] != "_"]
     for part in PACKAGES:
         package = f"{PACKAGE}.{part}"
         names.append(package)
@@ -170,7 +174,7 @@ def test_every_name_a_module_exports_exists_and_is_public(name: str) -> None:
 
 @pytest.mark.parametrize(
     "path",
-    [ROOT / PACKAGE / "__init__.py", *(path for part in PACKAGES for path in source_files(part))],
+    [*ROOT_MODULES, *(path for part in PACKAGES for path in source_files(part))],
     ids=lambda path: module_name(path),
 )
 def test_every_module_says_what_it_exports(path: Path) -> None:
@@ -185,6 +189,16 @@ def test_a_package_imports_none_of_the_packages_above_it(folder: str) -> None:
     crossings = {
         module_name(path): sorted(top_level_imports(path) & FORBIDDEN_IMPORTS[folder])
         for path in source_files(folder)
+    }
+    assert {module: found for module, found in crossings.items() if found} == {}
+
+
+def test_the_packages_own_modules_import_none_of_its_parts() -> None:
+    """`jsontext` and its kind are leaves: the emulator and the engine both use them."""
+    leaves = [path for path in ROOT_MODULES if path.stem not in ("__init__", "__main__")]
+    assert leaves, "the package has leaf modules (jsontext)"
+    crossings = {
+        module_name(path): sorted(top_level_imports(path) & set(PACKAGES)) for path in leaves
     }
     assert {module: found for module, found in crossings.items() if found} == {}
 

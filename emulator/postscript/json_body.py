@@ -10,10 +10,6 @@ another media type is a 415 (README, "Errors and auth").
 
 from __future__ import annotations
 
-import json
-import math
-import re
-from itertools import accumulate
 from typing import Any
 
 from starlette.requests import Request
@@ -22,6 +18,12 @@ from postscript_audience_lab.emulator.postscript.errors import (
     BodyTooLarge,
     UnsupportedMediaType,
     invalid,
+)
+from postscript_audience_lab.jsontext import (
+    MAX_INTEGER_DIGITS,
+    MAX_NESTING,
+    JSONTextError,
+    read_json,
 )
 
 __all__ = [
@@ -34,22 +36,6 @@ __all__ = [
 
 API_BODY_LIMIT = 1024 * 1024  # bytes; Postscript's own limit is undocumented
 ADMIN_BODY_LIMIT = 64 * 1024 * 1024  # a seed of a few hundred thousand subscribers
-MAX_NESTING = 64  # levels of objects and lists, the body itself being the first
-MAX_INTEGER_DIGITS = 4300  # Python's default limit for turning an int to text and back
-
-Loc = list[str | int]
-
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
-_BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-class _Unstorable(ValueError):
-    def __init__(self, message: str, type_: str) -> None:
-        super().__init__(message)
-        self.type_ = type_
 
 
 async def read_object(request: Request, max_bytes: int) -> dict[str, Any]:
@@ -59,35 +45,18 @@ async def read_object(request: Request, max_bytes: int) -> dict[str, Any]:
 
 
 def parse_object(raw: bytes) -> dict[str, Any]:
-    """`raw` as a JSON object the emulator can store and serve back, or a 400."""
+    """`raw` as a JSON object the emulator can store and serve back, or a 400 (the reading
+    rules are the project's one JSON reader's, `jsontext`)."""
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise invalid(["body"], "the body must be UTF-8 text", "value_error.unicode") from None
-    if _nests_deeper_than(text, MAX_NESTING):
-        raise invalid(
-            ["body"],
-            f"the body nests objects or lists more than {MAX_NESTING} levels deep",
-            "value_error.nesting",
-        )
     try:
-        body = json.loads(
-            text, parse_constant=_no_constant, parse_float=_finite, parse_int=_integer
-        )
-    except _Unstorable as error:
-        raise invalid(["body"], str(error), error.type_) from None
-    except ValueError:
-        raise invalid(["body"], "the body must be valid JSON", "value_error.jsondecode") from None
+        body = read_json(text, max_nesting=MAX_NESTING)
+    except JSONTextError as error:
+        raise invalid(["body", *error.location], f"the body {error}", error.kind) from None
     if not isinstance(body, dict):
         raise invalid(["body"], "the body must be a JSON object", "type_error.dict")
-    # Escapes are the only way in for a surrogate (raw ones fail UTF-8): most bodies skip the walk.
-    where = _lone_surrogate(body, ["body"]) if _SURROGATE_ESCAPE.search(text) else None
-    if where is not None:
-        raise invalid(
-            where,
-            "must be Unicode text, not a lone surrogate like \\ud800",
-            "value_error.unicode.surrogate",
-        )
     return body
 
 
@@ -117,60 +86,3 @@ async def _read(request: Request, max_bytes: int) -> bytes:
         if len(body) > max_bytes:
             raise BodyTooLarge(max_bytes)
     return bytes(body)
-
-
-def _nests_deeper_than(text: str, limit: int) -> bool:
-    """Whether objects and lists nest deeper than `limit`, brackets inside strings aside.
-
-    Scanned before parsing: a body nested thousands deep would otherwise stop
-    the parser with a RecursionError.
-    """
-    if text.count("[") + text.count("{") <= limit:
-        return False
-    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
-    return max(accumulate(map(_BRACKET_STEP.__getitem__, brackets)), default=0) > limit
-
-
-def _no_constant(name: str) -> float:
-    raise _Unstorable(
-        f"{name} is not a JSON number; send a finite number or null",
-        "value_error.number.not_finite",
-    )
-
-
-def _finite(text: str) -> float:
-    number = float(text)
-    if not math.isfinite(number):
-        raise _Unstorable(
-            f"{text} is beyond the largest number a double holds (about 1.8e308)",
-            "value_error.number.not_finite",
-        )
-    return number
-
-
-def _integer(text: str) -> int:
-    if len(text.lstrip("-")) > MAX_INTEGER_DIGITS:
-        raise _Unstorable(
-            f"an integer may have at most {MAX_INTEGER_DIGITS} digits",
-            "value_error.number.too_long",
-        )
-    return int(text)
-
-
-def _lone_surrogate(value: object, loc: Loc) -> Loc | None:
-    """Where the first string or key holding a lone surrogate is, if any."""
-    if isinstance(value, str):
-        return loc if _SURROGATE.search(value) else None
-    items: list[tuple[str | int, object]] = []
-    if isinstance(value, dict):
-        for key in value:
-            if _SURROGATE.search(key):  # the key itself goes in `loc`, escaped so it can be sent
-                return [*loc, _SURROGATE.sub(lambda m: f"\\u{ord(m[0]):04x}", key)]
-        items = list(value.items())
-    elif isinstance(value, list):
-        items = list(enumerate(value))
-    for name, item in items:
-        found = _lone_surrogate(item, [*loc, name])
-        if found is not None:
-            return found
-    return None

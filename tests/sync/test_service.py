@@ -139,6 +139,45 @@ async def test_a_batch_mixing_good_and_bad_events_is_answered_per_event_and_the_
     assert audiences_of(subscribers[OTHER_PHONE]) == ["winback"]
 
 
+async def test_brackets_inside_strings_do_not_count_as_nesting(
+    world: World, state_path: Path
+) -> None:
+    events = [event(message_id=f"m-{n}", phone=f"+1555555{n:04d}") for n in range(100)]
+    batch = [
+        {**one, "traits": {**one["traits"], "nickname": "[VIP"}} if n < 80 else one
+        for n, one in enumerate(events)
+    ]
+
+    async with serving(world, state_path, drain=False) as served:
+        response = await served.post("/v1/batch", {"batch": batch})
+
+    assert response.status_code == 200, response.text
+    assert (response.json()["accepted"], response.json()["rejected"]) == (100, 0)
+    assert served.stored_message_ids() == {f"m-{n}" for n in range(100)}
+
+
+async def test_a_lone_surrogate_rejects_its_event_only_and_is_never_a_5xx(
+    world: World, state_path: Path
+) -> None:
+    # json.dumps writes a lone surrogate as its escape, as a careless sender's encoder would
+    raw_single = json.dumps(event(message_id="\ud800"))
+    raw_batch = json.dumps({"batch": [event(message_id="m-good"), event(message_id="m-\udc00")]})
+
+    async with serving(world, state_path, drain=False) as served:
+        single = await served.client.post("/v1/identify", content=raw_single, headers=BASIC)
+        batch = await served.client.post("/v1/batch", content=raw_batch, headers=BASIC)
+        again = await served.client.post("/v1/batch", content=raw_batch, headers=BASIC)
+
+    assert 400 <= single.status_code < 500, single.text
+    assert batch.status_code == 200, batch.text
+    assert (batch.json()["accepted"], batch.json()["rejected"]) == (1, 1)
+    assert batch.json()["errors"][0]["messageId"] == "m-\udc00"  # escaped: the answer encodes
+    assert "surrogate" in batch.json()["errors"][0]["reason"]
+    assert "messageId" in single.json()["error"]
+    assert again.status_code == 200
+    assert served.stored_message_ids() == {"m-good"}
+
+
 @pytest.mark.parametrize(
     "headers",
     [
@@ -209,7 +248,7 @@ async def test_a_body_that_is_not_json_is_a_400_with_the_reason(
         response = await served.client.post("/", content=b'{"type": NaN}', headers=BASIC)
 
         assert response.status_code == 400
-        assert "JSON text cannot carry safely" in response.json()["error"]
+        assert "holds NaN, which is not a JSON number" in response.json()["error"]
         assert served.stored_message_ids() == set()
 
 
