@@ -115,6 +115,8 @@ def decode_body(route: str, body: bytes) -> object:
         payload = _typed_event(payload, route)
     elif route == BATCH_ROUTE and not (isinstance(payload, dict) and "batch" in payload):
         raise BodyError(400, 'the body must be a batch: {"batch": [events]}')
+    if isinstance(payload, dict) and "batch" in payload and not isinstance(payload["batch"], list):
+        raise BodyError(400, 'a batch\'s "batch" must be a list of events: {"batch": [events]}')
     elif not isinstance(payload, dict | list):
         raise BodyError(400, "the body must be an event, a batch or a list of events")
     if _count_events(payload) > MAX_EVENTS_PER_BODY:

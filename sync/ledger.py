@@ -33,6 +33,7 @@ import fcntl
 import json
 import os
 import sqlite3
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -765,22 +766,32 @@ def hold_lock(path: Path, *, create: bool = True) -> IO[bytes] | None:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         handle.close()
-        holder = _read_pid(pid_note)
+        pid, command = _read_holder(pid_note)
         raise StateLockedError(
-            f"the state file {path} is in use by another pslab sync (pid {holder}); "
+            f"the state file {path} is in use by another {command} (pid {pid}); "
             "wait for it to finish or pass a different --state"
         ) from None
     if create:
         with contextlib.suppress(OSError):  # the note is a courtesy; the lock is the flock
-            pid_note.write_text(str(os.getpid()), encoding="ascii")
+            pid_note.write_text(f"{os.getpid()}\n{_this_command()}\n", encoding="ascii")
     return handle
 
 
-def _read_pid(note: Path) -> str:
+def _this_command() -> str:
+    """What holds the lock, for the refusal another process shows: `pslab serve` and the like."""
+    command = sys.argv[1] if len(sys.argv) > 1 else ""
+    return f"pslab {command}" if command in ("sync", "serve", "reconcile") else "pslab process"
+
+
+def _read_holder(note: Path) -> tuple[str, str]:
+    """The pid and the command in a lock note (a note of 0.1.0 holds the pid alone)."""
     try:
-        return note.read_text(encoding="ascii").strip()[:20] or "unknown"
+        lines = note.read_text(encoding="ascii").split("\n")
     except (OSError, UnicodeDecodeError):
-        return "unknown"
+        return "unknown", "pslab process"
+    pid = lines[0].strip()[:20] or "unknown"
+    command = lines[1].strip()[:40] if len(lines) > 1 and lines[1].strip() else "pslab process"
+    return pid, command
 
 
 def copy_state(path: Path, copy: Path) -> None:

@@ -11,6 +11,7 @@ before its 200), cancels the drain (a write in flight stays journaled, design
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import signal
 import socket
@@ -116,6 +117,11 @@ def serve_command(
     except UsageError as exc:
         _fail(str(exc), code=2)
     credentials = _credentials(ctx, write_key, shared_secret, insecure=insecure_no_auth)
+    if not credentials.required and not _is_loopback(host):
+        _warn(
+            f"serving without credentials on {host}: anyone who can reach port {port} can post "
+            "events that change Postscript; --insecure-no-auth is meant for loopback tests"
+        )
     log_to_stderr()
     listener = _listen(host, port)
     try:
@@ -130,6 +136,16 @@ def serve_command(
         _fail(f"{exc.filename or state}: {exc.strerror or exc}")
     finally:
         listener.close()
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether `host` (an address or `localhost`) can only be reached from this machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
 
 
 def _credentials(

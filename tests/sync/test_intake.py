@@ -194,3 +194,11 @@ def test_the_receipt_counts_outcomes_and_names_each_rejected_event() -> None:
             {"index": 3, "reason": "the event is not a JSON object"},
         ],
     }
+
+
+@pytest.mark.parametrize("route", ["/v1/batch", "/"])
+def test_a_batch_that_is_not_a_list_is_a_400_not_one_rejection(route: str) -> None:
+    with pytest.raises(BodyError) as refused:
+        decode_body(route, b'{"batch": "x"}')
+    assert refused.value.status == 400
+    assert '"batch" must be a list of events' in refused.value.reason

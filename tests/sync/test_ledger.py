@@ -146,6 +146,7 @@ def test_a_second_process_on_the_same_state_file_is_refused(state_path: Path) ->
         import sys, time
         from pathlib import Path
         from postscript_audience_lab.sync.ledger import Ledger
+        sys.argv[1:] = ["serve"]  # as `pslab serve` would hold it
         with Ledger(Path({str(state_path)!r})):
             print("locked", flush=True)
             sys.stdin.readline()
@@ -159,7 +160,7 @@ def test_a_second_process_on_the_same_state_file_is_refused(state_path: Path) ->
     )
     try:
         assert read_line(process, timeout=30).strip() == "locked"
-        with pytest.raises(StateLockedError, match=f"pid {process.pid}"):
+        with pytest.raises(StateLockedError, match=rf"another pslab serve \(pid {process.pid}\)"):
             Ledger(state_path).open()
         process.communicate("done\n", timeout=30)
     finally:

@@ -393,3 +393,23 @@ async def test_metrics_count_intake_events_api_calls_and_applied_changes(
         "pslab_pending_changes 0.0",
         "pslab_drain_lag_seconds 0.0",
     } <= lines
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.8.0.1", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("192.0.2.10", False),
+        ("pslab.example", False),
+    ],
+)
+def test_serving_without_credentials_is_quiet_only_on_loopback(host: str, loopback: bool) -> None:
+    from postscript_audience_lab.sync.serve_command import _is_loopback
+
+    assert _is_loopback(host) is loopback
