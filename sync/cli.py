@@ -223,6 +223,7 @@ def _summary(report: Report) -> Table:
         "duplicates",
         "stale",
         "rejected",
+        "refused",
         "applied",
         "changed",
         "parked",

@@ -11,7 +11,7 @@ SyncError                     anything the engine reports to its caller
     ├── UnreachableError      timeouts / connection errors, after retries
     └── ApiError              Postscript answered with an error status
         ├── AuthenticationError   401/403: wrong or missing key (fatal)
-        ├── BadRequestError       400/422: carries the API's message
+        ├── BadRequestError       any other 4xx (400, 413, 422…): can never succeed
         ├── NotFoundError         404: carries the API's message
         ├── RateLimitedError      429 (retried; raised when retries run out)
         └── ServerError           5xx (retried; raised when retries run out)

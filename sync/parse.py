@@ -33,6 +33,7 @@ __all__ = [
 
 AUDIENCE_CLASSES = ("audience", "journey_step")
 MAX_NESTING = 64  # Segment events nest a handful of levels; this is far beyond any real one
+MAX_EMAIL_CHARS = 254  # RFC 5321's longest path (256) less its angle brackets
 TIMESTAMP_FIELDS = ("timestamp", "originalTimestamp", "receivedAt")
 
 
@@ -197,6 +198,11 @@ def _parse(
     traits = _object(event.get("traits"))
     context_traits = _object(context.get("traits"))
     email = _email(traits.get("email")) or _email(context_traits.get("email"))
+    if email is not None and len(email) > MAX_EMAIL_CHARS:
+        raise _Rejected(
+            f"the email has {len(email):,} characters; an address has at most "
+            f"{MAX_EMAIL_CHARS} (RFC 5321), so no subscriber can have it"
+        )
     phone = _phone(traits.get("phone"), default_region) or _phone(
         context_traits.get("phone"), default_region
     )

@@ -496,3 +496,22 @@ async def test_a_drain_told_not_to_unpark_leaves_parked_changes_parked(
         assert (kept.parked, kept.applied) == (1, 0)
         retried = await engine.drain()
         assert (retried.parked, retried.applied) == (0, 1)
+
+
+async def test_a_write_postscript_can_never_take_is_refused_and_the_drain_moves_on(
+    world: World, state_path: Path
+) -> None:
+    others = [f"+1555555{n:04d}" for n in range(1, 20)]
+    await world.seed({"phone_number": PHONE}, *({"phone_number": phone} for phone in others))
+    # Its PATCH body is over the emulator's 1 MiB limit (as over Postscript's): a 413, every time.
+    huge = event(key="k" * (1 << 20), message_id="m-huge")
+    good = [event(phone=phone, message_id=f"m-{phone}") for phone in others]
+
+    first = await world.sync(state_path, [huge, *good])
+
+    assert (first.refused, first.applied, first.pending) == (1, 19, 0)
+    assert audiences_of(await subscriber(world, PHONE)) == []
+    for phone in others:
+        assert audiences_of(await subscriber(world, phone)) == ["vip"]
+    again = await world.sync(state_path, [])  # set aside: not tried again
+    assert (again.refused, again.pending, again.api_calls.get("subscribers.patch", 0)) == (0, 0, 0)

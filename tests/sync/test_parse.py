@@ -378,3 +378,16 @@ def test_a_timestamp_later_than_the_run_accepts_is_rejected_as_a_clock_error() -
     assert isinstance(future, Rejection)
     assert "later than 2024-05-02T00:00:00.000000Z" in future.reason
     assert isinstance(present, AudienceChange)
+
+
+def test_an_email_longer_than_an_address_can_be_is_rejected_at_intake() -> None:
+    longest = "a" * 64 + "@" + "b" * 185 + ".com"  # 254 characters: still an address
+    too_long = "a" * 64 + "@" + "b" * 186 + ".com"
+
+    kept = parse_event(identify(traits={"vip_buyers": True, "email": longest}))
+    refused = parse_event(identify(traits={"vip_buyers": True, "email": too_long}))
+
+    assert isinstance(kept, AudienceChange)
+    assert kept.email == longest
+    assert isinstance(refused, Rejection)
+    assert "at most 254 (RFC 5321)" in refused.reason
