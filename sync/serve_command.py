@@ -187,6 +187,9 @@ def _serve(
             log_config=None,  # uvicorn's records go through log_to_stderr's JSON lines
             access_log=False,
             timeout_graceful_shutdown=GRACEFUL_STOP_S,
+            # h11 whatever else is installed: it drops a connection whose request head grows
+            # past 16 KiB, where httptools would buffer a header of any size.
+            http="h11",
         )
         server = _Server(config, service)
         try:

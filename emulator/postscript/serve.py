@@ -32,7 +32,9 @@ logging.getLogger("uvicorn.error").addFilter(_QuietDroppedConnections())
 
 
 def _server(app: Starlette) -> uvicorn.Server:
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    # h11 whatever else is installed: it drops a connection whose request head grows past
+    # 16 KiB, where httptools would buffer a header of any size.
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", http="h11")
     return uvicorn.Server(config)
 
 

@@ -1202,7 +1202,7 @@ def _emulator_in_process(config: EmulatorConfig) -> Iterator[tuple[str, list[dic
 
     journal.append = tee  # type: ignore[method-assign]
     sock = listen("127.0.0.1", 0)
-    config_ = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    config_ = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", http="h11")
     server = uvicorn.Server(config_)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="pslab-emulator", daemon=True
