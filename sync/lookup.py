@@ -24,6 +24,7 @@ from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from postscript_audience_lab.sync.client import PostscriptClient
 from postscript_audience_lab.sync.ledger import Identity, Ledger
@@ -32,6 +33,9 @@ from postscript_audience_lab.sync.report import Report
 __all__ = ["Found", "Lookup", "phone_digits", "subscriber_created"]
 
 Queue = dict[str, list[Identity]]  # lookup value (phone or email) -> identities carrying it
+# The values' part of one lookup's URL: with the path, under the 8 KiB request line that
+# common servers and proxies take (a batch of 50 long emails would be 13 KB or more).
+MAX_QUERY_CHARS = 6000
 ProgressCallback = Callable[[str, int, int | None], None]
 
 
@@ -182,8 +186,9 @@ class Lookup:
         return fallback
 
     async def _by_email(self, by_email: Queue) -> Queue:
-        """One lookup for the first `batch` emails; returns the emails still to look up."""
-        emails = list(by_email)[: self.batch]
+        """One lookup for the first `batch` emails, fewer when their query would be longer
+        than MAX_QUERY_CHARS; returns the emails still to look up."""
+        emails = _first_fitting(list(by_email), self.batch, "email__in")
         found = await self.client.find_subscribers(emails=emails)
         matches: dict[str, list[dict[str, Any]]] = {}
         for subscriber in found:
@@ -201,7 +206,7 @@ class Lookup:
             newest = max(candidates, key=subscriber_created)
             self._remember(by_email[email], newest, via="email")
         self._park(unknown)
-        return {email: by_email[email] for email in list(by_email)[self.batch :]}
+        return {email: by_email[email] for email in list(by_email)[len(emails) :]}
 
     def _remember(
         self, identities: Iterable[Identity], subscriber: Mapping[str, Any], via: str
@@ -234,3 +239,17 @@ def subscriber_created(subscriber: Mapping[str, Any]) -> datetime:
     except ValueError:
         return datetime.min.replace(tzinfo=UTC)
     return instant if instant.tzinfo is not None else instant.replace(tzinfo=UTC)
+
+
+def _first_fitting(values: list[str], most: int, field: str) -> list[str]:
+    """The first values, at most `most`, whose `field=value&…` query fits MAX_QUERY_CHARS
+    (always at least one: a single value is bounded by intake, emails at 254 characters)."""
+    taken: list[str] = []
+    size = 0
+    for value in values[:most]:
+        cost = len(field) + len(quote(value, safe="")) + 2  # "=" and "&"
+        if taken and size + cost > MAX_QUERY_CHARS:
+            break
+        taken.append(value)
+        size += cost
+    return taken

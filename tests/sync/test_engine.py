@@ -515,3 +515,25 @@ async def test_a_write_postscript_can_never_take_is_refused_and_the_drain_moves_
         assert audiences_of(await subscriber(world, phone)) == ["vip"]
     again = await world.sync(state_path, [])  # set aside: not tried again
     assert (again.refused, again.pending, again.api_calls.get("subscribers.patch", 0)) == (0, 0, 0)
+
+
+async def test_a_lookup_of_long_emails_is_split_to_keep_its_url_short(
+    world: World, state_path: Path
+) -> None:
+    emails = [f"{n:03d}{'x' * 230}@example.com" for n in range(50)]  # 245 characters each
+    await world.seed(*({"email": email} for email in emails))
+    urls: list[int] = []
+
+    async def measure(request: httpx.Request) -> None:
+        if request.method == "GET" and "email__in" in str(request.url):
+            urls.append(len(str(request.url)))
+
+    report = await world.sync(
+        state_path,
+        [event(phone=None, email=email, message_id=f"m-{n}") for n, email in enumerate(emails)],
+        transport=Tap(world.transport, before=measure),
+    )
+
+    assert (report.applied, report.parked) == (50, 0)
+    assert len(urls) >= 3  # one lookup of 50 would have been a 13 KB URL
+    assert max(urls) < 8 * 1024
