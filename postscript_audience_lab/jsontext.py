@@ -22,6 +22,7 @@ __all__ = [
     "MAX_NESTING",
     "JSONTextError",
     "Location",
+    "location_text",
     "lone_surrogate",
     "nests_deeper_than",
     "read_json",
@@ -122,6 +123,11 @@ def lone_surrogate(value: object, location: Location) -> Location | None:
         if found is not None:
             return found
     return None
+
+
+def location_text(location: Location) -> str:
+    """A location as a reason shows it: `['batch'][3]['messageId']`."""
+    return "".join(f"[{step!r}]" for step in location)
 
 
 def _no_constant(name: str) -> float:

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from postscript_audience_lab.jsontext import lone_surrogate
+from postscript_audience_lab.jsontext import location_text, lone_surrogate
 from postscript_audience_lab.sync.ledger import Outcome
 from postscript_audience_lab.sync.parse import AudienceChange, Rejection, decode_json
 
@@ -107,7 +107,7 @@ def decode_body(route: str, body: bytes) -> object:
     single = route in EVENT_ROUTES or (isinstance(payload, dict) and "batch" not in payload)
     where = lone_surrogate(payload, []) if single else None
     if where is not None:  # one event that cannot be stored as text: the body is malformed
-        at = "".join(f"[{step!r}]" for step in where)
+        at = location_text(where)
         raise BodyError(
             400, f"the event at {at} holds a lone surrogate like \\ud800, which is not Unicode text"
         )

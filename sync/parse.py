@@ -16,7 +16,7 @@ from typing import Any
 
 import phonenumbers
 
-from postscript_audience_lab.jsontext import JSONTextError, read_json
+from postscript_audience_lab.jsontext import JSONTextError, location_text, read_json
 
 __all__ = [
     "AudienceChange",
@@ -111,7 +111,7 @@ def decode_json(text: str, where: str) -> object:
         # A lone surrogate rejects its own event (`parse_event`), not the batch around it.
         return read_json(text, max_nesting=MAX_NESTING, refuse_lone_surrogates=False)
     except JSONTextError as error:
-        at = "".join(f"[{step!r}]" for step in error.location)
+        at = location_text(error.location)
         reason = f"{where}{' at ' + at if at else ''} {error.message}; {error.advice or 'fix it'}"
         reason += " or drop it"
         return Rejection(reason, text[:200])

@@ -18,7 +18,7 @@ from postscript_audience_lab.emulator.postscript.app import create_app
 from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
 from postscript_audience_lab.emulator.postscript.faults import ConnectionDropped
 
-__all__ = ["listen", "serve_forever", "serve_in_background"]
+__all__ = ["listen", "serve_app_in_background", "serve_forever", "serve_in_background"]
 
 
 class _QuietDroppedConnections(logging.Filter):
@@ -65,15 +65,14 @@ def _base_url(sock: socket.socket, host: str) -> str:
 
 
 @contextmanager
-def serve_in_background(
-    config: EmulatorConfig | None = None, host: str = "127.0.0.1", port: int = 0
+def serve_app_in_background(
+    app: Starlette, host: str = "127.0.0.1", port: int = 0
 ) -> Iterator[str]:
-    """Serve a fresh emulator on a real uvicorn server in a thread; yield its base URL.
+    """Serve `app` on a real uvicorn server in a thread; yield its base URL.
 
     `port=0` picks a free port. The server stops when the block exits.
     """
     sock = listen(host, port)
-    app = create_app(config)
     server = _server(app)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="pslab-emulator", daemon=True
@@ -82,7 +81,7 @@ def serve_in_background(
     while not server.started:
         if not thread.is_alive():
             sock.close()
-            raise RuntimeError(f"the emulator could not start on {host}:{port}")
+            raise RuntimeError(f"the server could not start on {host}:{port}")
         threading.Event().wait(0.01)
     try:
         yield _base_url(sock, host)
@@ -90,6 +89,18 @@ def serve_in_background(
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+
+
+@contextmanager
+def serve_in_background(
+    config: EmulatorConfig | None = None, host: str = "127.0.0.1", port: int = 0
+) -> Iterator[str]:
+    """Serve a fresh emulator on a real uvicorn server in a thread; yield its base URL."""
+    app = create_app(config)
+    try:
+        with serve_app_in_background(app, host, port) as base_url:
+            yield base_url
+    finally:
         app.state.emulator.close()  # and the webhook deliveries still pending
 
 

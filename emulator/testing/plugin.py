@@ -98,7 +98,13 @@ def _options(request: pytest.FixtureRequest) -> EmulatorOptions:
 
 
 DISTRIBUTION = "postscript-audience-lab"
-_PACKAGE = __name__.rpartition(".")[0]  # this plugin's package, emulator.testing
+# What the fixtures import when they run: respx, starlette, uvicorn and httpx come with them.
+_FIXTURE_MODULES = (
+    "postscript_audience_lab.emulator.testing.handle",
+    "postscript_audience_lab.emulator.testing.mock",
+    "postscript_audience_lab.emulator.testing.server",
+    "postscript_audience_lab.emulator.postscript.app",
+)
 
 
 def _require_emulator() -> None:
@@ -108,15 +114,13 @@ def _require_emulator() -> None:
     broken or partial install (say, `pip install --no-deps`): name it and the fix, rather
     than leave a traceback from deep inside the emulator.
     """
-    emulator = _PACKAGE.rpartition(".")[0]
-    parts = ("handle", "mock", "server")
-    for module in (*(f"{_PACKAGE}.{part}" for part in parts), f"{emulator}.postscript.app"):
+    for module in _FIXTURE_MODULES:
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as error:
             missing = (error.name or "").partition(".")[0]
-            if missing == _PACKAGE.partition(".")[0]:
-                raise
+            if missing == _FIXTURE_MODULES[0].partition(".")[0]:
+                raise  # a module of ours: a real bug, not a missing library
             break
     else:
         return

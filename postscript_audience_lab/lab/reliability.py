@@ -53,7 +53,6 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -67,7 +66,6 @@ from typing import Annotated, Any, Literal, TextIO
 
 import httpx
 import typer
-import uvicorn
 from rich.console import Console
 from rich.table import Table
 
@@ -75,7 +73,7 @@ from postscript_audience_lab.emulator.postscript.app import create_app
 from postscript_audience_lab.emulator.postscript.config import DEFAULT_SECRET_KEY, EmulatorConfig
 from postscript_audience_lab.emulator.postscript.emulator import Emulator
 from postscript_audience_lab.emulator.postscript.faults import ConnectionDropped
-from postscript_audience_lab.emulator.postscript.serve import listen
+from postscript_audience_lab.emulator.postscript.serve import serve_app_in_background
 from postscript_audience_lab.emulator.segment.workload import Workload, build_workload
 from postscript_audience_lab.lab.comparison import count_repeated, index_subscribers
 from postscript_audience_lab.sync.settings import Settings
@@ -1201,24 +1199,8 @@ def _emulator_in_process(config: EmulatorConfig) -> Iterator[tuple[str, list[dic
         copied.append(entry)
 
     journal.append = tee  # type: ignore[method-assign]
-    sock = listen("127.0.0.1", 0)
-    config_ = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", http="h11")
-    server = uvicorn.Server(config_)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="pslab-emulator", daemon=True
-    )
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            sock.close()
-            raise RuntimeError("the in-process emulator could not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}", copied
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    with serve_app_in_background(app) as base_url:
+        yield base_url, copied
 
 
 def _check_emulator_state_file(seed: _Seed, emulator: EmulatorProcess) -> None:

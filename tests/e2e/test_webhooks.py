@@ -16,14 +16,16 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
-from postscript_audience_lab.emulator.postscript.serve import listen, serve_in_background
+from postscript_audience_lab.emulator.postscript.serve import (
+    serve_app_in_background,
+    serve_in_background,
+)
 
 KEY = "sk_e2e_webhooks"
 WAIT_S = 30.0  # an upper bound for an event that normally takes milliseconds
@@ -71,24 +73,13 @@ async def _wait_in_thread(event: threading.Event) -> None:
 @contextmanager
 def receiving(receiver: Receiver) -> Iterator[Receiver]:
     app = Starlette(routes=[Route("/postscript", receiver.deliver, methods=["POST"])])
-    sock = listen("127.0.0.1", 0)  # the emulator's own listener: no 40 ms Nagle waits
-    server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    started = threading.Event()
-    while not server.started and thread.is_alive():
-        started.wait(0.01)
-    receiver.url = f"http://127.0.0.1:{sock.getsockname()[1]}/postscript"
-    try:
-        yield receiver
-    finally:
-        if receiver.hold is not None:
-            receiver.hold.set()
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    with serve_app_in_background(app) as base_url:
+        receiver.url = f"{base_url}/postscript"
+        try:
+            yield receiver
+        finally:  # a delivery held open would keep the server from stopping
+            if receiver.hold is not None:
+                receiver.hold.set()
 
 
 @contextmanager
