@@ -13,6 +13,18 @@ from contextlib import contextmanager
 
 PSLAB = [sys.executable, "-m", "postscript_audience_lab"]
 LOOPBACK_URL = re.compile(r"http://127\.0\.0\.1:\d+")
+_PANEL_BORDER = re.compile(r"[\u2500-\u257f]+")
+
+
+def unwrapped(text: str) -> str:
+    """`text` as one line: the borders of a rich error panel removed, line breaks and runs of
+    spaces made single spaces.
+
+    A command's usage error is drawn in a panel as wide as the terminal, so where its sentence
+    breaks depends on the width and on the length of any path in it (a tmp_path differs from
+    run to run); a test looks for the sentence in this form, never in the raw text.
+    """
+    return " ".join(_PANEL_BORDER.sub(" ", text).split())
 
 
 def read_line(process: subprocess.Popen[str], timeout: float = 30) -> str:

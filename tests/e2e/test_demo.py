@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.processes import unwrapped
+
 pytestmark = pytest.mark.slow
 
 
@@ -71,4 +73,4 @@ def test_demo_refuses_a_state_file_that_already_exists(tmp_path: Path) -> None:
     result = _pslab("demo", "--state", str(state))
 
     assert result.returncode == 2
-    assert "already exists" in result.stderr
+    assert "already exists" in unwrapped(result.stderr)

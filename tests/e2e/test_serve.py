@@ -29,7 +29,7 @@ import pytest
 
 from postscript_audience_lab.emulator.segment.workload import Workload, build_workload
 from postscript_audience_lab.lab.comparison import score_world, seed_world
-from tests.processes import read_line, running_emulator, stop
+from tests.processes import read_line, running_emulator, stop, unwrapped
 
 pytestmark = pytest.mark.slow
 
@@ -311,7 +311,7 @@ def test_serve_will_not_start_without_credentials_unless_told_to(tmp_path: Path)
     )  # fmt: skip
 
     assert result.returncode == 2
-    assert "--insecure-no-auth" in result.stderr
+    assert "--insecure-no-auth" in unwrapped(result.stderr)
     assert not state.exists()
 
 
@@ -328,6 +328,6 @@ def test_a_refused_key_stops_the_start_with_one_line_before_anything_is_served(
 
     assert result.returncode == 1
     assert result.stdout == ""  # never announced it was listening
-    assert "pslab serve: Postscript refused the secret key (HTTP 401)" in result.stderr
-    assert "--write-key is visible to every user" in result.stderr
+    assert "pslab serve: Postscript refused the secret key (HTTP 401)" in unwrapped(result.stderr)
+    assert "--write-key is visible to every user" in unwrapped(result.stderr)
     assert WRITE_KEY not in result.stderr

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from postscript_audience_lab.emulator.segment.workload import build_workload
-from tests.processes import running_emulator, stop
+from tests.processes import running_emulator, stop, unwrapped
 
 SECRET = "sk_e2e_not_a_real_key"
 PSLAB = [sys.executable, "-c", "from postscript_audience_lab.lab.cli import main; main()"]
@@ -115,20 +115,20 @@ def test_a_refused_key_exits_non_zero_with_one_line_and_never_prints_the_key(
     )  # fmt: skip
     assert result.returncode != 0
     assert result.stderr.strip().count("\n") == 0
-    assert "secret key" in result.stderr
+    assert "secret key" in unwrapped(result.stderr)
     assert wrong not in result.stdout + result.stderr
 
 
 def test_a_missing_key_is_explained(tmp_path: Path) -> None:
     result = pslab_sync("--state", str(tmp_path / "s.sqlite"), key=None)
     assert result.returncode == 2
-    assert "POSTSCRIPT_SECRET_KEY" in result.stderr
+    assert "POSTSCRIPT_SECRET_KEY" in unwrapped(result.stderr)
 
 
 def test_an_unknown_default_region_is_a_usage_error(tmp_path: Path) -> None:
     result = pslab_sync("--state", str(tmp_path / "s.sqlite"), "--default-region", "USA")
     assert result.returncode == 2
-    assert "--default-region 'USA' is not a region code" in result.stderr
+    assert "--default-region 'USA' is not a region code" in unwrapped(result.stderr)
     assert not (tmp_path / "s.sqlite").exists()
 
 
@@ -140,7 +140,7 @@ def test_out_of_range_pacing_options_are_usage_errors(
 ) -> None:
     result = pslab_sync("--state", str(tmp_path / "s.sqlite"), flag, value)
     assert result.returncode == 2
-    assert f"Invalid value for '{flag}'" in result.stderr
+    assert f"Invalid value for '{flag}'" in unwrapped(result.stderr)
     assert not (tmp_path / "s.sqlite").exists()
 
 

@@ -18,6 +18,7 @@ import pytest
 
 from postscript_audience_lab.sync.ledger import MAX_STORED_EVENT_CHARS
 from tests.e2e.test_sync_cli import SECRET, emulator_url, pslab_sync, summary
+from tests.processes import unwrapped
 
 __all__ = ["emulator_url"]  # the fixture, shared with the other sync e2e tests
 
@@ -141,7 +142,7 @@ def test_an_unwritable_rejects_file_stops_the_run_before_anything_is_stored(
     )  # fmt: skip
 
     assert result.returncode == 2
-    assert "cannot write --rejects-out" in result.stderr
+    assert "cannot write --rejects-out" in unwrapped(result.stderr)
     assert not state.exists()
     assert world(emulator_url)["events"] == []
 
@@ -159,7 +160,7 @@ def test_a_failed_run_still_prints_its_json_summary_last(emulator_url: str, tmp_
     )
 
     assert result.returncode == 1
-    assert "refused the secret key" in result.stderr
+    assert "refused the secret key" in unwrapped(result.stderr)
     last = json.loads(result.stdout.strip().splitlines()[-1])
     assert last["api_calls"]["me"] == 1
     assert last["received"] == 0  # the key was refused before anything was stored

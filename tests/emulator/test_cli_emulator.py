@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.processes import read_line, stop
+from tests.processes import read_line, stop, unwrapped
 
 PSLAB = [
     sys.executable,
@@ -82,7 +82,7 @@ def test_a_bad_seed_file_is_refused_in_one_sentence(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 2
-    assert "subscribers.0.phone_number" in result.stderr
+    assert "subscribers.0.phone_number" in unwrapped(result.stderr)
 
 
 def test_a_port_in_use_is_refused_in_one_sentence() -> None:
@@ -162,7 +162,7 @@ def test_a_bad_shops_file_is_refused_in_one_sentence(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 2
-    assert "shops.0.secret_key: must not start with pk_" in result.stderr
+    assert "shops.0.secret_key: must not start with pk_" in unwrapped(result.stderr)
 
 
 def test_webhook_retry_delays_from_the_command_line() -> None:

@@ -29,7 +29,7 @@ from postscript_audience_lab.sync.ledger import (
     Migration,
     schema_version,
 )
-from tests.processes import read_line
+from tests.processes import read_line, unwrapped
 from tests.sync.world import World, audiences_of, by_identity
 
 pytestmark = pytest.mark.anyio
@@ -153,7 +153,7 @@ def test_pslab_sync_refuses_a_newer_state_file_in_one_line(tmp_path: Path) -> No
         env={"POSTSCRIPT_SECRET_KEY": "sk_test_not_used", "PATH": "/usr/bin:/bin"},
     )
     assert result.returncode != 0
-    assert f"schema version {SCHEMA_VERSION + 1}" in result.stderr
+    assert f"schema version {SCHEMA_VERSION + 1}" in unwrapped(result.stderr)
     assert "Traceback" not in result.stderr
     assert state.read_bytes() == before
 
