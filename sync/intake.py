@@ -18,6 +18,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ __all__ = [
     "EVENT_ROUTES",
     "MAX_BODY_BYTES",
     "MAX_EVENTS_PER_BODY",
+    "MAX_INFLIGHT_BYTES",
     "BodyError",
     "Credentials",
     "decode_body",
@@ -43,6 +45,9 @@ BATCH_ROUTE = "/v1/batch"
 # Segment's webhook batches hold up to 4,000 events of about 1 KiB each (Engage's size).
 MAX_BODY_BYTES = 8 << 20
 MAX_EVENTS_PER_BODY = 10_000  # beyond any Segment batch; bounds one request's write
+# Bodies being read at once, all requests together: four of the largest.
+MAX_INFLIGHT_BYTES = 4 * MAX_BODY_BYTES
+SIGNATURE = re.compile(r"[0-9a-f]{40}")  # a hex HMAC-SHA1
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,13 @@ class Credentials:
             return False
         user = decoded.partition(b":")[0]
         return hmac.compare_digest(user, self.write_key.encode())
+
+    def could_sign(self, signature: str | None) -> bool:
+        """Whether `signature` has the form of an HMAC-SHA1 and a shared secret is set up:
+        the body is read to check it only then (anything else is refused before the body)."""
+        if self.shared_secret is None or signature is None:
+            return False
+        return SIGNATURE.fullmatch(signature.strip().lower()) is not None
 
     def by_signature(self, signature: str | None, body: bytes) -> bool:
         """Whether `X-Signature` is the hex HMAC-SHA1 of `body` under the shared secret."""

@@ -18,16 +18,22 @@ import socket
 import sqlite3
 import sys
 from types import FrameType
-from typing import Annotated, NoReturn
+from typing import Annotated, NamedTuple, NoReturn
 
 import httpx
 import typer
 import uvicorn
 from stamina.instrumentation import set_on_retry_hooks
 
+from postscript_audience_lab.httpguard import (
+    ConnectionLimits,
+    GuardCounts,
+    guarded_h11,
+    raise_open_file_limit,
+)
 from postscript_audience_lab.sync.engine import Engine
 from postscript_audience_lab.sync.errors import AuthenticationError, SyncError
-from postscript_audience_lab.sync.intake import MAX_BODY_BYTES, Credentials
+from postscript_audience_lab.sync.intake import MAX_BODY_BYTES, MAX_INFLIGHT_BYTES, Credentials
 from postscript_audience_lab.sync.logs import log_to_stderr
 from postscript_audience_lab.sync.metrics import ServiceMetrics
 from postscript_audience_lab.sync.options import (
@@ -96,6 +102,20 @@ def serve_command(
     max_body_bytes: Annotated[
         int, typer.Option(min=1024, help="Largest request body taken (413 beyond).")
     ] = MAX_BODY_BYTES,
+    max_inflight_bytes: Annotated[
+        int,
+        typer.Option(
+            min=1024,
+            help="Bytes of request bodies read at once, all requests together (503 beyond).",
+        ),
+    ] = MAX_INFLIGHT_BYTES,
+    max_connections: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Open connections at most; one more closes the oldest still sending its head.",
+        ),
+    ] = ConnectionLimits.max_connections,
     timeout: Timeout = 10.0,
 ) -> None:
     """Take Segment's events over HTTP and drain them into Postscript, until stopped."""
@@ -123,9 +143,11 @@ def serve_command(
             "events that change Postscript; --insecure-no-auth is meant for loopback tests"
         )
     log_to_stderr()
+    limits = raise_open_file_limit(ConnectionLimits(max_connections=max_connections))
+    bodies = _Bodies(max_body_bytes, max_inflight_bytes)
     listener = _listen(host, port)
     try:
-        _serve(settings, credentials, listener, drain=not no_drain, max_body_bytes=max_body_bytes)
+        _serve(settings, credentials, listener, drain=not no_drain, bodies=bodies, limits=limits)
     except AuthenticationError as exc:
         _fail(f"Postscript refused the secret key (HTTP {exc.status}); check the key")
     except SyncError as exc:
@@ -167,19 +189,32 @@ def _credentials(
     return credentials
 
 
+class _Bodies(NamedTuple):
+    largest: int  # one request's body
+    inflight: int  # all bodies being read at once
+
+
 def _serve(
     settings: Settings,
     credentials: Credentials,
     listener: socket.socket,
     *,
     drain: bool,
-    max_body_bytes: int,
+    bodies: _Bodies,
+    limits: ConnectionLimits,
 ) -> None:
     metrics = ServiceMetrics()
+    connections = GuardCounts()
     postscript = httpx.AsyncHTTPTransport()
     with Engine(settings, metrics.meter(postscript)) as engine:
         service = Service(
-            engine, credentials, metrics=metrics, drain=drain, max_body_bytes=max_body_bytes
+            engine,
+            credentials,
+            metrics=metrics,
+            drain=drain,
+            max_body_bytes=bodies.largest,
+            max_inflight_bytes=bodies.inflight,
+            connections=connections,
         )
         set_on_retry_hooks([service.on_retry])
         config = uvicorn.Config(
@@ -187,9 +222,11 @@ def _serve(
             log_config=None,  # uvicorn's records go through log_to_stderr's JSON lines
             access_log=False,
             timeout_graceful_shutdown=GRACEFUL_STOP_S,
-            # h11 whatever else is installed: it drops a connection whose request head grows
-            # past 16 KiB, where httptools would buffer a header of any size.
-            http="h11",
+            timeout_keep_alive=int(limits.keep_alive_s),
+            # h11 (whatever else is installed) drops a connection whose request head grows
+            # past 16 KiB, where httptools would buffer a header of any size; the guard adds
+            # head and body deadlines and a connection limit (design §11).
+            http=guarded_h11(limits, connections),
         )
         server = _Server(config, service)
         try:

@@ -29,16 +29,18 @@ from typing import Any
 import anyio
 from stamina.instrumentation import RetryDetails
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from postscript_audience_lab.httpguard import GuardCounts
 from postscript_audience_lab.sync.drain_loop import GATHER_S, DrainLoop, DrainState
 from postscript_audience_lab.sync.engine import Engine
 from postscript_audience_lab.sync.intake import (
     BATCH_ROUTE,
     EVENT_ROUTES,
     MAX_BODY_BYTES,
+    MAX_INFLIGHT_BYTES,
     BodyError,
     Credentials,
     decode_body,
@@ -82,13 +84,17 @@ class Service:
         metrics: ServiceMetrics | None = None,
         drain: bool = True,
         max_body_bytes: int = MAX_BODY_BYTES,
+        max_inflight_bytes: int = MAX_INFLIGHT_BYTES,
         gather_s: float = GATHER_S,
+        connections: GuardCounts | None = None,
     ) -> None:
         self.engine = engine
         self.credentials = credentials
         self.metrics = metrics or ServiceMetrics()
         self.drain = DrainLoop(engine, enabled=drain, gather_s=gather_s)
         self.max_body_bytes = max_body_bytes
+        self.bodies = _BodyBudget(max(max_inflight_bytes, max_body_bytes))
+        self.connections = connections
         self.accepting = True
         self._started = time.monotonic()
         self.metrics.read_figures_from(self.figures)
@@ -137,18 +143,21 @@ class Service:
             return _error(503, "the service is stopping; send again shortly", RETRY_AFTER_S)
         headers = request.headers
         by_key = self.credentials.by_write_key(headers.get("authorization"))
-        signed = self.credentials.shared_secret is not None and "x-signature" in headers
+        signed = self.credentials.could_sign(headers.get("x-signature"))
         if self.credentials.required and not by_key and not signed:
             return self._unauthorised(route)  # before reading a byte of the body
         try:
-            body = await _read_body(request, self.max_body_bytes)
+            body = await self.bodies.read(request, self.max_body_bytes)
             if not self._allowed(by_key, headers.get("x-signature"), body):
                 return self._unauthorised(route)
             payload = decode_body(route, body)
+        except ClientDisconnect:  # the sender left, or missed the body deadline: nothing stored
+            return _error(400, "the body did not arrive whole")
         except BodyError as refused:
             fields = {"route": route, "status": refused.status, "reason": redact(refused.reason)}
             log.warning("intake_refused", extra={"fields": fields})
-            return _error(refused.status, refused.reason)
+            retry_after = RETRY_AFTER_S if refused.status == 503 else None
+            return _error(refused.status, refused.reason, retry_after)
         return self._store(route, payload)
 
     def _store(self, route: str, payload: object) -> Response:
@@ -232,9 +241,17 @@ class Service:
             "paused_because": self.drain.paused_because,
             "failing": {name: redact(what) for name, what in self.engine.failing.items()},
             "api_calls": self._api_calls(),
+            "intake": self._intake_guard(),
             "since_start": {name: report[name] for name in SINCE_START},
             "uptime_s": round(time.monotonic() - self._started, 1),
         }
+
+    def _intake_guard(self) -> dict[str, Any]:
+        """What the hostile-client bounds have done (design §11)."""
+        bodies = {"body_bytes_reading": self.bodies.held, "busy_refusals": self.bodies.refused}
+        if self.connections is None:
+            return bodies
+        return {**bodies, "connections": self.connections.as_dict()}
 
     def _api_calls(self) -> dict[str, Any]:
         totals: dict[str, int] = {}
@@ -245,20 +262,49 @@ class Service:
         return {"total": sum(totals.values()), **totals, "by_status": by_status}
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with a 413 as soon as it is known to be over `limit` bytes."""
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
-    if encoding != "identity":
-        raise BodyError(415, f"Content-Encoding {encoding!r} is not taken; send the body as is")
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.strip().isdigit() and int(declared) > limit:
-        raise BodyError(413, f"the body is over {limit:,} bytes; send smaller batches")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
+class _BodyBudget:
+    """The bytes of request bodies held at once, all requests together, kept under `total`.
+
+    One body may be as large as the configured limit, but sixty slow senders
+    must not make the process hold sixty of them: a body is counted against the
+    budget as it arrives (its declared length up front, when it declares one), and
+    one that does not fit is refused with a 503 that asks the sender to come back.
+    """
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.held = 0
+        self.refused = 0
+
+    async def read(self, request: Request, limit: int) -> bytes:
+        """The body, refused with a 413 as soon as it is known to be over `limit` bytes."""
+        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        if encoding != "identity":
+            raise BodyError(415, f"Content-Encoding {encoding!r} is not taken; send the body as is")
+        declared = request.headers.get("content-length", "").strip()
+        expected = int(declared) if declared.isdigit() else 0
+        if expected > limit:
             raise BodyError(413, f"the body is over {limit:,} bytes; send smaller batches")
-    return bytes(body)
+        reserved = 0
+        try:
+            reserved = self._take(expected)
+            body = bytearray()
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > limit:
+                    raise BodyError(413, f"the body is over {limit:,} bytes; send smaller batches")
+                if len(body) > reserved:
+                    reserved += self._take(len(body) - reserved)
+            return bytes(body)
+        finally:
+            self.held -= reserved
+
+    def _take(self, size: int) -> int:
+        if self.held + size > self.total:
+            self.refused += 1
+            raise BodyError(503, "the service is receiving too much at once; send again shortly")
+        self.held += size
+        return size
 
 
 class _SafeJSONResponse(JSONResponse):

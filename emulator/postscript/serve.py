@@ -17,6 +17,7 @@ from starlette.applications import Starlette
 from postscript_audience_lab.emulator.postscript.app import create_app
 from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
 from postscript_audience_lab.emulator.postscript.faults import ConnectionDropped
+from postscript_audience_lab.httpguard import ConnectionLimits, guarded_h11
 
 __all__ = ["listen", "serve_app_in_background", "serve_forever", "serve_in_background"]
 
@@ -31,10 +32,12 @@ class _QuietDroppedConnections(logging.Filter):
 logging.getLogger("uvicorn.error").addFilter(_QuietDroppedConnections())
 
 
-def _server(app: Starlette) -> uvicorn.Server:
+def _server(app: Starlette, limits: ConnectionLimits | None = None) -> uvicorn.Server:
     # h11 whatever else is installed: it drops a connection whose request head grows past
-    # 16 KiB, where httptools would buffer a header of any size.
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", http="h11")
+    # 16 KiB, where httptools would buffer a header of any size. The guard closes a client
+    # that holds a connection without finishing its request (design §11).
+    http = guarded_h11(limits or ConnectionLimits())
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", http=http)
     return uvicorn.Server(config)
 
 
@@ -66,14 +69,18 @@ def _base_url(sock: socket.socket, host: str) -> str:
 
 @contextmanager
 def serve_app_in_background(
-    app: Starlette, host: str = "127.0.0.1", port: int = 0
+    app: Starlette,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    limits: ConnectionLimits | None = None,
 ) -> Iterator[str]:
     """Serve `app` on a real uvicorn server in a thread; yield its base URL.
 
     `port=0` picks a free port. The server stops when the block exits.
     """
     sock = listen(host, port)
-    server = _server(app)
+    server = _server(app, limits)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="pslab-emulator", daemon=True
     )

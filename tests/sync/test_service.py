@@ -73,6 +73,7 @@ async def serving(
     transport: httpx.AsyncBaseTransport | None = None,
     drain: bool = True,
     max_body_bytes: int = 1 << 20,
+    max_inflight_bytes: int = 4 << 20,
 ) -> AsyncIterator[Served]:
     metrics = ServiceMetrics()
     settings = world.settings(state_path, retry_forever=True)
@@ -83,6 +84,7 @@ async def serving(
             metrics=metrics,
             drain=drain,
             max_body_bytes=max_body_bytes,
+            max_inflight_bytes=max_inflight_bytes,
             gather_s=0,
         )
         await engine.check_shop()  # as `pslab serve` does before it listens
@@ -413,3 +415,62 @@ def test_serving_without_credentials_is_quiet_only_on_loopback(host: str, loopba
     from postscript_audience_lab.sync.serve_command import _is_loopback
 
     assert _is_loopback(host) is loopback
+
+
+async def test_a_signature_that_is_not_an_hmac_is_refused_before_the_body_is_read(
+    world: World, state_path: Path
+) -> None:
+    pulled: list[bytes] = []
+
+    async def body() -> AsyncIterator[bytes]:
+        for chunk in (b"[", json.dumps(event()).encode(), b"]"):
+            pulled.append(chunk)
+            yield chunk
+
+    async with serving(world, state_path, drain=False) as served:
+        response = await served.client.post("/", content=body(), headers={"X-Signature": "nope"})
+
+        assert response.status_code == 401
+        assert pulled == []
+
+
+async def test_bodies_past_the_in_flight_budget_are_asked_to_come_back(
+    world: World, state_path: Path
+) -> None:
+    """One slow body holds 3,000 of a 4,096-byte budget: a second body that does not fit
+    gets a 503 with Retry-After (Segment retries it), and fits again once the first is in."""
+    raw = json.dumps([event(message_id=f"m-{n}") for n in range(16)]).encode()
+    first = raw[:3000]
+    second = json.dumps([event(message_id=f"s-{n}") for n in range(8)]).encode()
+    assert len(second) > 4096 - len(first)
+    go_on = anyio.Event()
+
+    async def slow() -> AsyncIterator[bytes]:
+        yield first
+        await go_on.wait()
+        yield raw[3000:]
+
+    async with serving(
+        world, state_path, drain=False, max_body_bytes=4096, max_inflight_bytes=4096
+    ) as served:
+        async with anyio.create_task_group() as tasks:
+            answers: list[httpx.Response] = []
+
+            async def send_slow() -> None:
+                answers.append(await served.client.post("/", content=slow(), headers=BASIC))
+
+            tasks.start_soon(send_slow)
+            with anyio.fail_after(5):
+                while served.service.bodies.held < len(first):  # noqa: ASYNC110 -- in process
+                    await anyio.sleep(0.01)
+            refused = await served.client.post("/", content=second, headers=BASIC)
+            go_on.set()
+        again = await served.client.post("/", content=second, headers=BASIC)
+        status = await served.status()
+
+    assert refused.status_code == 503, refused.text
+    assert refused.headers["Retry-After"] == "5"
+    assert [answer.status_code for answer in answers] == [200]
+    assert again.status_code == 200
+    assert status["intake"]["busy_refusals"] == 1
+    assert status["intake"]["body_bytes_reading"] == 0
