@@ -237,6 +237,16 @@ def reliability(session: nox.Session) -> None:
         "tests/e2e/test_sync_hostile.py",
         env={"PSLAB_FUZZ_EXAMPLES": "1000"},
     )
+    # The field's attacks on `pslab serve`: stalled senders and half-open connections, and
+    # graceful stops during busy drains, 15 of them (4 in the tests session).
+    session.run(
+        "pytest",
+        "-q",
+        "-s",
+        "tests/e2e/test_serve_hostile.py",
+        "tests/e2e/test_serve.py::test_graceful_stops_during_busy_drains_repeat_no_event",
+        env={"PSLAB_STOPS": "15"},
+    )
 
 
 @nox.session

@@ -82,6 +82,23 @@ class DrainLoop:
         self._arrived_in_drain: float | None = None
         self._run_started = clock()
         self._applied: collections.deque[tuple[float, int]] = collections.deque()
+        self._stop_asked = False
+        self._between_drains: anyio.Event | None = None  # set when a drain in progress ends
+
+    # -- stopping ------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Start no drain from now on; the one under way ends once its calls in flight are
+        answered and journaled (`Engine.request_stop`)."""
+        self._stop_asked = True
+        self.engine.request_stop()
+        if self._work is not None:
+            self._work.set()
+
+    async def wait_between_drains(self) -> None:
+        """Return once no drain is under way: cancelling the loop then interrupts no call."""
+        while self._between_drains is not None:
+            await self._between_drains.wait()
 
     # -- what intake and /status see -------------------------------------------
 
@@ -122,8 +139,10 @@ class DrainLoop:
         if self.engine.report.pending:
             self._waiting_since = self._clock()  # arrived before this process started
         next_unpark = self._clock()
-        while self.state is not DrainState.PAUSED:
+        while self._should_run():
             await self._wait_for_work(until=next_unpark)
+            if not self._should_run():
+                return
             unpark = self._clock() >= next_unpark
             if unpark:
                 next_unpark = self._clock() + self._parked_retry_s
@@ -131,6 +150,9 @@ class DrainLoop:
             if self._clock() - self._run_started > RUN_LENGTH_S:
                 self.engine.next_run()
                 self._run_started = self._clock()
+
+    def _should_run(self) -> bool:
+        return self.state is not DrainState.PAUSED and not self._stop_asked
 
     async def _wait_for_work(self, until: float) -> None:
         if not self._woken:
@@ -146,8 +168,13 @@ class DrainLoop:
         started = self._clock()
         self._arrived_in_drain = None
         before = self.engine.report.applied
+        ended = self._between_drains = anyio.Event()
         try:
-            report = await self.engine.drain(unpark=unpark)
+            try:
+                report = await self.engine.drain(unpark=unpark)
+            finally:
+                self._between_drains = None
+                ended.set()
         except AuthenticationError as refused:
             self._pause(refused)
             return

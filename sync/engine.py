@@ -82,6 +82,7 @@ class Engine:
         self._latest_client: PostscriptClient | None = None
         self._read_ages: deque[float] = deque(maxlen=READ_AGES_KEPT)
         self._pipeline: Pipeline | None = None
+        self._stop_asked = False
         self.ledger = self._open_ledger()
 
     @property
@@ -256,7 +257,7 @@ class Engine:
         try:
             async with client:
                 self._client = client
-                if not self.ledger.has_work():
+                if self._stop_asked or not self.ledger.has_work():
                     return self.report
                 await self._check_shop()
                 await self._resume()
@@ -321,6 +322,8 @@ class Engine:
 
     async def _resume(self) -> None:
         for intent in self.ledger.unfinished_intents():
+            if self._stop_asked:
+                return  # still journaled: the next drain finishes it
             if self.settings.dry_run:  # finished in the scratch copy only, so the counts add up
                 self.ledger.settle(
                     intent.subscriber_id, intent.winners, intent.superseded, intent.id
@@ -351,6 +354,8 @@ class Engine:
                     return
             self.ledger.mark_patched(intent.id)
         for seq, body, posted in intent.events:
+            if self._stop_asked:
+                return
             if not posted:
                 await self._post(intent.id, seq, body)
         self.ledger.settle(intent.subscriber_id, intent.winners, intent.superseded, intent.id)
@@ -396,6 +401,8 @@ class Engine:
             lookup_batch=self.settings.lookup_batch,
         )
         self._pipeline = pipeline
+        if self._stop_asked:
+            pipeline.stop()
         try:
             await pipeline.run()
         except BaseExceptionGroup as failures:
@@ -403,9 +410,18 @@ class Engine:
         finally:
             self._pipeline = None
 
+    def request_stop(self) -> None:
+        """Let the drain under way end at its next step: the calls in flight are answered and
+        journaled, no new one starts, and `drain` returns. Nothing is repeated or lost: the
+        rest stays pending or journaled for the next drain (design §11, "Start and stop")."""
+        self._stop_asked = True
+        if self._pipeline is not None:
+            self._pipeline.stop()
+
     def _stopping(self) -> bool:
-        """The drain failed elsewhere: make no further call (the journal resumes the rest)."""
-        return self._pipeline is not None and self._pipeline.stopping
+        """A stop was asked for, or the drain failed elsewhere: make no further call (the
+        journal resumes the rest)."""
+        return self._stop_asked or (self._pipeline is not None and self._pipeline.stopping)
 
     def _report_progress(self, stage: str, done: int, total: int) -> None:
         if self._progress is not None:

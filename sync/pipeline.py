@@ -54,7 +54,7 @@ class Pipeline:
     """Runs one drain's lookups and writes; `write(found, patched)` must call `patched()`
     once the subscriber's PATCH is sent or known not to be needed.
 
-    A failure (a lookup or a write that ran out of retries) cancels nothing:
+    A failure (a lookup or a write that ran out of retries) or a `stop()` cancels nothing:
     no new lookup or write starts, the writes under way stop before their
     next call (`stopping`), the calls in flight are answered and journaled,
     and then the first failure is raised. So a failed run leaves no call
@@ -79,11 +79,19 @@ class Pipeline:
         self._wake = anyio.Event()
         self._locks: dict[str, anyio.Lock] = {}
         self._failure: Exception | None = None
+        self._stop_asked = False
 
     @property
     def stopping(self) -> bool:
-        """A lookup or a write failed: writes under way make no further call."""
-        return self._failure is not None
+        """A lookup or a write failed, or a stop was asked for: writes under way make no
+        further call."""
+        return self._failure is not None or self._stop_asked
+
+    def stop(self) -> None:
+        """Start nothing new; the calls in flight are answered and journaled, then `run`
+        returns (without an error: what is left stays pending or journaled)."""
+        self._stop_asked = True
+        self._notify()
 
     async def run(self) -> None:
         batches = self._lookup.resolve()

@@ -56,6 +56,7 @@ log = logging.getLogger("pslab.serve")
 
 INTAKE_ROUTES = (*EVENT_ROUTES, BATCH_ROUTE, "/")
 RETRY_AFTER_S = "5"  # what a 503 asks the sender to wait
+DRAIN_STOP_S = 10.0  # how long a stop waits for the drain's calls in flight to be answered
 SINCE_START = (
     "received",
     "accepted",
@@ -112,8 +113,10 @@ class Service:
         await self.drain.run()
 
     def stop_accepting(self) -> None:
-        """From now on intake answers 503 (the process is stopping)."""
+        """From now on intake answers 503, and the drain winds down (the process is stopping):
+        the writes in flight are answered and journaled, so a stop repeats no event."""
         self.accepting = False
+        self.drain.request_stop()
 
     def on_retry(self, details: RetryDetails) -> None:
         """A stamina hook: count and log each scheduled retry of a Postscript call."""
@@ -126,7 +129,12 @@ class Service:
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(self.run)
             yield
-            tasks.cancel_scope.cancel()  # a write in flight stays journaled (design §4.4)
+            self.stop_accepting()
+            # The drain ends once its calls in flight are answered; one that Postscript does not
+            # answer in time is cancelled, and stays journaled (design §4.4, §11).
+            with anyio.move_on_after(DRAIN_STOP_S):
+                await self.drain.wait_between_drains()
+            tasks.cancel_scope.cancel()
 
     # -- intake ------------------------------------------------------------------
 
