@@ -40,6 +40,7 @@ from postscript_audience_lab.sync.plan import Plan
 from postscript_audience_lab.sync.report import Report
 from postscript_audience_lab.sync.settings import Settings
 from postscript_audience_lab.sync.source import bounded_lines
+from postscript_audience_lab.sync.stopping import EXIT_STOPPED, GracefulStop
 
 __all__ = ["sync_command"]
 
@@ -149,7 +150,14 @@ class _Run:
         if source is not None:
             anyio.run(self.engine.check_shop)  # before anything is stored in the state file
             self.engine.ingest(bounded_lines(source))
-        anyio.run(self.engine.drain)
+        stop = GracefulStop(self.engine)
+        anyio.run(stop.run, self.engine.drain)
+        if stop.asked:
+            self.fail(
+                "stopped by SIGTERM once the calls in flight were answered; run again with the"
+                " same --state to resume",
+                EXIT_STOPPED,
+            )
 
     def _open_input(self, stack: ExitStack, input_path: str) -> TextIO | None:
         # NDJSON is UTF-8; a line with other bytes is rejected alone (`sync.parse`), not fatal

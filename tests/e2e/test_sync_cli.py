@@ -260,3 +260,50 @@ def _seed_one_subscriber(emulator_url: str) -> None:
         f"{emulator_url}/_emulator/subscribers",
         json={"subscribers": [{"phone_number": "+15555550100"}]},
     ).raise_for_status()
+
+
+def test_a_sigterm_mid_drain_exits_143_after_the_calls_in_flight_and_repeats_nothing(
+    emulator_url: str, tmp_path: Path
+) -> None:
+    """A scheduler stopping the job: the run waits for the answers to what it sent, journals
+    them (a subscriber PATCHed but not yet told keeps its events journaled), says how to
+    resume, and the rerun finishes without posting any event twice."""
+    workload = build_workload("quick", users=40, seed=5)
+    seed = {"subscribers": workload.subscribers}
+    httpx.post(f"{emulator_url}/_emulator/subscribers", json=seed).raise_for_status()
+    events = tmp_path / "events.ndjson"
+    events.write_text("".join(line + "\n" for line in workload.iter_lines()))
+    state = str(tmp_path / "state.sqlite")
+    env = {**os.environ, "POSTSCRIPT_SECRET_KEY": SECRET}
+    args = ["sync", "--base-url", emulator_url, "--state", state, "--json"]
+    process = subprocess.Popen(  # noqa: S603 -- our own program
+        [*PSLAB, *args, "--rate-limit", "8", "--input", str(events)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not _posted_events(emulator_url):
+            assert process.poll() is None, "the run ended before it posted an event"
+            assert time.monotonic() < deadline, "no event was posted in 60 s"
+            time.sleep(0.05)
+        process.terminate()
+        out, err = process.communicate(timeout=30)
+    finally:
+        stop(process)
+    rerun = pslab_sync(*args[1:], "--rate-limit", "0")
+    state_after = httpx.get(f"{emulator_url}/_emulator/state").json()
+
+    assert process.returncode == 143, err
+    assert "stopped by SIGTERM" in unwrapped(err)
+    assert json.loads(out.strip().splitlines()[-1])["pending"] > 0
+    assert summary(rerun)["pending"] == 0
+    keys = [
+        (item["subscriber_id"], item["type"], item["properties"]["Segment Audience Key"],
+         item["occurred_at"])
+        for item in state_after["events"]
+    ]  # fmt: skip
+    assert len(keys) == len(set(keys)), "an event was posted twice"
+
+
+def _posted_events(base_url: str) -> int:
+    return len(httpx.get(f"{base_url}/_emulator/state").json()["events"])
