@@ -224,8 +224,10 @@ def plan_audience(
     if floor is not None and floor[0] == version and floor[1] != digest:
         raise ReconcileRefusedError(
             f"the state file already holds a different snapshot of {audience_key!r} as of "
-            f"{format_instant(as_of)}; two snapshots of one instant cannot both be right: "
-            "give this one the --as-of of its own export"
+            f"{format_instant(as_of)} (digest {floor[1][:12]}, this one's {digest[:12]}), "
+            "recorded before its changes, which a crashed run may have left pending; two "
+            "snapshots of one instant cannot both be right: give this one the --as-of of its "
+            "own export, and its changes will outrank the other's"
         )
 
     def change(identity: Identity, member: bool) -> AudienceChange:
@@ -378,20 +380,23 @@ async def apply_reconcile(
     max_removal_share: float = DEFAULT_MAX_REMOVAL_SHARE,
     allow_empty: bool = False,
 ) -> Report:
-    """Store the plan's changes and the snapshot floors, then drain with the engine.
+    """Record the snapshots' floors, then store the plan's changes, then drain with the engine.
 
     Raises `ReconcileRefusedError`, having written nothing, when a guard refuses.
     """
     refused = refusals(reconciliation, max_removal_share=max_removal_share, allow_empty=allow_empty)
     if refused:
         raise ReconcileRefusedError("; ".join(refused) + ". Nothing was changed")
+    # The snapshot's identity first: once any of its changes is stored, a rerun with other
+    # contents for the same instant must meet the same-instant guard, crash or not.
+    with engine.ledger.transaction():
+        for plan in reconciliation.plans:
+            if plan.superseded_by is None:
+                engine.ledger.raise_floor(plan.audience_key, plan.version, plan.digest)
     results: list[AudienceChange | Rejection] = list(reconciliation.snapshot.rejections)
     for plan in reconciliation.plans:
         results.extend(plan.changes)
     engine.ingest_changes(results)
-    for plan in reconciliation.plans:  # after the changes: a crash between leaves them pending
-        if plan.superseded_by is None:
-            engine.ledger.raise_floor(plan.audience_key, plan.version, plan.digest)
     return await engine.drain()
 
 
