@@ -29,7 +29,7 @@ import httpx
 import typer
 
 from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
-from postscript_audience_lab.lab.reliability import _emulator_in_process
+from postscript_audience_lab.lab.reliability import _emulator_in_process, _quiet_hang_ups
 from postscript_audience_lab.sync.settings import Settings
 
 __all__ = ["CrashResult", "reconcile_crash_command", "run_seed"]
@@ -49,6 +49,7 @@ class CrashResult:
     runs: int
     events: int
     repeated_events: int
+    most_after_one_kill: int  # repeats first seen in the run after a kill, at most, per kill
     wrong_memberships: int
     finished: bool
 
@@ -84,22 +85,26 @@ def run_seed(seed: int, kills: int) -> CrashResult:
             *("--base-url", url, "--rate-limit", "0", "--max-removal-share", "100%"),
         ]
         env = {**os.environ, "POSTSCRIPT_SECRET_KEY": BENCH_KEY}
-        killed = runs = 0
+        killed = runs = most = 0
         finished = False
         for attempt in range(kills + 5):
             runs += 1
+            before = _repeated(admin.get("/_emulator/state").json())
             process = subprocess.Popen(  # noqa: S603 -- our own program
                 command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
             )
             if attempt < kills and _kill_after_writes(process, journal, chooser.randint(1, 60)):
                 killed += 1
+                if attempt > 0:
+                    most = max(most, _repeated(admin.get("/_emulator/state").json()) - before)
                 continue
-            if process.wait(timeout=240) == 0:
+            code = process.wait(timeout=240)
+            if attempt > 0:  # what this run repeated of the killed run's writes
+                most = max(most, _repeated(admin.get("/_emulator/state").json()) - before)
+            if code == 0:
                 finished = True
                 break
         state = admin.get("/_emulator/state").json()
-    events = [event for event in state["events"] if event.get("subscriber_id")]
-    per_pair = Counter(str(event["subscriber_id"]) for event in events)
     holders = {
         str(subscriber["phone_number"])
         for subscriber in state["subscribers"]
@@ -110,11 +115,18 @@ def run_seed(seed: int, kills: int) -> CrashResult:
         seed=seed,
         kills=killed,
         runs=runs,
-        events=len(events),
-        repeated_events=sum(count - 1 for count in per_pair.values()),
+        events=sum(1 for event in state["events"] if event.get("subscriber_id")),
+        repeated_events=_repeated(state),
+        most_after_one_kill=most,
         wrong_memberships=wrong,
         finished=finished,
     )
+
+
+def _repeated(state: dict[str, Any]) -> int:
+    """Events beyond one per subscriber: each changes once, so posts one event."""
+    per_pair = Counter(str(e["subscriber_id"]) for e in state["events"] if e.get("subscriber_id"))
+    return sum(count - 1 for count in per_pair.values())
 
 
 def _audiences(subscriber: dict[str, Any]) -> list[str]:
@@ -148,6 +160,7 @@ def reconcile_crash_command(
     first_seed: Annotated[int, typer.Option()] = 1,
 ) -> None:
     """Kill `pslab reconcile` mid-write and rerun it; print repeated events per seed."""
+    _quiet_hang_ups()  # a killed run's half-sent request is expected, not an error
     totals: Counter[str] = Counter()
     for seed in range(first_seed, first_seed + seeds):
         result = run_seed(seed, kills)
@@ -156,6 +169,10 @@ def reconcile_crash_command(
             {
                 "kills": result.kills,
                 "repeated_events": result.repeated_events,
+                "most_after_one_kill": max(
+                    totals["most_after_one_kill"], result.most_after_one_kill
+                )
+                - totals["most_after_one_kill"],
                 "wrong_memberships": result.wrong_memberships,
                 "unfinished": 0 if result.finished else 1,
             }
