@@ -16,6 +16,10 @@ How that is stored without a row per subscriber of the shop:
   sync), and the subscribers that hold the key but are not named. Their ids,
   `reconcile:<T>:<hash>`, sort just above the floor, so they are not stale.
 
+The snapshot's floor is recorded before any of its changes is stored, so a rerun after a
+crash meets the same-instant guard. Members, the listing and the planned changes live in
+scratch databases (`sync.scratch`), so memory does not grow with the snapshot or the shop.
+
 Who holds the key now is read from the shop's subscriber list, 100 a page:
 `ceil(subscribers / 100)` calls, said before they are made. Then the engine's
 own ingest and drain write the changes, with its lookups, journal, events and
