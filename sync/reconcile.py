@@ -16,6 +16,10 @@ How that is stored without a row per subscriber of the shop:
   sync), and the subscribers that hold the key but are not named. Their ids,
   `reconcile:<T>:<hash>`, sort just above the floor, so they are not stale.
 
+The snapshot's floor is recorded before any of its changes is stored, so a rerun after a
+crash meets the same-instant guard. Members, the listing and the planned changes live in
+scratch databases (`sync.scratch`), so memory does not grow with the snapshot or the shop.
+
 Who holds the key now is read from the shop's subscriber list, 100 a page:
 `ceil(subscribers / 100)` calls, said before they are made. Then the engine's
 own ingest and drain write the changes, with its lookups, journal, events and
@@ -28,7 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -36,28 +40,22 @@ from typing import Any
 import httpx
 
 from postscript_audience_lab.sync.client import PostscriptClient
+from postscript_audience_lab.sync.directory import Directory
 from postscript_audience_lab.sync.engine import Engine
 from postscript_audience_lab.sync.errors import ReconcileRefusedError
 from postscript_audience_lab.sync.ledger import Identity
-from postscript_audience_lab.sync.lookup import phone_digits, subscriber_created
-from postscript_audience_lab.sync.parse import (
-    AudienceChange,
-    Rejection,
-    Version,
-    format_instant,
-    normal_email,
-    normal_phone,
-)
-from postscript_audience_lab.sync.plan import audience_list
+from postscript_audience_lab.sync.parse import AudienceChange, Version, format_instant
 from postscript_audience_lab.sync.report import Report
+from postscript_audience_lab.sync.scratch import ScratchDatabase
 from postscript_audience_lab.sync.snapshot import Snapshot
 
 __all__ = [
     "DEFAULT_MAX_REMOVAL_SHARE",
+    "SAMPLE_NAMES",
     "AudiencePlan",
-    "Directory",
-    "Listed",
+    "PlannedChanges",
     "Reconciliation",
+    "Sample",
     "apply_reconcile",
     "floor_version",
     "plan_audience",
@@ -69,6 +67,8 @@ __all__ = [
 DEFAULT_MAX_REMOVAL_SHARE = 0.2
 ID_PREFIX = "reconcile:"
 PAGE_SIZE = 100  # subscribers per page of GET /api/v2/subscribers
+SAMPLE_NAMES = 100  # names of each kind a plan keeps to show (--show takes at most this)
+SPOOL_BATCH = 5000  # planned changes written to the spool per transaction
 
 Announce = Callable[[str], None]
 
@@ -87,94 +87,110 @@ def row_version(as_of: datetime, audience_key: str, identity: Identity) -> Versi
     return Version(floor.timestamp, f"{floor.message_id}:{suffix}")
 
 
-@dataclass(frozen=True)
-class Listed:
-    """A subscriber as the shop's list showed it, reduced to what reconcile needs."""
+class Sample:
+    """How many names there are of one kind, and the first `SAMPLE_NAMES` of them."""
 
-    id: str
-    phone: str | None
-    email: str | None
-    created_at: datetime
-    audiences: frozenset[str]  # the named audiences its `Segment Audiences` holds
+    def __init__(self) -> None:
+        self.count = 0
+        self.first: list[str] = []
 
-    @property
-    def name(self) -> str:
-        return self.phone or self.email or self.id
+    def append(self, name: str) -> None:
+        self.count += 1
+        if len(self.first) < SAMPLE_NAMES:
+            self.first.append(name)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.first)
+
+    def __getitem__(self, part: slice) -> list[str]:
+        return self.first[part]
 
 
-class Directory:
-    """The shop's subscribers, read page by page; finds an identity's subscriber the way
-    `sync.lookup` does (phone digits first, then email, the newest created winning), and
-    keeps in full only those holding a named audience."""
+class PlannedChanges:
+    """The changes a plan will store, spooled to a scratch database (`sync.scratch`), with
+    what each is for: an `add`, a `remove`, or a name that will `park`."""
 
-    def __init__(self, audiences: Iterable[str]) -> None:
-        self.audiences = frozenset(audiences)
-        self.holders: dict[str, Listed] = {}
-        self.listed = 0
-        self._by_digits: dict[str, tuple[datetime, str]] = {}
-        self._by_email: dict[str, tuple[datetime, str]] = {}
-        self._seen: set[str] = set()
-
-    def add(self, subscriber: Mapping[str, Any]) -> None:
-        subscriber_id = str(subscriber.get("id") or "")
-        if not subscriber_id or subscriber_id in self._seen:
-            return
-        self._seen.add(subscriber_id)
-        self.listed += 1
-        created = subscriber_created(subscriber)
-        raw_phone = str(subscriber.get("phone_number") or "") or None
-        phone = normal_phone(raw_phone) or raw_phone  # as events key it: E.164
-        email = normal_email(subscriber.get("email"))
-        if phone and (digits := phone_digits(phone)):
-            _keep_newest(self._by_digits, digits, created, subscriber_id)
-        if email:
-            _keep_newest(self._by_email, email, created, subscriber_id)
-        held = self.audiences.intersection(
-            entry for entry in audience_list(subscriber) if isinstance(entry, str)
+    def __init__(self) -> None:
+        self._db = ScratchDatabase(
+            [
+                "CREATE TABLE changes (kind TEXT NOT NULL, name TEXT NOT NULL, phone TEXT, "
+                "email TEXT, audience_key TEXT NOT NULL, member INTEGER NOT NULL, "
+                "ts TEXT NOT NULL, message_id TEXT NOT NULL)"
+            ]
         )
-        if held:
-            self.holders[subscriber_id] = Listed(
-                subscriber_id, phone, email, created, frozenset(held)
+        self._waiting: list[tuple[object, ...]] = []
+
+    def close(self) -> None:
+        self._db.close()
+
+    def add(self, kind: str, name: str, change: AudienceChange) -> None:
+        version = change.version
+        self._waiting.append(
+            (
+                kind,
+                name,
+                change.phone,
+                change.email,
+                change.audience_key,
+                change.member,
+                version.timestamp.isoformat(),
+                version.message_id,
             )
+        )
+        if len(self._waiting) >= SPOOL_BATCH:
+            self._flush()
 
-    def resolve(self, identity: Identity) -> str | None:
-        """The id of the subscriber the engine's lookup would find for `identity`."""
-        if identity.phone:
-            found = self._by_digits.get(phone_digits(identity.phone))
-            if found is not None:
-                return found[1]
-        if identity.email:
-            found = self._by_email.get(identity.email)
-            if found is not None:
-                return found[1]
-        return None
+    def __iter__(self) -> Iterator[AudienceChange]:
+        self._flush()
+        cursor = self._db.rows(
+            "SELECT phone, email, audience_key, member, ts, message_id FROM changes ORDER BY rowid"
+        )
+        for phone, email, key, member, ts, message_id in cursor:
+            version = Version(datetime.fromisoformat(ts), message_id)
+            yield AudienceChange(phone, email, key, None, bool(member), version)
 
-    def address(self, holder: Listed) -> Identity | None:
-        """The identity under which a change reaches `holder`, if one does (an email
-        shared with a newer subscriber reaches that one instead)."""
-        for identity in (Identity(holder.phone, None), Identity(None, holder.email)):
-            if (identity.phone or identity.email) and self.resolve(identity) == holder.id:
-                return identity
-        return None
+    def cost(self, lookup_batch: int) -> dict[str, int]:
+        """The calls writing them takes, about: lookups and PATCHes."""
+        self._flush()
+        db = self._db
+        by_phone = db.one("SELECT COUNT(DISTINCT phone) FROM changes WHERE phone IS NOT NULL")
+        by_email = db.one("SELECT COUNT(DISTINCT email) FROM changes WHERE phone IS NULL")
+        patches = db.one("SELECT COUNT(DISTINCT name) FROM changes WHERE kind != 'park'")
+        return {  # phones and emails are looked up in calls of their own
+            "lookups": math.ceil(by_phone / lookup_batch) + math.ceil(by_email / lookup_batch),
+            "patches": int(patches),
+        }
+
+    def _flush(self) -> None:
+        if not self._waiting:
+            return
+        self._db.run_many("INSERT INTO changes VALUES (?, ?, ?, ?, ?, ?, ?, ?)", self._waiting)
+        self._waiting = []
 
 
 @dataclass
 class AudiencePlan:
-    """What reconciling one audience does, decided from the listing and the state file."""
+    """What reconciling one audience does, decided from the listing and the state file.
+
+    Of each kind of name only the count and the first `SAMPLE_NAMES` are kept; the changes
+    themselves are spooled to the reconciliation's `PlannedChanges`.
+    """
 
     audience_key: str
     version: Version
     digest: str
     named: int = 0  # identities the snapshot names
     members_before: int = 0  # subscribers whose list holds the key now
-    adds: list[str] = field(default_factory=list)  # subscribers to add, by name
-    removes: list[str] = field(default_factory=list)
+    adds: Sample = field(default_factory=Sample)  # subscribers to add, by name
+    removes: Sample = field(default_factory=Sample)
     unchanged: int = 0
-    unknown: list[str] = field(default_factory=list)  # named, no subscriber yet: parks
+    unknown: Sample = field(default_factory=Sample)  # named, no subscriber yet: parks
     newer: int = 0  # left alone: a newer event already decided them
-    unaddressable: list[str] = field(default_factory=list)  # hold the key, unreachable
+    unaddressable: Sample = field(default_factory=Sample)  # hold the key, unreachable
     superseded_by: Version | None = None  # the state holds a newer snapshot of the audience
-    changes: list[AudienceChange] = field(default_factory=list)
 
     @property
     def removal_share(self) -> float:
@@ -210,8 +226,10 @@ def plan_audience(
     digest: str,
     applied: Callable[[str], Mapping[str, Version]],
     floor: tuple[Version, str] | None = None,
+    changes: PlannedChanges,
 ) -> AudiencePlan:
-    """Pure: the changes that make the audience what the snapshot says, as of `as_of`.
+    """The changes that make the audience what the snapshot says, as of `as_of`, spooled to
+    `changes`; no network, no clock, and memory that does not grow with the snapshot.
 
     `applied(subscriber_id)` gives the versions a change must beat (the state file's);
     `floor` is the audience's snapshot floor there, with its digest.
@@ -224,13 +242,19 @@ def plan_audience(
     if floor is not None and floor[0] == version and floor[1] != digest:
         raise ReconcileRefusedError(
             f"the state file already holds a different snapshot of {audience_key!r} as of "
-            f"{format_instant(as_of)}; two snapshots of one instant cannot both be right: "
-            "give this one the --as-of of its own export"
+            f"{format_instant(as_of)} (digest {floor[1][:12]}, this one's {digest[:12]}), "
+            "recorded before its changes, which a crashed run may have left pending; two "
+            "snapshots of one instant cannot both be right: give this one the --as-of of its "
+            "own export, and its changes will outrank the other's"
         )
 
-    def change(identity: Identity, member: bool) -> AudienceChange:
+    def change(kind: str, name: str, identity: Identity, member: bool) -> None:
         row = row_version(as_of, audience_key, identity)
-        return AudienceChange(identity.phone, identity.email, audience_key, None, member, row)
+        changes.add(
+            kind,
+            name,
+            AudienceChange(identity.phone, identity.email, audience_key, None, member, row),
+        )
 
     ceiling = Version(version.timestamp, version.message_id + ";")  # above its rows' ids
 
@@ -239,29 +263,27 @@ def plan_audience(
         known = applied(subscriber_id).get(audience_key)
         return known is not None and known > ceiling
 
-    named: dict[str, list[Identity]] = {}
+    directory.forget_named()
     for identity in identities:
         plan.named += 1
         subscriber_id = directory.resolve(identity)
         if subscriber_id is None:
             plan.unknown.append(identity.name)
-            plan.changes.append(change(identity, True))
+            change("park", identity.name, identity, True)
         else:
-            named.setdefault(subscriber_id, []).append(identity)
-    for subscriber_id, found in named.items():
-        holder = directory.holders.get(subscriber_id)
+            directory.name(subscriber_id, identity)
+    for subscriber_id, found in directory.named_groups():
         if newer(subscriber_id):
             plan.newer += 1
-        elif holder is not None and audience_key in holder.audiences:
+        elif directory.holds(subscriber_id, audience_key):
             plan.unchanged += 1
         else:
             plan.adds.append(found[0].name)
-            plan.changes.extend(change(identity, True) for identity in found)
-    for holder in directory.holders.values():
-        if audience_key not in holder.audiences:
-            continue
+            for identity in found:
+                change("add", found[0].name, identity, True)
+    for holder in directory.holders(audience_key):
         plan.members_before += 1
-        if holder.id in named:
+        if directory.is_named(holder.id):
             continue
         if newer(holder.id):
             plan.newer += 1
@@ -271,38 +293,37 @@ def plan_audience(
             plan.unaddressable.append(holder.name)
             continue
         plan.removes.append(holder.name)
-        plan.changes.append(change(address, False))
+        change("remove", holder.name, address, False)
     return plan
 
 
 @dataclass
 class Reconciliation:
-    """The plan of one reconcile, and what reading the shop cost."""
+    """The plan of one reconcile, its spooled changes, and what reading the shop cost.
+
+    Close it (and its snapshot) to delete the temporary databases at once.
+    """
 
     plans: list[AudiencePlan]
     snapshot: Snapshot
+    changes: PlannedChanges
     pages: int = 0
     listed: int = 0
 
+    def close(self) -> None:
+        self.changes.close()
+        self.snapshot.close()
+
     def cost(self, lookup_batch: int, post_events: bool) -> dict[str, int]:
         """The calls applying it takes, about: lookups, PATCHes and events."""
-        identities = {
-            (change.phone, change.email) for plan in self.plans for change in plan.changes
-        }
-        by_phone = len({phone for phone, _ in identities if phone})
-        by_email = len({email for phone, email in identities if not phone})
         flips = sum(len(plan.adds) + len(plan.removes) for plan in self.plans)
-        return {  # phones and emails are looked up in calls of their own
-            "lookups": math.ceil(by_phone / lookup_batch) + math.ceil(by_email / lookup_batch),
-            "patches": len({name for plan in self.plans for name in (*plan.adds, *plan.removes)}),
-            "events": flips if post_events else 0,
-        }
+        return {**self.changes.cost(lookup_batch), "events": flips if post_events else 0}
 
     def as_dict(self, show: int = 0) -> dict[str, Any]:
         return {
             "snapshot": {
                 "rows": self.snapshot.rows,
-                "rejected": len(self.snapshot.rejections),
+                "rejected": self.snapshot.rejected,
                 "listing_pages": self.pages,
                 "subscribers_listed": self.listed,
             },
@@ -353,22 +374,29 @@ async def plan_reconcile(
     shop's subscribers, announced with its cost once the first page says how many.
     """
     await engine.check_shop()
-    directory = Directory(snapshot.audiences)
-    pages = await _read_shop(engine, directory, transport, announce or (lambda text: None))
-    floors = engine.ledger.floors()
-    plans = [
-        plan_audience(
-            key,
-            snapshot.members[key].values(),
-            directory,
-            as_of,
-            digest=snapshot.digest(key),
-            applied=engine.ledger.applied_versions,
-            floor=floors.get(key),
-        )
-        for key in snapshot.audiences
-    ]
-    return Reconciliation(plans, snapshot, pages=pages, listed=directory.listed)
+    changes = PlannedChanges()
+    try:
+        with Directory(snapshot.audiences) as directory:
+            pages = await _read_shop(engine, directory, transport, announce or (lambda text: None))
+            floors = engine.ledger.floors()
+            plans = [
+                plan_audience(
+                    key,
+                    snapshot.members(key),
+                    directory,
+                    as_of,
+                    digest=snapshot.digest(key),
+                    applied=engine.ledger.applied_versions,
+                    floor=floors.get(key),
+                    changes=changes,
+                )
+                for key in snapshot.audiences
+            ]
+            listed = directory.listed
+    except BaseException:
+        changes.close()
+        raise
+    return Reconciliation(plans, snapshot, changes, pages=pages, listed=listed)
 
 
 async def apply_reconcile(
@@ -378,20 +406,21 @@ async def apply_reconcile(
     max_removal_share: float = DEFAULT_MAX_REMOVAL_SHARE,
     allow_empty: bool = False,
 ) -> Report:
-    """Store the plan's changes and the snapshot floors, then drain with the engine.
+    """Record the snapshots' floors, then store the plan's changes, then drain with the engine.
 
     Raises `ReconcileRefusedError`, having written nothing, when a guard refuses.
     """
     refused = refusals(reconciliation, max_removal_share=max_removal_share, allow_empty=allow_empty)
     if refused:
         raise ReconcileRefusedError("; ".join(refused) + ". Nothing was changed")
-    results: list[AudienceChange | Rejection] = list(reconciliation.snapshot.rejections)
-    for plan in reconciliation.plans:
-        results.extend(plan.changes)
-    engine.ingest_changes(results)
-    for plan in reconciliation.plans:  # after the changes: a crash between leaves them pending
-        if plan.superseded_by is None:
-            engine.ledger.raise_floor(plan.audience_key, plan.version, plan.digest)
+    # The snapshot's identity first: once any of its changes is stored, a rerun with other
+    # contents for the same instant must meet the same-instant guard, crash or not.
+    with engine.ledger.transaction():
+        for plan in reconciliation.plans:
+            if plan.superseded_by is None:
+                engine.ledger.raise_floor(plan.audience_key, plan.version, plan.digest)
+    engine.ingest_changes(reconciliation.changes)  # read from the spool as they are stored
+    engine.report.rejected += reconciliation.snapshot.rejected  # written as read (--rejects-out)
     return await engine.drain()
 
 
@@ -417,8 +446,7 @@ async def _read_shop(
                 subscribers, total = await client.list_subscribers(page)
                 if page == 1:
                     announce(_listing_cost(total, settings.rate_limit))
-                for subscriber in subscribers:
-                    directory.add(subscriber)
+                directory.add_page(subscribers)
                 page += 1
     finally:
         engine.report.api_calls.update(client.calls)
@@ -433,11 +461,3 @@ def _listing_cost(pages: int, rate: float) -> str:
         f"reading the shop's subscribers to see who holds the audiences now: {counted} of "
         f"{PAGE_SIZE}, so {calls}{took}"
     )
-
-
-def _keep_newest(
-    index: dict[str, tuple[datetime, str]], key: str, created: datetime, subscriber_id: str
-) -> None:
-    known = index.get(key)
-    if known is None or created >= known[0]:
-        index[key] = (created, subscriber_id)

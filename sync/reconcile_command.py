@@ -13,7 +13,7 @@ import sys
 from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TextIO
+from typing import Annotated, NoReturn, TextIO
 
 import anyio
 import typer
@@ -39,9 +39,10 @@ from postscript_audience_lab.sync.options import (
     failure,
     open_output,
 )
-from postscript_audience_lab.sync.parse import format_instant
+from postscript_audience_lab.sync.parse import Rejection, format_instant
 from postscript_audience_lab.sync.reconcile import (
     DEFAULT_MAX_REMOVAL_SHARE,
+    SAMPLE_NAMES,
     AudiencePlan,
     Reconciliation,
     apply_reconcile,
@@ -92,7 +93,12 @@ def reconcile_command(
         typer.Option("--dry-run", help="Print each audience's adds and removes; write nothing."),
     ] = False,
     show: Annotated[
-        int, typer.Option(min=0, help="With --dry-run: list this many identities of each kind.")
+        int,
+        typer.Option(
+            min=0,
+            max=SAMPLE_NAMES,
+            help="With --dry-run: list this many identities of each kind.",
+        ),
     ] = 10,
     max_removal_share: Annotated[
         str,
@@ -113,7 +119,10 @@ def reconcile_command(
     default_region: DefaultRegion = "US",
     rejects_out: Annotated[
         Path | None,
-        typer.Option(help="Write rejected rows (and refused writes) with their reasons here."),
+        typer.Option(
+            help="Write every rejected row (and refused write) with its reason here, as read;"
+            " the summary counts them and keeps the first 100.",
+        ),
     ] = None,
     lookup_batch: LookupBatch = 50,
     timeout: Timeout = 10.0,
@@ -141,11 +150,11 @@ def reconcile_command(
     except (UsageError, ValueError) as exc:
         _fail(str(exc), code=2)
     with ExitStack() as stack:
-        snapshot = _read(stack, snapshot_path, audience or [], settings.default_region)
         try:
             rejects = open_output(stack, rejects_out, "--rejects-out")
         except UsageError as exc:
             _fail(str(exc), code=2)
+        snapshot = _read(stack, snapshot_path, audience or [], settings.default_region, rejects)
         run = _Run(settings, snapshot, instant)
         try:
             run.plan(stack)
@@ -154,8 +163,8 @@ def reconcile_command(
         except RUN_FAILURES as exc:
             run.fail(*failure(exc, state=state, reading=state))
         finally:
-            if rejects is not None:
-                _write_rejects(rejects, run)
+            if rejects is not None and run.applied and run.engine is not None:
+                _write_refused(rejects, run.engine)
         if run.reconciliation is None:
             _fail(*(run.failure or ("nothing was planned", 1)))
         reconciliation = run.reconciliation
@@ -228,6 +237,7 @@ class _Run:
             return await plan_reconcile(engine, self.snapshot, self.as_of, announce=_note)
 
         self.reconciliation = anyio.run(plan)
+        stack.callback(self.reconciliation.changes.close)
         if not self.settings.dry_run:
             cost = self.reconciliation.cost(self.settings.lookup_batch, self.settings.post_events)
             _note(
@@ -258,34 +268,40 @@ def _warn(message: str) -> None:
     print(f"pslab reconcile: warning: {message}", file=sys.stderr)
 
 
-def _read(stack: ExitStack, path: str, audiences: list[str], region: str) -> Snapshot:
-    """The snapshot, read whole before anything else happens."""
+def _read(
+    stack: ExitStack, path: str, audiences: list[str], region: str, rejects: TextIO | None
+) -> Snapshot:
+    """The snapshot, read whole (to a temporary database) before anything else happens; each
+    rejected row goes to `rejects` as it is met."""
+
+    def write_rejection(item: Rejection) -> None:
+        if rejects is not None:
+            row = {"line": item.line, "reason": item.reason, "event": item.event}
+            rejects.write(json.dumps(row, default=str) + "\n")
+
     try:
         if path == "-":
             stream: TextIO = sys.stdin
         else:
             stream = stack.enter_context(open(path, encoding="utf-8-sig", newline=""))  # noqa: SIM115
-        snapshot = read_snapshot(stream, audiences=audiences, default_region=region)
+        snapshot = read_snapshot(
+            stream, audiences=audiences, default_region=region, on_rejection=write_rejection
+        )
     except SnapshotError as exc:
         _fail(f"{path}: {exc}", code=2)
     except UnicodeDecodeError:
         _fail(f"{path} is not UTF-8 text; export the snapshot as UTF-8", code=2)
     except OSError as exc:
         _fail(f"cannot read --snapshot {path}: {exc.strerror or exc}", code=2)
+    stack.callback(snapshot.close)
     if not snapshot.audiences:
         _fail(f"{path} names no audience: it has no rows; name the audience with --audience", 2)
     return snapshot
 
 
-def _write_rejects(out: TextIO, run: _Run) -> None:
-    if run.applied and run.engine is not None:
-        rows: Any = run.engine.rejections()
-    else:
-        rows = (
-            {"line": item.line, "reason": item.reason, "event": item.event}
-            for item in run.snapshot.rejections
-        )
-    for row in rows:
+def _write_refused(out: TextIO, engine: Engine) -> None:
+    """The writes Postscript refused, after the rows rejected while reading."""
+    for row in engine.rejections():
         out.write(json.dumps(row, default=str) + "\n")
 
 

@@ -14,7 +14,13 @@ first email is one identity (found by phone, then by email, as events are), each
 further one an identity of its own. A row that names nobody usable is rejected
 with its line and the reason, and the others still count. What makes the file as
 a whole unusable (no identifier column, an audience nobody named) is a
-`SnapshotError`. Pure apart from reading the stream it is given.
+`SnapshotError`.
+
+Memory does not grow with the file: the rows are read as a stream, the members go to a
+private temporary SQLite database (SQLite's own, made for an empty file name: on disk past a
+page cache, deleted when closed; `sync.scratch`), and of the rejected rows only the count
+and the first `SAMPLE_REJECTIONS` are kept; `on_rejection` sees every one as it is met
+(`--rejects-out`).
 """
 
 from __future__ import annotations
@@ -23,15 +29,15 @@ import csv
 import hashlib
 import itertools
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, TextIO
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Self, TextIO
 
 from postscript_audience_lab.sync.errors import SnapshotError
 from postscript_audience_lab.sync.ledger import Identity
 from postscript_audience_lab.sync.parse import Rejection, decode_json, normal_email, normal_phone
+from postscript_audience_lab.sync.scratch import ScratchDatabase
 
-__all__ = ["Snapshot", "read_snapshot"]
+__all__ = ["SAMPLE_REJECTIONS", "Snapshot", "read_snapshot"]
 
 AUDIENCE_COLUMNS = ("audience_key", "audience")
 PHONE_TYPES = ("phone", "phone_number")
@@ -40,38 +46,127 @@ _INDEXED = re.compile(r"^(?P<kind>[a-z_]+?)_(?P<index>[0-9]+)$")
 _HASHED = re.compile(r"^[0-9a-f]{64}$")
 
 
-@dataclass
-class Snapshot:
-    """Members per audience (identities, in the order first met), and the rows refused."""
+SAMPLE_REJECTIONS = 100  # rejected rows kept in memory (and reported); all are counted
+MEMBER_BATCH = 5000  # members written to the scratch database per transaction
 
-    members: dict[str, dict[tuple[str, str], Identity]] = field(default_factory=dict)
-    rejections: list[Rejection] = field(default_factory=list)
-    rows: int = 0
+OnRejection = Callable[[Rejection], None]
+
+
+class Snapshot:
+    """Members per audience (identities, in the order first met), held in a temporary SQLite
+    database; the rows read, how many were rejected and the first of those.
+
+    Close it (or use it as a context manager) to delete the database at once.
+    """
+
+    def __init__(self, audiences: Iterable[str] = ()) -> None:
+        self._db = ScratchDatabase(
+            [
+                "CREATE TABLE members (audience_key TEXT NOT NULL, phone TEXT NOT NULL, "
+                "email TEXT NOT NULL, UNIQUE (audience_key, phone, email))"
+            ]
+        )
+        self._audiences = dict.fromkeys(audiences)
+        self._waiting: list[tuple[str, str, str]] = []
+        self.rows = 0
+        self.rejected = 0
+        self.rejections: list[Rejection] = []  # the first SAMPLE_REJECTIONS of them
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def add(self, audience_key: str, identities: Iterable[Identity]) -> None:
+        self._audiences.setdefault(audience_key)
+        self._waiting.extend((audience_key, *identity.key) for identity in identities)
+        if len(self._waiting) >= MEMBER_BATCH:
+            self.flush()
+
+    def reject(self, rejection: Rejection) -> None:
+        self.rejected += 1
+        if len(self.rejections) < SAMPLE_REJECTIONS:
+            self.rejections.append(rejection)
+
+    def flush(self) -> None:
+        """Write the members added since the last flush (a member met again stays first)."""
+        if not self._waiting:
+            return
+        self._db.run_many(
+            "INSERT OR IGNORE INTO members (audience_key, phone, email) VALUES (?, ?, ?)",
+            self._waiting,
+        )
+        self._waiting = []
 
     @property
     def audiences(self) -> list[str]:
-        return sorted(self.members)
+        return sorted(self._audiences)
+
+    def members(self, audience_key: str) -> Iterator[Identity]:
+        """The audience's members, in the order first met, read as they are iterated."""
+        self.flush()
+        cursor = self._db.rows(
+            "SELECT phone, email FROM members WHERE audience_key = ? ORDER BY rowid",
+            (audience_key,),
+        )
+        for phone, email in cursor:
+            yield Identity(phone or None, email or None)
+
+    def count(self, audience_key: str) -> int:
+        self.flush()
+        return int(
+            self._db.one("SELECT COUNT(*) FROM members WHERE audience_key = ?", (audience_key,))
+        )
 
     def digest(self, audience_key: str) -> str:
         """What the audience's snapshot holds, as a short hash (the same members, the same
         digest, whatever their order or spelling)."""
-        keys = sorted(self.members.get(audience_key, {}))
-        text = "\n".join(f"{phone}\t{email}" for phone, email in keys)
-        return hashlib.sha256(f"{audience_key}\n{text}".encode()).hexdigest()[:32]
+        self.flush()
+        digest = hashlib.sha256(f"{audience_key}\n".encode())
+        cursor = self._db.rows(  # BINARY order is code point order, as Python sorts str
+            "SELECT phone, email FROM members WHERE audience_key = ? ORDER BY phone, email",
+            (audience_key,),
+        )
+        for number, (phone, email) in enumerate(cursor):
+            digest.update(f"{chr(10) if number else ''}{phone}\t{email}".encode())
+        return digest.hexdigest()[:32]
 
 
 def read_snapshot(
-    stream: TextIO, *, audiences: Sequence[str] = (), default_region: str = "US"
+    stream: TextIO,
+    *,
+    audiences: Sequence[str] = (),
+    default_region: str = "US",
+    on_rejection: OnRejection | None = None,
 ) -> Snapshot:
     """Read a CSV or NDJSON snapshot (told apart by its first character).
 
     `audiences` (from `--audience`) names the audiences the snapshot covers: each of
     them starts empty, a file without an `audience_key` column must name exactly one,
     and a row of an audience not named is rejected. Without it, the audiences are those
-    the rows name.
+    the rows name. `on_rejection` is called with each rejected row, in order.
     """
     named = [key.strip() for key in audiences if key.strip()]
-    snapshot = Snapshot(members={key: {} for key in named})
+    snapshot = Snapshot(named)
+    try:
+        _read_into(snapshot, stream, named, default_region, on_rejection)
+    except BaseException:
+        snapshot.close()
+        raise
+    return snapshot
+
+
+def _read_into(
+    snapshot: Snapshot,
+    stream: TextIO,
+    named: Sequence[str],
+    default_region: str,
+    on_rejection: OnRejection | None,
+) -> None:
     lines = iter(stream)
     leading: list[str] = []
     for text_line in lines:
@@ -85,13 +180,12 @@ def read_snapshot(
         snapshot.rows += 1
         result = _row(row, line_no, named, default_region)
         if isinstance(result, Rejection):
-            snapshot.rejections.append(result)
+            snapshot.reject(result)
+            if on_rejection is not None:
+                on_rejection(result)
             continue
-        audience_key, identities = result
-        members = snapshot.members.setdefault(audience_key, {})
-        for identity in identities:
-            members.setdefault(identity.key, identity)
-    return snapshot
+        snapshot.add(*result)
+    snapshot.flush()
 
 
 def _ndjson_rows(lines: Iterable[str]) -> Iterator[tuple[int, Mapping[str, Any] | Rejection]]:

@@ -221,6 +221,7 @@ def test_the_top_level_packages_depend_on_each_other_without_a_cycle() -> None:
 
 def test_only_the_ledger_runs_sql_on_the_state_file() -> None:
     ledger = ROOT / FOLDERS["sync"] / "ledger.py"
+    scratch = ROOT / FOLDERS["sync"] / "scratch.py"  # a run's private temporary database
     sql_calls = {"execute", "executemany", "executescript", "connect", "backup"}
     outside = {
         module_name(path): sorted(
@@ -231,9 +232,21 @@ def test_only_the_ledger_runs_sql_on_the_state_file() -> None:
             and node.func.attr in sql_calls
         )
         for path in source_files("sync")
-        if path != ledger
+        if path not in (ledger, scratch)
     }
     assert {module: calls for module, calls in outside.items() if calls} == {}
+
+
+def test_the_scratch_database_opens_nothing_but_a_private_temporary_one() -> None:
+    tree = ast.parse((ROOT / FOLDERS["sync"] / "scratch.py").read_text(encoding="utf-8"))
+    opened = [
+        ast.literal_eval(node.args[0]) if node.args else None
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in ("connect", "backup")
+    ]
+    assert opened == [""]  # SQLite's own temporary file: never a path, never the state file
 
 
 def test_the_import_walk_sees_late_typing_only_and_relative_imports() -> None:

@@ -95,6 +95,7 @@ def repair_with_snapshot(base_url: str, workload: Workload) -> Repair:
                 return planned, report
 
             planned, report = anyio.run(reconcile)
+            planned.close()  # its temporary databases; the plans' counts stay
     return Repair(
         before=before,
         after=score_world(base_url, workload),

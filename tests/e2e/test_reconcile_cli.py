@@ -99,3 +99,34 @@ def test_dry_run_then_refusal_then_repair_of_an_audience(emulator_url: str, tmp_
         "Segment_Audience_Entered",
         "Segment_Audience_Exited",
     ]
+
+
+def test_every_rejected_row_reaches_rejects_out_while_the_summary_counts_them(
+    emulator_url: str, tmp_path: Path
+) -> None:
+    holders = [
+        {"phone_number": phone(n), "properties": {"Segment Audiences": ["vip"]}}
+        for n in range(1, 6)
+    ]
+    httpx.post(
+        f"{emulator_url}/_emulator/subscribers", json={"subscribers": holders}
+    ).raise_for_status()
+    bad_rows = 250  # more than the summary keeps in memory
+    snapshot = tmp_path / "snapshot.csv"
+    rows = ["phone", *(phone(n) for n in range(1, 6)), *(f"bad-{n}" for n in range(bad_rows))]
+    snapshot.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    rejects = tmp_path / "rejects.ndjson"
+
+    done = pslab_reconcile(
+        *("--snapshot", str(snapshot), "--audience", "vip", "--as-of", AS_OF),
+        *("--state", str(tmp_path / "state.sqlite"), "--base-url", emulator_url),
+        *("--rejects-out", str(rejects), "--json"),
+    )
+
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert (summary["snapshot"]["rows"], summary["snapshot"]["rejected"]) == (255, bad_rows)
+    assert summary["rejected"] == bad_rows
+    written = [json.loads(line) for line in rejects.read_text(encoding="utf-8").splitlines()]
+    assert [row["line"] for row in written] == list(range(7, 7 + bad_rows))
+    assert all("names no member" in row["reason"] for row in written)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from postscript_audience_lab.sync.engine import Engine
 from postscript_audience_lab.sync.errors import ReconcileRefusedError
 from postscript_audience_lab.sync.ledger import Identity
 from postscript_audience_lab.sync.plan import ENTERED, EXITED
@@ -110,6 +111,32 @@ async def test_a_reconcile_that_crashed_mid_write_finishes_on_rerun_without_repe
     assert (report.resumed, report.pending) == (1, 0)
     assert await memberships(world) == {1, 2, 3, 4, 6}
     assert await posted(world) == [(ENTERED, 6), (EXITED, 5)]
+
+
+async def test_a_reconcile_killed_after_storing_its_changes_refuses_another_snapshot_of_its_instant(
+    world: World, state_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await seed(world, range(1, 11), ["vip"])
+    store = Engine.ingest_changes
+
+    def killed_once_stored(self: Engine, results: Any) -> Any:
+        store(self, results)
+        raise Crash("killed after storing the snapshot's changes")
+
+    monkeypatch.setattr(Engine, "ingest_changes", killed_once_stored)
+    with pytest.raises(Crash):  # a bad export: would remove 9 and 10
+        await reconcile(world, state_path, snapshot_of(vip(*range(1, 9))), AS_OF)
+    monkeypatch.undo()
+    corrected = snapshot_of(vip(*range(1, 11)))
+
+    with pytest.raises(ReconcileRefusedError, match="different snapshot of 'vip' as of"):
+        await reconcile(world, state_path, corrected, AS_OF)
+    assert await memberships(world) == set(range(1, 11))  # never "unchanged" with removals
+
+    _, report = await reconcile(world, state_path, corrected, AS_OF + timedelta(seconds=1))
+    assert await memberships(world) == set(range(1, 11))  # the later export outranks the leftovers
+    assert (report.pending, report.events_posted) == (0, 0)
+    assert await posted(world) == []
 
 
 async def test_a_truncated_snapshot_that_would_remove_60_percent_is_refused_and_changes_nothing(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 from datetime import UTC, datetime
 
@@ -10,7 +11,7 @@ import pytest
 from postscript_audience_lab.sync.errors import SnapshotError
 from postscript_audience_lab.sync.ledger import Identity
 from postscript_audience_lab.sync.reconcile_command import parse_as_of, parse_share
-from postscript_audience_lab.sync.snapshot import Snapshot, read_snapshot
+from postscript_audience_lab.sync.snapshot import SAMPLE_REJECTIONS, Snapshot, read_snapshot
 
 
 def read(text: str, *audiences: str) -> Snapshot:
@@ -18,7 +19,7 @@ def read(text: str, *audiences: str) -> Snapshot:
 
 
 def members(snapshot: Snapshot, audience: str) -> list[Identity]:
-    return list(snapshot.members[audience].values())
+    return list(snapshot.members(audience))
 
 
 def test_a_csv_names_members_per_audience_as_events_key_them() -> None:
@@ -104,7 +105,7 @@ def test_rows_of_an_audience_no_audience_option_names_are_rejected() -> None:
 
 def test_a_named_audience_without_rows_is_in_the_snapshot_empty() -> None:
     snapshot = read("audience_key,phone\n", "vip")
-    assert snapshot.members == {"vip": {}}
+    assert (snapshot.audiences, snapshot.count("vip")) == (["vip"], 0)
 
 
 def test_ndjson_rows_take_the_same_fields_and_a_bad_line_is_rejected_alone() -> None:
@@ -164,3 +165,30 @@ def test_the_removal_share_reads_as_a_percentage_or_a_fraction(text: str, share:
 def test_a_removal_share_outside_0_to_100_percent_is_refused(text: str) -> None:
     with pytest.raises(ValueError, match="not a share from 0% to 100%"):
         parse_share(text)
+
+
+def test_the_digest_of_a_state_file_written_before_the_members_moved_to_disk_still_matches() -> (
+    None
+):
+    snapshot = read(
+        "audience_key,phone,email\nvip,+15555550101,\nvip,,b@example.com\n"
+        "vip,+15555550100,a@example.com\n"
+    )
+    rows = sorted([("+15555550101", ""), ("", "b@example.com"), ("+15555550100", "a@example.com")])
+    text = "\n".join(f"{phone}\t{email}" for phone, email in rows)  # 0.2.0's formula
+    assert snapshot.digest("vip") == hashlib.sha256(f"vip\n{text}".encode()).hexdigest()[:32]
+
+
+def test_rejected_rows_are_all_counted_and_passed_on_but_only_the_first_are_kept() -> None:
+    bad_rows = SAMPLE_REJECTIONS + 150
+    text = "audience_key,phone\nvip,+15555550100\n" + "vip,not-a-phone\n" * bad_rows
+    passed_on: list[int | None] = []
+
+    snapshot = read_snapshot(
+        io.StringIO(text), on_rejection=lambda rejection: passed_on.append(rejection.line)
+    )
+
+    assert (snapshot.rows, snapshot.rejected) == (bad_rows + 1, bad_rows)
+    assert passed_on == list(range(3, bad_rows + 3))  # every one, in order, with its line
+    assert [item.line for item in snapshot.rejections] == passed_on[:SAMPLE_REJECTIONS]
+    assert members(snapshot, "vip") == [Identity("+15555550100", None)]
