@@ -247,6 +247,16 @@ def reliability(session: nox.Session) -> None:
         "tests/e2e/test_serve.py::test_graceful_stops_during_busy_drains_repeat_no_event",
         env={"PSLAB_STOPS": "15"},
     )
+    # `pslab reconcile` killed mid-write and rerun: repeats within the writes in flight.
+    session.run(
+        "python",
+        "-m",
+        "postscript_audience_lab.lab.reconcile_crash",
+        "--seeds",
+        "5",
+        "--kills",
+        "3",
+    )
 
 
 @nox.session

@@ -162,22 +162,23 @@ def reconcile_crash_command(
     """Kill `pslab reconcile` mid-write and rerun it; print repeated events per seed."""
     _quiet_hang_ups()  # a killed run's half-sent request is expected, not an error
     totals: Counter[str] = Counter()
+    most = 0
     for seed in range(first_seed, first_seed + seeds):
         result = run_seed(seed, kills)
         print(json.dumps(asdict(result)))
+        most = max(most, result.most_after_one_kill)
         totals.update(
             {
                 "kills": result.kills,
                 "repeated_events": result.repeated_events,
-                "most_after_one_kill": max(
-                    totals["most_after_one_kill"], result.most_after_one_kill
-                )
-                - totals["most_after_one_kill"],
                 "wrong_memberships": result.wrong_memberships,
                 "unfinished": 0 if result.finished else 1,
             }
         )
-    print(json.dumps({"total": dict(totals), "writers_per_run": WRITERS}))
+    summary = {**totals, "most_after_one_kill": most}
+    print(json.dumps({"total": summary, "writers_per_run": WRITERS}))
+    if totals["wrong_memberships"] or totals["unfinished"] or most > WRITERS:
+        raise typer.Exit(1)  # a kill repeated more than the writes in flight, or lost one
 
 
 if __name__ == "__main__":
