@@ -28,6 +28,7 @@ from stamina.instrumentation import set_on_retry_hooks
 from postscript_audience_lab.sync.engine import Engine
 from postscript_audience_lab.sync.errors import AuthenticationError, SyncError
 from postscript_audience_lab.sync.intake import MAX_BODY_BYTES, Credentials
+from postscript_audience_lab.sync.ledger import KEEP_REJECTION_BYTES, KEEP_REJECTIONS
 from postscript_audience_lab.sync.logs import log_to_stderr
 from postscript_audience_lab.sync.metrics import ServiceMetrics
 from postscript_audience_lab.sync.options import (
@@ -35,6 +36,8 @@ from postscript_audience_lab.sync.options import (
     DEFAULT_STATE,
     BaseUrl,
     DefaultRegion,
+    KeepRejectionBytes,
+    KeepRejections,
     NoEvents,
     RateLimit,
     SecretKey,
@@ -97,6 +100,8 @@ def serve_command(
         int, typer.Option(min=1024, help="Largest request body taken (413 beyond).")
     ] = MAX_BODY_BYTES,
     timeout: Timeout = 10.0,
+    keep_rejections: KeepRejections = KEEP_REJECTIONS,
+    keep_rejection_bytes: KeepRejectionBytes = KEEP_REJECTION_BYTES,
 ) -> None:
     """Take Segment's events over HTTP and drain them into Postscript, until stopped."""
     try:
@@ -112,6 +117,8 @@ def serve_command(
             no_events=no_events,
             default_region=default_region,
             timeout=timeout,
+            keep_rejections=keep_rejections,
+            keep_rejection_bytes=keep_rejection_bytes,
             retry_forever=True,
         )
     except UsageError as exc:
