@@ -17,6 +17,7 @@ from rich.table import Table
 from stamina.instrumentation import RetryDetails, set_on_retry_hooks
 
 from postscript_audience_lab.sync.engine import Engine
+from postscript_audience_lab.sync.ledger import KEEP_REJECTION_BYTES, KEEP_REJECTIONS
 from postscript_audience_lab.sync.options import (
     DEFAULT_BASE_URL,
     DEFAULT_STATE,
@@ -24,6 +25,8 @@ from postscript_audience_lab.sync.options import (
     AsJson,
     BaseUrl,
     DefaultRegion,
+    KeepRejectionBytes,
+    KeepRejections,
     LookupBatch,
     NoEvents,
     RateLimit,
@@ -70,6 +73,8 @@ def sync_command(
     ] = None,
     lookup_batch: LookupBatch = 50,
     timeout: Timeout = 10.0,
+    keep_rejections: KeepRejections = KEEP_REJECTIONS,
+    keep_rejection_bytes: KeepRejectionBytes = KEEP_REJECTION_BYTES,
     as_json: AsJson = False,
 ) -> None:
     """Sync Segment Engage audience events into Postscript subscribers, then exit."""
@@ -86,6 +91,8 @@ def sync_command(
             no_events=no_events,
             default_region=default_region,
             timeout=timeout,
+            keep_rejections=keep_rejections,
+            keep_rejection_bytes=keep_rejection_bytes,
             lookup_batch=lookup_batch,
             dry_run=dry_run,
         )
@@ -231,6 +238,7 @@ def _summary(report: Report) -> Table:
         "duplicates",
         "stale",
         "rejected",
+        "rejections_dropped",
         "refused",
         "applied",
         "changed",

@@ -42,7 +42,7 @@ PARKED_RETRY_S = 300.0
 # Wait this long after the first new event before draining, so that one drain
 # (and one bulk lookup) takes the events that arrive together.
 GATHER_S = 1.0
-# Count a new run in the state file this often: it keeps the rejections of the latest runs.
+# Count a new run in the state file this often (`--rejects-out` and the like name a run).
 RUN_LENGTH_S = 24 * 3600.0
 RATE_WINDOW_S = 60.0
 

@@ -35,6 +35,7 @@ from postscript_audience_lab.sync.ledger import (
     Intent,
     Ledger,
     Outcome,
+    RejectionLimits,
     Status,
     copy_state,
     hold_lock,
@@ -84,6 +85,7 @@ class Engine:
         self._pipeline: Pipeline | None = None
         self._stop_asked = False
         self.ledger = self._open_ledger()
+        self._dropped_before = self.ledger.counts().rejections_dropped
 
     @property
     def run_id(self) -> int:
@@ -94,7 +96,7 @@ class Engine:
 
     def next_run(self) -> None:
         """Count what is stored from now on as a new run (a long-running process does so now
-        and then, so that the state file keeps the rejections of the latest runs only)."""
+        and then: `--rejects-out` and the like name a run's rejections by its number)."""
         self._run_id = None
 
     def __enter__(self) -> Self:
@@ -117,14 +119,15 @@ class Engine:
 
     def _open_ledger(self) -> Ledger:
         path = Path(self.settings.state_path)
+        limits = RejectionLimits(self.settings.keep_rejections, self.settings.keep_rejection_bytes)
         if not self.settings.dry_run:
-            return Ledger(path).__enter__()
+            return Ledger(path, limits).__enter__()
         # A dry run works on a copy, so that it writes nothing, not even the state file.
         self._lock = hold_lock(path, create=False)
         self._scratch = tempfile.TemporaryDirectory(prefix="pslab-dry-run-")
         copy = Path(self._scratch.name) / "state.sqlite"
         copy_state(path, copy)
-        return Ledger(copy).__enter__()
+        return Ledger(copy, limits).__enter__()
 
     # -- ingest ---------------------------------------------------------------
 
@@ -313,12 +316,19 @@ class Engine:
         """Whether this run has made sure the state file serves the key's shop."""
         return self._shop_checked
 
-    def count_leftovers(self) -> None:
-        """Put the changes still parked or pending in the state file into the report."""
-        counts = self.ledger.status_counts()
-        self.report.parked = counts.get(Status.PARKED, 0)
-        self.report.parked_identities = self.ledger.parked_identities()
-        self.report.pending = counts.get(Status.PENDING, 0) + self.ledger.count_intents()
+    def count_leftovers(self, *, identities: bool = True) -> None:
+        """Put the changes still parked or pending in the state file into the report, and
+        the rejections dropped to keep within the limits since the engine opened it.
+
+        Read from the ledger's counters; the parked identities (`identities=True`) are
+        counted from the rows, so a caller that polls (`/status`) leaves them out.
+        """
+        counts = self.ledger.counts()
+        self.report.parked = counts.by_status[Status.PARKED]
+        if identities:
+            self.report.parked_identities = self.ledger.parked_identities()
+        self.report.pending = counts.by_status[Status.PENDING] + counts.intents
+        self.report.rejections_dropped = counts.rejections_dropped - self._dropped_before
 
     async def _resume(self) -> None:
         for intent in self.ledger.unfinished_intents():

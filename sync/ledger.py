@@ -9,10 +9,14 @@ Tables:
 - `applied`     per (subscriber, audience) the version the engine last settled,
                 so a stale event arriving through another identity changes nothing;
 - `identities`  the identity -> subscriber cache (written by `sync.lookup`);
-- `rejections`  rejected events with their reasons, per run;
+- `rejections`  rejected events with their reasons, per run; the latest ones only,
+                within `RejectionLimits` (rows and bytes), the oldest dropped first;
 - `floors`      per audience, the version of the newest full snapshot reconciled
                 (`sync.reconcile`): every older change of that audience is stale;
-- `meta`        the shop the state belongs to.
+- `meta`        the shop the state belongs to;
+- `counters`    rows of `winners` per status, the rejections kept (rows and bytes) and
+                dropped, and the journaled intents: kept by triggers in the transaction
+                that changes those tables, so `/status` reads them instead of counting.
 
 The schema has a version, SQLite's `user_version` in the file's header, and `MIGRATIONS`
 bring an older file up to `SCHEMA_VERSION` in order when it is opened, each in one
@@ -31,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import math
 import os
 import sqlite3
 import sys
@@ -48,14 +53,18 @@ from postscript_audience_lab.sync.parse import AudienceChange, Rejection, Versio
 from postscript_audience_lab.sync.plan import Plan
 
 __all__ = [
+    "KEEP_REJECTIONS",
+    "KEEP_REJECTION_BYTES",
     "MIGRATIONS",
     "SCHEMA_VERSION",
+    "Counts",
     "Identity",
     "IngestCounts",
     "Intent",
     "Ledger",
     "Migration",
     "Outcome",
+    "RejectionLimits",
     "Status",
     "copy_state",
     "hold_lock",
@@ -67,7 +76,11 @@ INGEST_TRANSACTION_ROWS = 5000
 PRIVATE_FILE_MODE = 0o600  # files that hold phones and emails are created for their owner only
 MAX_STORED_EVENT_CHARS = 2000  # of a rejected event's JSON, in the state and the rejects file
 MAX_STORED_REASON_CHARS = 1000
-KEEP_REJECTIONS_OF_RUNS = 20  # older runs' rejections are pruned when a run starts
+# Past either limit of `RejectionLimits`, the oldest rejections are dropped until both are
+# this share of the limit below it, so that a steady stream prunes once per that many rows.
+PRUNE_MARGIN = 1 / 16
+KEEP_REJECTIONS = 10_000  # the defaults of `RejectionLimits` (and of --keep-rejections…)
+KEEP_REJECTION_BYTES = 16 * 1024 * 1024
 
 # The tables of schema version 1: those of 0.1.0, which created them without a version. "IF
 # NOT EXISTS" lets migration 1 complete a 0.1.0 file that lacks a table added during 0.1.0.
@@ -151,9 +164,80 @@ def _create_v1_tables(db: sqlite3.Connection) -> None:
             db.execute(statement)
 
 
+# The counters of schema version 2, each kept by triggers in the transaction that changes
+# what it counts. `winners:<status>` counts rows of `winners`; the rejections' bytes are those
+# of their stored event and reason, as UTF-8.
+WINNERS_COUNTER = "winners:"
+REJECTIONS_KEPT, REJECTION_BYTES, REJECTIONS_DROPPED = (
+    "rejections",
+    "rejection_bytes",
+    "rejections_dropped",
+)
+INTENTS = "intents"
+REJECTION_SIZE = "length(CAST({0}.event AS BLOB)) + length(CAST({0}.reason AS BLOB))"
+SCHEMA_V2 = (  # one statement each: a trigger's body holds semicolons
+    "CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID",
+    """CREATE TRIGGER winner_counted AFTER INSERT ON winners BEGIN
+    UPDATE counters SET value = value + 1 WHERE name = 'winners:' || new.status;
+END""",
+    """CREATE TRIGGER winner_moved AFTER UPDATE OF status ON winners
+WHEN old.status IS NOT new.status BEGIN
+    UPDATE counters SET value = value - 1 WHERE name = 'winners:' || old.status;
+    UPDATE counters SET value = value + 1 WHERE name = 'winners:' || new.status;
+END""",
+    """CREATE TRIGGER winner_uncounted AFTER DELETE ON winners BEGIN
+    UPDATE counters SET value = value - 1 WHERE name = 'winners:' || old.status;
+END""",
+    f"""CREATE TRIGGER rejection_counted AFTER INSERT ON rejections BEGIN
+    UPDATE counters SET value = value + 1 WHERE name = 'rejections';
+    UPDATE counters SET value = value + {REJECTION_SIZE.format("new")}
+    WHERE name = 'rejection_bytes';
+END""",
+    f"""CREATE TRIGGER rejection_uncounted AFTER DELETE ON rejections BEGIN
+    UPDATE counters SET value = value - 1 WHERE name = 'rejections';
+    UPDATE counters SET value = value - ({REJECTION_SIZE.format("old")})
+    WHERE name = 'rejection_bytes';
+END""",
+    """CREATE TRIGGER intent_counted AFTER INSERT ON intents BEGIN
+    UPDATE counters SET value = value + 1 WHERE name = 'intents';
+END""",
+    """CREATE TRIGGER intent_uncounted AFTER DELETE ON intents BEGIN
+    UPDATE counters SET value = value - 1 WHERE name = 'intents';
+END""",
+)
+
+
+def _add_counters(db: sqlite3.Connection) -> None:
+    """Version 2: the counters, started from one count of what the file holds."""
+    for statement in SCHEMA_V2:
+        db.execute(statement)
+    db.executemany(
+        "INSERT INTO counters (name, value) VALUES (?, 0)",
+        [(WINNERS_COUNTER + status,) for status in Status]
+        + [(name,) for name in (REJECTIONS_KEPT, REJECTION_BYTES, REJECTIONS_DROPPED, INTENTS)],
+    )
+    db.execute(
+        "UPDATE counters SET value = (SELECT COUNT(*) FROM winners "
+        "WHERE 'winners:' || status = counters.name) WHERE name LIKE 'winners:%'"
+    )
+    db.execute(
+        "UPDATE counters SET value = (SELECT COUNT(*) FROM rejections) WHERE name = ?",
+        (REJECTIONS_KEPT,),
+    )
+    db.execute(
+        f"UPDATE counters SET value = (SELECT COALESCE(SUM({REJECTION_SIZE.format('r')}), 0) "
+        "FROM rejections AS r) WHERE name = ?",
+        (REJECTION_BYTES,),
+    )
+    db.execute(
+        "UPDATE counters SET value = (SELECT COUNT(*) FROM intents) WHERE name = ?", (INTENTS,)
+    )
+
+
 # In order; each one's version is one more than the one before. New files run them all.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "the tables of 0.1.0, with a schema version from now on", _create_v1_tables),
+    Migration(2, "counters kept by triggers, for /status without table scans", _add_counters),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
@@ -283,6 +367,33 @@ class IngestCounts:
 
 
 @dataclass(frozen=True)
+class RejectionLimits:
+    """How many rejections the state file keeps: at most `rows`, and at most `bytes` of
+    stored event and reason text (UTF-8). Past either, the oldest are dropped (and counted).
+
+    The defaults keep enough to see what is being rejected and why (a stored event is at most
+    MAX_STORED_EVENT_CHARS, its reason MAX_STORED_REASON_CHARS), while a destination that
+    forwards a whole source of non-audience events leaves a state file of tens of MB, not one
+    that grows with every event: 10,000 rows of typical 1 KB events, or some 5,500 of the
+    largest kind before the 16 MiB cap binds.
+    """
+
+    rows: int = KEEP_REJECTIONS
+    bytes: int = KEEP_REJECTION_BYTES
+
+
+@dataclass(frozen=True)
+class Counts:
+    """The counters (schema version 2): read in one query, never by counting rows."""
+
+    by_status: dict[Status, int]
+    rejections: int  # kept in the state file
+    rejection_bytes: int
+    rejections_dropped: int  # since the counters began: dropped to keep within the limits
+    intents: int  # journaled writes not yet confirmed
+
+
+@dataclass(frozen=True)
 class Intent:
     """A journaled write: the changes it settles, its PATCH, its events and their progress."""
 
@@ -298,8 +409,9 @@ class Intent:
 class Ledger:
     """The SQLite state file; open it with `with Ledger(path) as ledger:`."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, limits: RejectionLimits | None = None) -> None:
         self.path = Path(path)
+        self.limits = limits or RejectionLimits()
         self._lock_file: IO[bytes] | None = None
         self._db: sqlite3.Connection | None = None
 
@@ -374,17 +486,13 @@ class Ledger:
     # -- ingest -------------------------------------------------------------
 
     def start_run(self) -> int:
-        """Number a new run, and forget the rejections of all but the latest runs."""
+        """Number a new run (its rejections are told apart from earlier runs' by it)."""
         with self.transaction() as db:
             cursor = db.execute(
                 "INSERT INTO runs (started_at) VALUES (?)",
                 (datetime.now().astimezone().isoformat(),),
             )
             assert cursor.lastrowid is not None
-            db.execute(
-                "DELETE FROM rejections WHERE run <= ?",
-                (cursor.lastrowid - KEEP_REJECTIONS_OF_RUNS,),
-            )
         return cursor.lastrowid
 
     def record(
@@ -407,7 +515,7 @@ class Ledger:
                 if isinstance(result, Rejection):
                     counts.rejected += 1
                     outcome = Outcome.REJECTED
-                    _insert_rejection(db, run, result.line, result.reason, result.event)
+                    self._keep_rejection(run, result.line, result.reason, result.event)
                 elif not _insert_seen(db, result.version.message_id):
                     counts.duplicates += 1
                     outcome = Outcome.DUPLICATE
@@ -632,13 +740,51 @@ class Ledger:
         """
         with self.transaction() as db:
             for change in changes:
-                _insert_rejection(db, run, None, reason, _change_dict(change))
+                self._keep_rejection(run, None, reason, _change_dict(change))
                 _close(db, change, status=Status.REFUSED)
             for change in superseded:
                 _close(db, change)
 
     def record_refusal(self, body: object, reason: str, run: int) -> None:
-        _insert_rejection(self.db, run, None, reason, body)
+        with self.transaction():
+            self._keep_rejection(run, None, reason, body)
+
+    def _keep_rejection(self, run: int, line: int | None, reason: str, event: object) -> None:
+        """Store a rejection, inside the caller's transaction, and keep within the limits."""
+        self.db.execute(
+            "INSERT INTO rejections (run, line, reason, event) VALUES (?, ?, ?, ?)",
+            (run, line, reason[:MAX_STORED_REASON_CHARS], stored_event(event)),
+        )
+        rows, size = self._rejection_totals()
+        if rows > self.limits.rows or size > self.limits.bytes:
+            self._prune_rejections(rows, size)
+
+    def _rejection_totals(self) -> tuple[int, int]:
+        row = self.db.execute(
+            "SELECT (SELECT value FROM counters WHERE name = ?), "
+            "(SELECT value FROM counters WHERE name = ?)",
+            (REJECTIONS_KEPT, REJECTION_BYTES),
+        ).fetchone()
+        return int(row[0]), int(row[1])
+
+    def _prune_rejections(self, rows: int, size: int) -> None:
+        """Drop the oldest rejections until both totals are PRUNE_MARGIN below their limits,
+        a batch at a time (sized from the mean row), and count what was dropped."""
+        most_rows = self.limits.rows - int(self.limits.rows * PRUNE_MARGIN)
+        most_bytes = self.limits.bytes - int(self.limits.bytes * PRUNE_MARGIN)
+        dropped = 0
+        while rows and (rows > most_rows or size > most_bytes):
+            over_bytes = max(0, size - most_bytes)
+            batch = max(1, rows - most_rows, math.ceil(over_bytes * rows / max(size, 1)))
+            dropped += self.db.execute(
+                "DELETE FROM rejections WHERE id IN "
+                "(SELECT id FROM rejections ORDER BY id LIMIT ?)",
+                (batch,),
+            ).rowcount
+            rows, size = self._rejection_totals()
+        self.db.execute(
+            "UPDATE counters SET value = value + ? WHERE name = ?", (dropped, REJECTIONS_DROPPED)
+        )
 
     def count_pending_identities(self) -> int:
         return self._count_identities(Status.PENDING)
@@ -648,17 +794,30 @@ class Ledger:
             db.execute("DELETE FROM intent_events WHERE intent_id = ?", (intent_id,))
             db.execute("DELETE FROM intents WHERE id = ?", (intent_id,))
 
-    def status_counts(self) -> dict[Status, int]:
-        """Rows of `winners` per status (statuses with no rows are left out)."""
-        rows = self.db.execute("SELECT status, COUNT(*) FROM winners GROUP BY status")
-        return {Status(status): int(count) for status, count in rows}
+    def counts(self) -> Counts:
+        """Rows per status, rejections kept and dropped, intents: from the counters, which
+        triggers keep in step with the tables (a few rows read, whatever the file's size)."""
+        values = dict(self.db.execute("SELECT name, value FROM counters").fetchall())
+        return Counts(
+            by_status={status: int(values[WINNERS_COUNTER + status]) for status in Status},
+            rejections=int(values[REJECTIONS_KEPT]),
+            rejection_bytes=int(values[REJECTION_BYTES]),
+            rejections_dropped=int(values[REJECTIONS_DROPPED]),
+            intents=int(values[INTENTS]),
+        )
 
-    def count_rejections(self) -> int:
-        """Rejected events (and refused changes) the state file keeps, of the latest runs."""
-        return int(self.db.execute("SELECT COUNT(*) FROM rejections").fetchone()[0])
+    def file_bytes(self) -> int:
+        """The state file's size on disk, its write-ahead log included (two `stat` calls)."""
+        total = 0
+        for path in (self.path, self.path.with_name(self.path.name + "-wal")):
+            with contextlib.suppress(FileNotFoundError):
+                total += path.stat().st_size
+        return total
 
-    def count_intents(self) -> int:
-        return int(self.db.execute("SELECT COUNT(*) FROM intents").fetchone()[0])
+    def free_bytes(self) -> int:
+        """Space inside the file that pruning freed and later rows will reuse."""
+        pages = int(self.db.execute("PRAGMA freelist_count").fetchone()[0])
+        return pages * int(self.db.execute("PRAGMA page_size").fetchone()[0])
 
     def parked_identities(self) -> int:
         return self._count_identities(Status.PARKED)
@@ -815,15 +974,6 @@ def copy_state(path: Path, copy: Path) -> None:
     for companion, was_there in existed.items():
         if not was_there:
             companion.unlink(missing_ok=True)
-
-
-def _insert_rejection(
-    db: sqlite3.Connection, run: int, line: int | None, reason: str, event: object
-) -> None:
-    db.execute(
-        "INSERT INTO rejections (run, line, reason, event) VALUES (?, ?, ?, ?)",
-        (run, line, reason[:MAX_STORED_REASON_CHARS], stored_event(event)),
-    )
 
 
 def stored_event(event: object) -> str:

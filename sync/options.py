@@ -21,7 +21,11 @@ import typer
 
 from postscript_audience_lab.sync.errors import AuthenticationError, PostscriptError, SyncError
 from postscript_audience_lab.sync.keys import COMMAND_LINE_WARNING, KeySourceError, secret_key
-from postscript_audience_lab.sync.ledger import PRIVATE_FILE_MODE
+from postscript_audience_lab.sync.ledger import (
+    KEEP_REJECTION_BYTES,
+    KEEP_REJECTIONS,
+    PRIVATE_FILE_MODE,
+)
 from postscript_audience_lab.sync.settings import Settings
 
 __all__ = [
@@ -31,6 +35,8 @@ __all__ = [
     "AsJson",
     "BaseUrl",
     "DefaultRegion",
+    "KeepRejectionBytes",
+    "KeepRejections",
     "LookupBatch",
     "NoEvents",
     "RateLimit",
@@ -95,6 +101,24 @@ Timeout = Annotated[
     float,
     typer.Option("--timeout", min=0.1, help="Seconds before one Postscript request times out."),
 ]
+KeepRejections = Annotated[
+    int,
+    typer.Option(
+        "--keep-rejections",
+        min=0,
+        help="Rejected events the state file keeps, the latest; older ones are dropped "
+        "(and counted).",
+    ),
+]
+KeepRejectionBytes = Annotated[
+    int,
+    typer.Option(
+        "--keep-rejection-bytes",
+        min=0,
+        help="Bytes of rejected events' text the state file keeps, the latest; older ones "
+        "are dropped (and counted).",
+    ),
+]
 AsJson = Annotated[
     bool, typer.Option("--json", help="Print the summary as one JSON object (last line).")
 ]
@@ -150,6 +174,8 @@ def engine_settings(
     lookup_batch: int = 50,
     dry_run: bool = False,
     retry_forever: bool = False,
+    keep_rejections: int = KEEP_REJECTIONS,
+    keep_rejection_bytes: int = KEEP_REJECTION_BYTES,
 ) -> Settings:
     """The engine's settings from the options the commands share; `UsageError` saying why not.
 
@@ -178,6 +204,8 @@ def engine_settings(
         timeout_s=timeout,
         dry_run=dry_run,
         retry_forever=retry_forever,
+        keep_rejections=keep_rejections,
+        keep_rejection_bytes=keep_rejection_bytes,
     )
 
 

@@ -20,6 +20,7 @@ import typer
 
 from postscript_audience_lab.sync.engine import Engine
 from postscript_audience_lab.sync.errors import SnapshotError
+from postscript_audience_lab.sync.ledger import KEEP_REJECTION_BYTES, KEEP_REJECTIONS
 from postscript_audience_lab.sync.options import (
     DEFAULT_BASE_URL,
     DEFAULT_STATE,
@@ -27,6 +28,8 @@ from postscript_audience_lab.sync.options import (
     AsJson,
     BaseUrl,
     DefaultRegion,
+    KeepRejectionBytes,
+    KeepRejections,
     LookupBatch,
     NoEvents,
     RateLimit,
@@ -126,6 +129,8 @@ def reconcile_command(
     ] = None,
     lookup_batch: LookupBatch = 50,
     timeout: Timeout = 10.0,
+    keep_rejections: KeepRejections = KEEP_REJECTIONS,
+    keep_rejection_bytes: KeepRejectionBytes = KEEP_REJECTION_BYTES,
     as_json: AsJson = False,
 ) -> None:
     """Make Postscript match a full snapshot of audiences: add the missing, remove the rest."""
@@ -142,6 +147,8 @@ def reconcile_command(
             no_events=no_events,
             default_region=default_region,
             timeout=timeout,
+            keep_rejections=keep_rejections,
+            keep_rejection_bytes=keep_rejection_bytes,
             lookup_batch=lookup_batch,
             dry_run=dry_run,
         )

@@ -23,6 +23,9 @@ class Report:
     duplicates: int = 0  # messageIds seen before (this run or an earlier one)
     stale: int = 0  # not newer than what the engine already knew or wrote
     rejected: int = 0  # failed docs/design.md §3, reasons in --rejects-out
+    # oldest rejections (this run's or earlier) dropped to keep the state file within
+    # --keep-rejections / --keep-rejection-bytes; --rejects-out lacks those of this run
+    rejections_dropped: int = 0
     accepted: int = 0  # new winners stored in the ledger
     applied: int = 0  # winning changes settled against Postscript
     changed: int = 0  # list entries added or removed

@@ -34,6 +34,7 @@ from postscript_audience_lab.httpguard import (
 from postscript_audience_lab.sync.engine import Engine
 from postscript_audience_lab.sync.errors import AuthenticationError, SyncError
 from postscript_audience_lab.sync.intake import MAX_BODY_BYTES, MAX_INFLIGHT_BYTES, Credentials
+from postscript_audience_lab.sync.ledger import KEEP_REJECTION_BYTES, KEEP_REJECTIONS
 from postscript_audience_lab.sync.logs import log_to_stderr
 from postscript_audience_lab.sync.metrics import ServiceMetrics
 from postscript_audience_lab.sync.options import (
@@ -41,6 +42,8 @@ from postscript_audience_lab.sync.options import (
     DEFAULT_STATE,
     BaseUrl,
     DefaultRegion,
+    KeepRejectionBytes,
+    KeepRejections,
     NoEvents,
     RateLimit,
     SecretKey,
@@ -117,6 +120,8 @@ def serve_command(
         ),
     ] = ConnectionLimits.max_connections,
     timeout: Timeout = 10.0,
+    keep_rejections: KeepRejections = KEEP_REJECTIONS,
+    keep_rejection_bytes: KeepRejectionBytes = KEEP_REJECTION_BYTES,
 ) -> None:
     """Take Segment's events over HTTP and drain them into Postscript, until stopped."""
     try:
@@ -132,6 +137,8 @@ def serve_command(
             no_events=no_events,
             default_region=default_region,
             timeout=timeout,
+            keep_rejections=keep_rejections,
+            keep_rejection_bytes=keep_rejection_bytes,
             retry_forever=True,
         )
     except UsageError as exc:

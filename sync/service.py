@@ -209,7 +209,7 @@ class Service:
 
     def figures(self) -> Figures:
         engine = self.engine
-        engine.count_leftovers()
+        engine.count_leftovers(identities=False)  # the counters only: no scan per poll
         report = engine.report
         return Figures(
             applied=report.applied,
@@ -227,7 +227,8 @@ class Service:
         """What `GET /status` answers."""
         figures = self.figures()
         ledger = self.engine.ledger
-        rows = ledger.status_counts()
+        counts = ledger.counts()
+        rows = counts.by_status
         report = self.engine.report.as_dict()
         return {
             "drain": self.drain.state.value,
@@ -238,11 +239,17 @@ class Service:
             "oldest_pending_age_s": round(figures.lag_s, 3),
             "drain_rate_per_s": round(figures.drain_rate, 3),
             "ledger": {
-                "pending": rows.get(Status.PENDING, 0),
-                "parked": rows.get(Status.PARKED, 0),
-                "applied": rows.get(Status.DONE, 0),
-                "refused": rows.get(Status.REFUSED, 0),
-                "rejected": ledger.count_rejections(),
+                "pending": rows[Status.PENDING],
+                "parked": rows[Status.PARKED],
+                "applied": rows[Status.DONE],
+                "refused": rows[Status.REFUSED],
+                "rejected": counts.rejections,
+                "rejection_bytes": counts.rejection_bytes,
+                "rejections_dropped": counts.rejections_dropped,
+                "keep_rejections": ledger.limits.rows,
+                "keep_rejection_bytes": ledger.limits.bytes,
+                "state_file_bytes": ledger.file_bytes(),
+                "state_free_bytes": ledger.free_bytes(),
             },
             "last_error": self.drain.last_error,
             "last_error_at": self.drain.last_error_at,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from postscript_audience_lab.sync.ledger import KEEP_REJECTION_BYTES, KEEP_REJECTIONS
+
 __all__ = ["Settings"]
 
 
@@ -27,3 +29,6 @@ class Settings:
     # A batch command gives up after bounded retries (and resumes on the next run); a
     # long-running process retries for ever, with capped backoff, and shows the stuck call.
     retry_forever: bool = False
+    # Rejections the state file keeps (sync.ledger.RejectionLimits): rows, and bytes of text.
+    keep_rejections: int = KEEP_REJECTIONS
+    keep_rejection_bytes: int = KEEP_REJECTION_BYTES

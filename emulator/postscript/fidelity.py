@@ -54,6 +54,7 @@ CHOICES: dict[str, str] = {
     "callback-urls": "callback URLs are HTTPS, or HTTP on a loopback host; headers are checked",
     "webhook-event-names": "both spellings of the email-collected event are taken",
     "webhook-subscriptions": "subscriptions are kept in memory, per shop, with UUID ids",
+    "request-journal": "the request journal keeps paths and queries cut to a bound; reset frees it",
 }
 
 

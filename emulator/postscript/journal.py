@@ -1,7 +1,11 @@
 """The journal of API requests behind `GET /_emulator/requests`.
 
-It keeps the latest `journal_size` entries (100,000 by default); older ones
-are forgotten. Admin calls and `/openapi.json` are not journaled.
+It keeps the latest `journal_size` entries (100,000 by default), and no more than
+MAX_JOURNAL_CHARS of their paths and queries together; older ones are forgotten. A
+path or query longer than MAX_PATH_CHARS / MAX_QUERY_CHARS keeps its beginning and a
+marker with its length (`TRUNCATED`), so a client sending 60 KB URLs cannot make the
+journal hold them whole. Admin calls and `/openapi.json` are not journaled; neither
+are bodies or headers.
 """
 
 from __future__ import annotations
@@ -21,29 +25,49 @@ from postscript_audience_lab.emulator.postscript.asgi import (
 )
 from postscript_audience_lab.emulator.postscript.subscriber import format_time, utc_now
 
-__all__ = ["Journal", "JournalMiddleware"]
+__all__ = ["MAX_JOURNAL_CHARS", "MAX_PATH_CHARS", "MAX_QUERY_CHARS", "Journal", "JournalMiddleware"]
+
+# The engine's longest lookup is 6,000 characters of email values (sync.lookup), under
+# 8 KB once encoded; real servers refuse request lines much past 8 KiB.
+MAX_QUERY_CHARS = 8192
+MAX_PATH_CHARS = 2048
+MAX_JOURNAL_CHARS = 64 * 1024 * 1024  # of paths and queries, over every entry kept
+TRUNCATED = "…[{:,} characters; the journal keeps the first {:,}]"
+
+
+def bounded(text: str, limit: int) -> str:
+    """`text`, or its first `limit` characters and a marker giving its whole length."""
+    return text if len(text) <= limit else text[:limit] + TRUNCATED.format(len(text), limit)
 
 
 class Journal:
-    def __init__(self, size: int) -> None:
-        self._entries: deque[dict[str, Any]] = deque(maxlen=size)
+    def __init__(self, size: int, max_chars: int = MAX_JOURNAL_CHARS) -> None:
+        self._entries: deque[tuple[dict[str, Any], int]] = deque()
+        self._size = size
+        self._max_chars = max_chars
+        self._chars = 0  # of the paths and queries kept
         self._lock = threading.Lock()
         self.total = 0  # every request since start or reset, including forgotten ones
 
     def append(self, entry: dict[str, Any]) -> None:
+        chars = len(entry["path"]) + len(entry["query"])
         with self._lock:
-            self._entries.append(entry)
+            self._entries.append((entry, chars))
+            self._chars += chars
             self.total += 1
+            while len(self._entries) > self._size or self._chars > self._max_chars:
+                self._chars -= self._entries.popleft()[1]
 
     def entries(self) -> list[dict[str, Any]]:
         with self._lock:
-            entries = list(self._entries)
+            entries = [entry for entry, _ in self._entries]
         # times are formatted on read: the journal is written on every request
         return [{**entry, "time": format_time(entry["time"])} for entry in entries]
 
     def clear(self) -> None:
         with self._lock:
-            self._entries.clear()
+            self._entries = deque()  # a new one: the old blocks go at once
+            self._chars = 0
             self.total = 0
 
 
@@ -73,8 +97,10 @@ class JournalMiddleware:
             self.journal.append(
                 {
                     "method": scope["method"],
-                    "path": scope["path"],
-                    "query": bytes(scope["query_string"]).decode("latin-1"),
+                    "path": bounded(scope["path"], MAX_PATH_CHARS),
+                    "query": bounded(
+                        bytes(scope["query_string"]).decode("latin-1"), MAX_QUERY_CHARS
+                    ),
                     # a dropped connection has no status the client could see
                     "status": None if fault == "timeout" else status,
                     "time": received,

@@ -133,7 +133,14 @@ def test_an_unknown_default_region_is_a_usage_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("flag", "value"), [("--rate-limit", "-1"), ("--timeout", "0"), ("--lookup-batch", "51")]
+    ("flag", "value"),
+    [
+        ("--rate-limit", "-1"),
+        ("--timeout", "0"),
+        ("--lookup-batch", "51"),
+        ("--keep-rejections", "-1"),
+        ("--keep-rejection-bytes", "-1"),
+    ],
 )
 def test_out_of_range_pacing_options_are_usage_errors(
     tmp_path: Path, flag: str, value: str
@@ -172,6 +179,22 @@ def test_a_dry_run_prints_each_planned_write_and_changes_nothing(
     world = httpx.get(f"{emulator_url}/_emulator/state").json()
     assert world["events"] == []
     assert not (world["subscribers"][0].get("properties") or {}).get("Segment Audiences")
+
+
+def test_rejections_past_keep_rejections_are_dropped_oldest_first_and_counted(
+    emulator_url: str, tmp_path: Path
+) -> None:
+    source = tmp_path / "events.ndjson"
+    source.write_text("".join(f'{{"type": "track", "messageId": "t{n}"}}\n' for n in range(20)))
+    rejects = tmp_path / "rejects.ndjson"
+    result = pslab_sync(
+        "--input", str(source), "--base-url", emulator_url, "--state", str(tmp_path / "s.sqlite"),
+        "--rejects-out", str(rejects), "--keep-rejections", "5", "--json",
+    )  # fmt: skip
+    report = summary(result)
+    assert (report["rejected"], report["rejections_dropped"]) == (20, 15)
+    kept = [json.loads(line)["line"] for line in rejects.read_text().splitlines()]
+    assert kept == [16, 17, 18, 19, 20]
 
 
 def test_a_line_that_is_not_utf8_is_rejected_and_the_rest_is_synced(

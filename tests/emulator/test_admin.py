@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
 import httpx
 import pytest
 
 from postscript_audience_lab.emulator.postscript.app import create_app
 from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
+from postscript_audience_lab.emulator.postscript.journal import MAX_QUERY_CHARS, Journal
 from tests.emulator.conftest import SECRET, seed
 
 pytestmark = pytest.mark.anyio
@@ -169,6 +176,67 @@ async def test_journal_keeps_only_the_latest_entries() -> None:
             await api.get("/api/v2/subscribers", params={"page": page})
         entries = (await api.get("/_emulator/requests")).json()["requests"]
     assert [e["query"] for e in entries] == ["page=3", "page=4", "page=5"]
+
+
+async def test_a_long_url_is_journaled_cut_short_with_its_length(api: httpx.AsyncClient) -> None:
+    query = "email__in=" + "x" * 60_000
+    await api.get(f"/api/v2/subscribers?{query}")
+    (entry,) = (await api.get("/_emulator/requests")).json()["requests"]
+    assert entry["query"].startswith(query[:MAX_QUERY_CHARS])
+    assert entry["query"].endswith(
+        f"…[{len(query):,} characters; the journal keeps the first 8,192]"
+    )
+    assert len(entry["query"]) < MAX_QUERY_CHARS + 100
+
+
+def test_the_journal_forgets_its_oldest_entries_past_its_character_budget() -> None:
+    journal = Journal(size=100, max_chars=1000)
+    for number in range(10):
+        journal.append({"path": f"/{number}", "query": "q" * 298, "time": datetime.now(UTC)})
+    assert [entry["path"] for entry in journal.entries()] == ["/7", "/8", "/9"]
+    assert journal.total == 10
+
+
+# Run in a fresh interpreter, so that what the process holds is the emulator's alone.
+RSS_AFTER_RESET = """
+import asyncio, json, os, httpx
+from postscript_audience_lab.emulator.postscript.app import create_app
+from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
+
+def rss():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+async def main():
+    app = create_app(EmulatorConfig(secret_key="sk", rate_limit_rps=0))
+    headers = {"Authorization": "Bearer sk"}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://e", headers=headers) as api:
+        await api.get("/api/v2/me")
+        start = rss()
+        for number in range(3000):
+            await api.get(f"/api/v2/subscribers?email__in={number}{'x' * 7000}")
+        peak = rss()
+        await api.post("/_emulator/reset")
+        print(json.dumps({"start": start, "peak": peak, "after": rss()}))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads RSS from /proc")
+def test_a_reset_gives_the_journals_memory_back_to_the_system() -> None:
+    result = subprocess.run(  # noqa: S603 -- our own interpreter and script
+        [sys.executable, "-c", RSS_AFTER_RESET],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    rss = json.loads(result.stdout)
+    grown = rss["peak"] - rss["start"]
+    assert grown > 15_000_000  # 3,000 entries of 7 KB: the journal held about 21 MB
+    assert rss["after"] - rss["start"] < grown / 3
 
 
 async def test_openapi_document_is_served_without_a_key(api: httpx.AsyncClient) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -12,16 +13,24 @@ from pathlib import Path
 
 import pytest
 
+from postscript_audience_lab.sync.engine import Engine
 from postscript_audience_lab.sync.errors import StateLockedError
 from postscript_audience_lab.sync.ledger import (
-    KEEP_REJECTIONS_OF_RUNS,
+    KEEP_REJECTION_BYTES,
+    KEEP_REJECTIONS,
     MAX_STORED_EVENT_CHARS,
+    PRUNE_MARGIN,
+    Counts,
     Identity,
     Ledger,
+    RejectionLimits,
+    Status,
 )
 from postscript_audience_lab.sync.parse import AudienceChange, Rejection, Version
 from postscript_audience_lab.sync.plan import plan_subscriber
 from tests.processes import read_line, stop
+from tests.sync.test_engine import event
+from tests.sync.world import Crash, Tap, World, crash_on
 
 T0 = datetime(2024, 5, 1, 12, tzinfo=UTC)
 PHONE = Identity("+15555550100", None)
@@ -30,6 +39,27 @@ PHONE = Identity("+15555550100", None)
 def change(member: bool, minute: int, message_id: str, key: str = "vip") -> AudienceChange:
     version = Version(T0 + timedelta(minutes=minute), message_id)
     return AudienceChange(PHONE.phone, None, key, None, member, version)
+
+
+Tally = tuple[dict[Status, int], int, int, int]
+
+
+def recount(db: sqlite3.Connection) -> Tally:
+    """What the counters must say, counted from the rows: per status, rejections and their
+    bytes, intents."""
+    by_status = dict.fromkeys(Status, 0)
+    for status, count in db.execute("SELECT status, COUNT(*) FROM winners GROUP BY status"):
+        by_status[Status(status)] = count
+    rejections, size = db.execute(
+        "SELECT COUNT(*), COALESCE(SUM(length(CAST(event AS BLOB)) "
+        "+ length(CAST(reason AS BLOB))), 0) FROM rejections"
+    ).fetchone()
+    (intents,) = db.execute("SELECT COUNT(*) FROM intents").fetchone()
+    return by_status, rejections, size, intents
+
+
+def counted(counts: Counts) -> Tally:
+    return counts.by_status, counts.rejections, counts.rejection_bytes, counts.intents
 
 
 def test_a_repeated_message_id_is_a_duplicate_even_in_a_later_run(state_path: Path) -> None:
@@ -201,13 +231,120 @@ def test_stored_rejections_are_bounded_in_size_and_depth(state_path: Path) -> No
     assert "nested too deep" in stored[1]["event"]["unstorable"]
 
 
-def test_rejections_of_old_runs_are_pruned_when_a_run_starts(state_path: Path) -> None:
-    with Ledger(state_path) as ledger:
-        first = ledger.start_run()
-        ledger.record([Rejection("bad", {"n": 1}, 1)], first)
-        for _ in range(KEEP_REJECTIONS_OF_RUNS - 1):
-            ledger.start_run()
-        assert list(ledger.rejections(first))  # still among the latest runs
-        ledger.start_run()
+def rejected(number: int, size: int = 100) -> Rejection:
+    """A non-audience event, rejected, of about `size` characters stored."""
+    return Rejection("not an audience event", {"n": number, "pad": "x" * size}, number)
 
-        assert list(ledger.rejections(first)) == []
+
+def test_rejections_past_the_row_limit_drop_the_oldest_and_are_counted(
+    state_path: Path,
+) -> None:
+    with Ledger(state_path, RejectionLimits(rows=100)) as ledger:
+        run = ledger.start_run()
+        ledger.record([rejected(n) for n in range(1, 1001)], run)
+        kept = [row["line"] for row in ledger.rejections(run)]
+        counts = ledger.counts()
+
+    assert 100 * (1 - PRUNE_MARGIN) <= len(kept) <= 100
+    assert kept == list(range(1001 - len(kept), 1001))  # the latest, in order
+    assert (counts.rejections, counts.rejections_dropped) == (len(kept), 1000 - len(kept))
+
+
+def test_rejections_past_the_byte_limit_drop_the_oldest(state_path: Path) -> None:
+    with Ledger(state_path, RejectionLimits(bytes=50_000)) as ledger:
+        run = ledger.start_run()
+        ledger.record([rejected(n, size=1000) for n in range(1, 501)], run)
+        counts = ledger.counts()
+        (stored,) = ledger.db.execute(
+            "SELECT SUM(length(event) + length(reason)) FROM rejections"
+        ).fetchone()
+
+    assert stored == counts.rejection_bytes <= 50_000
+    assert counts.rejections + counts.rejections_dropped == 500
+    assert counts.rejections >= 40  # about 50,000 / 1,050 fit
+
+
+def test_a_refusal_counts_as_a_rejection_kept_within_the_limits(state_path: Path) -> None:
+    with Ledger(state_path, RejectionLimits(rows=2)) as ledger:
+        run = ledger.start_run()
+        for number in range(5):
+            ledger.record_refusal({"event": number}, "Postscript refused the event", run)
+        counts = ledger.counts()
+    assert (counts.rejections, counts.rejections_dropped) == (2, 3)
+
+
+REJECTIONS_PER_ROUND = 30_000  # three times what the defaults keep of them
+STATE_FILE_BOUND = 24 * 1024 * 1024  # 16 MiB of text at most, and SQLite's pages around it
+
+
+def test_rejected_events_leave_the_state_file_bounded_and_reuse_its_free_pages(
+    state_path: Path,
+) -> None:
+    """Rejected events of about 1 KB, as a destination forwarding a whole source sends them
+    (100,000 of them made a 108 MB file without a limit): with the defaults, the file stays
+    under STATE_FILE_BOUND, and a second round reuses the pages the first freed."""
+    sizes = []
+    with Ledger(state_path) as ledger:
+        for _ in range(2):
+            run = ledger.start_run()
+            ledger.record((rejected(n, size=1000) for n in range(REJECTIONS_PER_ROUND)), run)
+            ledger.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            sizes.append(ledger.file_bytes())
+        counts = ledger.counts()
+
+    assert sizes[0] < STATE_FILE_BOUND
+    assert sizes[1] <= sizes[0] * 1.05  # the freed pages were used again
+    assert counts.rejections <= KEEP_REJECTIONS
+    assert counts.rejection_bytes <= KEEP_REJECTION_BYTES
+    assert counts.rejections + counts.rejections_dropped == 2 * REJECTIONS_PER_ROUND
+
+
+@pytest.mark.anyio
+async def test_the_counters_agree_with_a_recount_after_every_kind_of_change(
+    world: World, state_path: Path
+) -> None:
+    """Ingest (accepted, duplicate, stale, rejected), drain (applied), a refused PATCH, a
+    parked identity unparked and parked again, a crash leaving a journaled intent and its
+    resumption, and pruning: after each, the counters say what counting the rows says."""
+    full = {f"custom_{index}": index for index in range(50)}  # a 51st property is a 400
+    known, crowded, unknown = "+15555550100", "+15555550101", "+15555550199"
+    await world.seed({"phone_number": known}, {"phone_number": crowded, "properties": full})
+    settings = world.settings(state_path, keep_rejections=3)
+
+    def agrees(engine: Engine) -> Counts:
+        counts = engine.ledger.counts()
+        assert counted(counts) == recount(engine.ledger.db)
+        return counts
+
+    with Engine(settings, world.transport) as engine:
+        engine.ingest(
+            [
+                event(phone=known, message_id="m-1", minute=2),
+                event(phone=known, message_id="m-1", minute=2),  # duplicate
+                event(phone=known, message_id="m-0", minute=1),  # stale
+                event(phone=crowded, message_id="m-2"),  # its PATCH is refused
+                event(phone=unknown, message_id="m-3"),  # parked
+                *({"type": "track", "messageId": f"t-{n}"} for n in range(5)),  # rejected
+            ]
+        )
+        agrees(engine)
+        await engine.drain()
+        counts = agrees(engine)
+        assert counts.by_status[Status.REFUSED] == counts.by_status[Status.PARKED] == 1
+        assert counts.rejections_dropped > 0  # 5 rejected and 1 refused, 3 kept
+        engine.ingest([event(phone=known, member=False, minute=5, message_id="m-4")])
+        agrees(engine)
+        await engine.drain(unpark=True)  # the parked one is pending, then parked again
+        agrees(engine)
+    crashing = Tap(world.transport, before=crash_on("PATCH", "/api/v2/subscribers"))
+    with Engine(settings, crashing) as engine:
+        engine.ingest([event(phone=known, minute=9, message_id="m-5")])
+        with pytest.raises(Crash):
+            await engine.drain()
+        assert agrees(engine).intents == 1
+    await world.seed({"phone_number": unknown})
+    with Engine(settings, world.transport) as engine:
+        report = await engine.drain()
+        counts = agrees(engine)
+    assert (report.resumed, report.pending, report.parked) == (1, 0, 0)
+    assert (counts.intents, counts.by_status[Status.DONE]) == (0, 2)  # known and unknown

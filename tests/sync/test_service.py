@@ -74,9 +74,10 @@ async def serving(
     drain: bool = True,
     max_body_bytes: int = 1 << 20,
     max_inflight_bytes: int = 4 << 20,
+    **settings_overrides: Any,
 ) -> AsyncIterator[Served]:
     metrics = ServiceMetrics()
-    settings = world.settings(state_path, retry_forever=True)
+    settings = world.settings(state_path, retry_forever=True, **settings_overrides)
     with Engine(settings, metrics.meter(transport or world.transport)) as engine:
         service = Service(
             engine,
@@ -371,6 +372,38 @@ async def test_status_shows_the_backlog_its_age_and_the_calls_made(
     calls = drained["api_calls"]
     assert calls["by_status"]["subscribers.patch"] == {"200": 1}
     assert calls["total"] == sum(v for k, v in calls.items() if k not in ("total", "by_status"))
+
+
+async def test_status_and_metrics_read_counters_and_scan_no_table(
+    world: World, state_path: Path
+) -> None:
+    await world.seed({"phone_number": PHONE})
+    tracks = [{"type": "track", "messageId": f"t-{n}"} for n in range(5)]
+
+    async with serving(world, state_path, drain=False, keep_rejections=2) as served:
+        await served.post("/", [event(message_id="m-1"), event(message_id="m-1"), *tracks])
+        statements: list[str] = []
+        served.service.engine.ledger.db.set_trace_callback(statements.append)
+        status = await served.status()
+        (await served.client.get("/metrics")).raise_for_status()
+        db = served.service.engine.ledger.db
+        db.set_trace_callback(None)
+        plans = [
+            (sql, step[3])
+            for sql in statements
+            if sql.lstrip().upper().startswith("SELECT")
+            for step in db.execute(f"EXPLAIN QUERY PLAN {sql}")
+        ]
+
+    assert any("counters" in sql for sql, _ in plans)  # read on this connection
+    # Only the counters' few rows are read whole; anything else by key.
+    scans = [(sql, how) for sql, how in plans if "SCAN" in how and how != "SCAN counters"]
+    assert scans == []
+    ledger = status["ledger"]
+    assert (ledger["pending"], ledger["rejected"], ledger["rejections_dropped"]) == (1, 2, 3)
+    assert (ledger["keep_rejections"], ledger["rejection_bytes"] > 0) == (2, True)
+    on_disk = state_path.stat().st_size  # noqa: ASYNC240 -- a one-off check in a test
+    assert ledger["state_file_bytes"] >= on_disk > 0
 
 
 async def test_metrics_count_intake_events_api_calls_and_applied_changes(
