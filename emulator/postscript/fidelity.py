@@ -38,7 +38,7 @@ CHOICES: dict[str, str] = {
     "property-limit": "an update that would leave over 50 properties is a 400 and changes nothing",
     "compliance-targets": "unsubscribe and redact act on every subscriber an identifier names",
     "redact-scope": "redact clears phone, email, Shopify id, properties and tags, and opts out",
-    "keywords": "each shop has the keywords JOIN and VIP",
+    "keywords": "each shop has JOIN and VIP, plus keywords added as data",
     "events-stored": "events are stored as posted; external_id is not deduplicated",
     "strict-json": "bodies are read strictly: 400, 413 or 415 before anything changes",
     "email-format": "an email that is not an address is a 400",
