@@ -18,6 +18,7 @@ __all__ = [
     "Event",
     "Faults",
     "InboundText",
+    "Keyword",
     "Message",
     "MessageRequest",
     "Subscriber",
@@ -132,6 +133,27 @@ class Event:
             properties=doc.get("properties") or {},
             occurred_at=doc.get("occurred_at"),
             external_id=doc.get("external_id"),
+        )
+
+
+@dataclass(frozen=True)
+class Keyword:
+    """A keyword of a shop, as get-keywords shows it (`Postscript.add_keyword`'s answer)."""
+
+    id: str
+    keyword: str
+    created_at: datetime
+    triggered_count: int
+    updated_at: datetime
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Keyword:
+        return cls(
+            id=doc["id"],
+            keyword=doc["keyword"],
+            created_at=_moment(doc["created_at"]),
+            triggered_count=int(doc["triggered_count"]),
+            updated_at=_moment(doc["updated_at"]),
         )
 
 
