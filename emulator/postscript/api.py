@@ -144,6 +144,12 @@ async def create_event(request: Request) -> Response:
     strict = _strict(request)
     identifiers = bodies.event(body, emulator.config.default_region, strict=strict)
     store = shop_store(request)
+    if identifiers is None:  # names no subscriber: only `type` is required (lenient only)
+        return JSONResponse(
+            {"event_ids": [store.record_event(body, None)]},
+            status_code=202,
+            headers=choice_header("event-without-subscriber"),
+        )
     recipient = event_subscriber(store, identifiers, strict=strict)  # or 404: nothing stored
     return JSONResponse({"event_ids": [store.record_event(body, recipient)]}, status_code=202)
 

@@ -27,6 +27,7 @@ from postscript_audience_lab.emulator.postscript.webhooks import (
 
 __all__ = [
     "EVENT_FIELDS",
+    "EVENT_IDENTIFIERS",
     "EVENT_TIME_FORMAT",
     "EVENT_TYPE",
     "Identifiers",
@@ -133,8 +134,13 @@ def subscriber_patch(body: dict[str, Any], *, strict: bool) -> SubscriberPatch:
     return patch
 
 
-def event(body: dict[str, Any], region: str, *, strict: bool) -> Identifiers:
-    """`POST /api/v2/events`: check the body and say how it names its subscriber."""
+EVENT_IDENTIFIERS = ("subscriber_id", "phone", "email")
+
+
+def event(body: dict[str, Any], region: str, *, strict: bool) -> Identifiers | None:
+    """`POST /api/v2/events`: check the body and say how it names its subscriber; None
+    when it names none, which only `type` being required allows (design §2.8
+    "event-without-subscriber"): accepted, and refused strict."""
     fields = FieldReader(body, ["body"], EVENT_FIELDS, strict=strict)
     event_type = fields.string("type", required=True)
     if event_type is not None and not EVENT_TYPE.fullmatch(event_type):
@@ -151,9 +157,19 @@ def event(body: dict[str, Any], region: str, *, strict: bool) -> Identifiers:
         phone_digits=fields.phone_digits("phone", region),
         email=fields.string("email"),
     )
-    _need_one(fields, ("subscriber_id", "phone", "email"))
+    names_someone = any(fields.given(name) for name in EVENT_IDENTIFIERS)
+    if strict and not names_someone:
+        fields.problems.append(
+            problem(
+                fields.loc,
+                "give at least one of subscriber_id, phone or email: the document requires "
+                "only type, but an event for no subscriber starts no subscriber's flow, so "
+                "strict mode refuses it (the default mode accepts it)",
+                "value_error.missing",
+            )
+        )
     fields.done()
-    return identifiers
+    return identifiers if names_someone else None
 
 
 def _check_occurred_at(fields: FieldReader) -> None:

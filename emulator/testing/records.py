@@ -108,7 +108,9 @@ class Event:
 
     `occurred_at` is kept exactly as the code under test sent it
     (`2026-01-31 12:00:00.000000`, UTC, design §2.1); the subscriber is named
-    the way the request named it, by `subscriber_id`, `phone` or `email`.
+    the way the request named it, by `subscriber_id`, `phone` or `email`, and
+    `recipient_id` is the subscriber the emulator judged it for (None when the
+    event named none, which the default mode accepts).
     """
 
     type: str
@@ -120,6 +122,7 @@ class Event:
     properties: dict[str, Any] = field(default_factory=dict)
     occurred_at: str | None = None
     external_id: str | None = None
+    recipient_id: str | None = None
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Event:
@@ -133,6 +136,7 @@ class Event:
             properties=doc.get("properties") or {},
             occurred_at=doc.get("occurred_at"),
             external_id=doc.get("external_id"),
+            recipient_id=doc.get("recipient_id"),
         )
 
 

@@ -48,7 +48,6 @@ async def test_event_is_accepted_and_stored_with_its_id(
     [
         ({"phone": "+15555550100"}, ["body", "type"]),
         ({"type": "Has space", "phone": "+15555550100"}, ["body", "type"]),
-        ({"type": "Ok"}, ["body"]),
         (
             {"type": "Ok", "phone": "+15555550100", "occurred_at": "2026-01-31T12:00:00"},
             ["body", "occurred_at"],
@@ -64,6 +63,22 @@ async def test_bad_events_are_400_and_not_stored(
     assert response.status_code == 400
     assert [e["loc"] for e in response.json()["errors"]] == [loc]
     assert (await api.get("/_emulator/state")).json()["events"] == []
+
+
+async def test_an_event_naming_no_subscriber_is_accepted_and_stored_without_one(
+    api: httpx.AsyncClient,
+) -> None:
+    body = {"type": "Store_Opened", "external_id": "x1"}
+    response = await api.post("/api/v2/events", json=body)
+    (stored,) = (await api.get("/_emulator/state")).json()["events"]
+    assert response.status_code == 202, response.text
+    assert response.headers["x-pslab-emulator-choice"] == "event-without-subscriber"
+    assert stored == {
+        **body,
+        "event_id": response.json()["event_ids"][0],
+        "received_at": stored["received_at"],
+        "recipient_id": None,
+    }
 
 
 async def test_an_event_naming_its_subscriber_three_ways_at_once_is_accepted(

@@ -132,6 +132,19 @@ def test_events_and_requests_come_back_as_dataclasses_in_order(postscript: Posts
     ]
 
 
+def test_an_event_naming_no_subscriber_is_among_the_events_with_no_recipient(
+    postscript: Postscript,
+) -> None:
+    ada = postscript.seed(phone_number=ADA)
+    post_event(postscript, subscriber_id=ada.id)
+    nobody = post_event(postscript, external_id="store-opened")
+    assert nobody.status_code == 202
+    assert [(e.recipient_id, e.external_id) for e in postscript.events] == [
+        (ada.id, None),
+        (None, "store-opened"),
+    ]
+
+
 def test_reset_forgets_subscribers_events_and_requests_but_keeps_faults(
     postscript: Postscript,
 ) -> None:
