@@ -144,11 +144,7 @@ def event(body: dict[str, Any], region: str, *, strict: bool) -> Identifiers | N
     fields = FieldReader(body, ["body"], EVENT_FIELDS, strict=strict)
     event_type = fields.string("type", required=True)
     if event_type is not None and not EVENT_TYPE.fullmatch(event_type):
-        fields.fail(
-            "type",
-            "must match [A-Za-z0-9_]+ (letters, digits, underscores)",
-            "value_error.str.regex",
-        )
+        fields.fail("type", _event_type_problem(event_type), "value_error.str.regex")
     fields.event_properties()
     fields.string("external_id")
     _check_occurred_at(fields)
@@ -170,6 +166,22 @@ def event(body: dict[str, Any], region: str, *, strict: bool) -> Identifiers | N
         )
     fields.done()
     return identifiers if names_someone else None
+
+
+_EVENT_TYPE_CHARACTERS = (
+    "lowercase letters (a-z), uppercase letters (A-Z), digits (0-9) and underscores (_)"
+)
+
+
+def _event_type_problem(event_type: str) -> str:
+    """Which characters the document accepts in `type`, and the first given that it does not."""
+    allowed = f"the document accepts only {_EVENT_TYPE_CHARACTERS}"
+    if not event_type:
+        return f"must not be empty; {allowed}"
+    position, character = next(
+        (i, c) for i, c in enumerate(event_type, 1) if not EVENT_TYPE.fullmatch(c)
+    )
+    return f"{allowed}; character {position}, {character!r}, is not one of them"
 
 
 def _check_occurred_at(fields: FieldReader) -> None:
