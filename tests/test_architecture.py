@@ -55,6 +55,7 @@ EXPORTS: dict[str, set[str]] = {
         "Event",
         "Faults",
         "InboundText",
+        "Keyword",
         "Message",
         "MessageRequest",
         "Postscript",

@@ -96,6 +96,27 @@ async def put_shops(request: Request) -> Response:
     return JSONResponse(emulator.tenancy.to_json())
 
 
+async def add_keywords(request: Request) -> Response:
+    """`{"keywords":[{"keyword","id"?}],"shop"?}`: add keywords to a shop (design §2.8
+    "keywords"); answers the added ones as get-keywords shows them."""
+    emulator = emulator_of(request)
+    body = await json_body.read_object(request, json_body.ADMIN_BODY_LIMIT)
+    extra = sorted(set(body) - {"keywords", "shop"})
+    if extra:
+        raise invalid(
+            ["body", extra[0]],
+            "unknown field; give keywords and, optionally, shop",
+            "value_error.extra",
+        )
+    shop = body.get("shop")
+    if shop is not None and not isinstance(shop, str):
+        raise invalid(["body", "shop"], "must be a shop's id", "value_error.shop")
+    shop_id = _shop_id(emulator, shop, ["body", "shop"])
+    added = emulator.add_keywords(shop_id, body.get("keywords"))
+    store = emulator.store_of(shop_id)
+    return JSONResponse({"keywords": [k.to_json(store.keyword_uses(k.id)) for k in added]})
+
+
 async def inbound(request: Request) -> Response:
     """A text from a person's phone to the shop: `{"phone_number","body"[,"shop"]}`."""
     emulator = emulator_of(request)
@@ -184,6 +205,7 @@ routes = [
     Route("/_emulator/faults", put_faults, methods=["PUT"]),
     Route("/_emulator/shops", get_shops, methods=["GET"]),
     Route("/_emulator/shops", put_shops, methods=["PUT"]),
+    Route("/_emulator/keywords", add_keywords, methods=["POST"]),
     Route("/_emulator/inbound", inbound, methods=["POST"]),
     Route("/_emulator/messages", messages, methods=["GET"]),
     Route("/_emulator/webhooks/deliveries", deliveries, methods=["GET"]),

@@ -50,6 +50,12 @@ def shop_store(request: Request) -> Store:
     return emulator_of(request).store_of(shop.id)
 
 
+def _shop_keywords(request: Request) -> tuple[Keyword, ...]:
+    shop = caller_of(request).shop
+    assert shop is not None, "auth lets a partner without a shop token reach /me only"
+    return shop.keywords
+
+
 def _strict(request: Request) -> bool:
     return emulator_of(request).config.strict
 
@@ -114,7 +120,7 @@ async def create_subscriber(request: Request) -> Response:
     emulator = emulator_of(request)
     body = await read_body(request)
     draft = bodies.api_subscriber(
-        body, emulator.config.default_region, emulator.keywords, strict=_strict(request)
+        body, emulator.config.default_region, _shop_keywords(request), strict=_strict(request)
     )
     (subscriber,) = shop_store(request).create([draft])
     return JSONResponse(
@@ -138,6 +144,12 @@ async def create_event(request: Request) -> Response:
     strict = _strict(request)
     identifiers = bodies.event(body, emulator.config.default_region, strict=strict)
     store = shop_store(request)
+    if identifiers is None:  # names no subscriber: only `type` is required (lenient only)
+        return JSONResponse(
+            {"event_ids": [store.record_event(body, None)]},
+            status_code=202,
+            headers=choice_header("event-without-subscriber"),
+        )
     recipient = event_subscriber(store, identifiers, strict=strict)  # or 404: nothing stored
     return JSONResponse({"event_ids": [store.record_event(body, recipient)]}, status_code=202)
 
@@ -174,15 +186,13 @@ def _keyword_json(request: Request, keyword: Keyword) -> dict[str, Any]:
 
 async def list_keywords(request: Request) -> Response:
     refuse_query(request)
-    keywords = emulator_of(request).keywords
+    keywords = _shop_keywords(request)
     return JSONResponse({"keywords": [_keyword_json(request, k) for k in keywords]})
 
 
 async def get_keyword(request: Request) -> Response:
     refuse_query(request)
-    found = find_keyword(
-        emulator_of(request).keywords, keyword_id=request.path_params["keyword_id"]
-    )
+    found = find_keyword(_shop_keywords(request), keyword_id=request.path_params["keyword_id"])
     if found is None:
         raise ResourceNotFound("keyword", documented=True)
     return JSONResponse(_keyword_json(request, found))

@@ -27,6 +27,7 @@ from postscript_audience_lab.emulator.postscript.webhooks import (
 
 __all__ = [
     "EVENT_FIELDS",
+    "EVENT_IDENTIFIERS",
     "EVENT_TIME_FORMAT",
     "EVENT_TYPE",
     "Identifiers",
@@ -133,16 +134,17 @@ def subscriber_patch(body: dict[str, Any], *, strict: bool) -> SubscriberPatch:
     return patch
 
 
-def event(body: dict[str, Any], region: str, *, strict: bool) -> Identifiers:
-    """`POST /api/v2/events`: check the body and say how it names its subscriber."""
+EVENT_IDENTIFIERS = ("subscriber_id", "phone", "email")
+
+
+def event(body: dict[str, Any], region: str, *, strict: bool) -> Identifiers | None:
+    """`POST /api/v2/events`: check the body and say how it names its subscriber; None
+    when it names none, which only `type` being required allows (design §2.8
+    "event-without-subscriber"): accepted, and refused strict."""
     fields = FieldReader(body, ["body"], EVENT_FIELDS, strict=strict)
     event_type = fields.string("type", required=True)
     if event_type is not None and not EVENT_TYPE.fullmatch(event_type):
-        fields.fail(
-            "type",
-            "must match [A-Za-z0-9_]+ (letters, digits, underscores)",
-            "value_error.str.regex",
-        )
+        fields.fail("type", _event_type_problem(event_type), "value_error.str.regex")
     fields.event_properties()
     fields.string("external_id")
     _check_occurred_at(fields)
@@ -151,9 +153,35 @@ def event(body: dict[str, Any], region: str, *, strict: bool) -> Identifiers:
         phone_digits=fields.phone_digits("phone", region),
         email=fields.string("email"),
     )
-    _need_one(fields, ("subscriber_id", "phone", "email"))
+    names_someone = any(fields.given(name) for name in EVENT_IDENTIFIERS)
+    if strict and not names_someone:
+        fields.problems.append(
+            problem(
+                fields.loc,
+                "give at least one of subscriber_id, phone or email: the document requires "
+                "only type, but an event for no subscriber starts no subscriber's flow, so "
+                "strict mode refuses it (the default mode accepts it)",
+                "value_error.missing",
+            )
+        )
     fields.done()
-    return identifiers
+    return identifiers if names_someone else None
+
+
+_EVENT_TYPE_CHARACTERS = (
+    "lowercase letters (a-z), uppercase letters (A-Z), digits (0-9) and underscores (_)"
+)
+
+
+def _event_type_problem(event_type: str) -> str:
+    """Which characters the document accepts in `type`, and the first given that it does not."""
+    allowed = f"the document accepts only {_EVENT_TYPE_CHARACTERS}"
+    if not event_type:
+        return f"must not be empty; {allowed}"
+    position, character = next(
+        (i, c) for i, c in enumerate(event_type, 1) if not EVENT_TYPE.fullmatch(c)
+    )
+    return f"{allowed}; character {position}, {character!r}, is not one of them"
 
 
 def _check_occurred_at(fields: FieldReader) -> None:

@@ -20,9 +20,10 @@ from postscript_audience_lab.emulator.postscript.delivery import (
     Delivery,
     WebhookDispatcher,
 )
+from postscript_audience_lab.emulator.postscript.errors import InvalidInput
 from postscript_audience_lab.emulator.postscript.faults import Faults
 from postscript_audience_lab.emulator.postscript.journal import Journal
-from postscript_audience_lab.emulator.postscript.keywords import DEFAULT_KEYWORDS, Keyword
+from postscript_audience_lab.emulator.postscript.keywords import Keyword, read_keywords
 from postscript_audience_lab.emulator.postscript.messages import MessageBook
 from postscript_audience_lab.emulator.postscript.rate_limit import RateLimiter
 from postscript_audience_lab.emulator.postscript.shops import DEFAULT_SHOP_ID, Tenancy
@@ -43,7 +44,6 @@ class Emulator:
         self.journal = Journal(config.journal_size)
         self.rate_limiter = RateLimiter(config.rate_limit_rps)
         self.faults = Faults()
-        self.keywords: tuple[Keyword, ...] = DEFAULT_KEYWORDS
         self.tenancy: Tenancy = config.initial_tenancy()
         self._lock = threading.Lock()
         self._state_file = (
@@ -130,14 +130,35 @@ class Emulator:
 
     def configure(self, tenancy: Tenancy) -> None:
         """Replace the shops and partners; every shop keeps its data under its id."""
-        self.tenancy = tenancy
+        with self._lock:
+            self.tenancy = tenancy
         for shop in tenancy.shops:
             self.store_of(shop.id)
         self.rate_limiter.reset()
 
+    def add_keywords(self, shop_id: str, items: Any) -> tuple[Keyword, ...]:
+        """Add the keywords `items` gives (`[{"keyword": "WELCOME"}]`) to a shop of the
+        tenancy and return them; a 400 naming every problem adds none."""
+        with self._lock:
+            shop = self.tenancy.shop(shop_id)
+            assert shop is not None, "the admin handler checks the shop"
+            keywords, problems = read_keywords(
+                items,
+                ["body", "keywords"],
+                shop_id=shop_id,
+                current=shop.keywords,
+                created_at=self.clock.now(),
+                adding=True,
+            )
+            if problems:
+                raise InvalidInput(problems)
+            self.tenancy = self.tenancy.with_keywords(shop_id, keywords)
+        return keywords[len(shop.keywords) :]
+
     def reset(self) -> None:
         """Forget every shop's subscribers, events, messages, webhook subscriptions and
-        deliveries, the journal and the clock's offset; settings and tokens stay."""
+        deliveries, the journal and the clock's offset; settings (the shops and their
+        keywords included) and tokens stay."""
         with self._lock:
             stores = list(self._stores.values())
         for store in stores:

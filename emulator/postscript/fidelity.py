@@ -9,7 +9,8 @@ reading the traffic can tell the emulator's word from Postscript's.
 `--strict` (`EmulatorConfig.strict`) adds the checks that catch a client's
 mistakes though Postscript may not make them: unknown query parameters and
 body fields, property values outside the documented types, a phone that is
-not a number, and identifiers that name different subscribers.
+not a number, identifiers that name different subscribers, and an event that
+names no subscriber.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ CHOICES: dict[str, str] = {
     "auth-partner": "a partner key alone may only call /me; the shop token is the shop's API key",
     "rate-limit": "a token bucket per shop key, partner key or partner/shop pair",
     "event-identifiers": "of several identifiers, the first of subscriber_id, phone, email wins",
+    "event-without-subscriber": "an event naming no subscriber is accepted unless --strict",
     "lenient-input": "unknown query parameters and body fields are ignored unless --strict",
     "property-values": "any JSON property value is kept unless --strict",
     "properties-string": "PATCH properties may be a JSON object or a string holding one",
@@ -38,7 +40,7 @@ CHOICES: dict[str, str] = {
     "property-limit": "an update that would leave over 50 properties is a 400 and changes nothing",
     "compliance-targets": "unsubscribe and redact act on every subscriber an identifier names",
     "redact-scope": "redact clears phone, email, Shopify id, properties and tags, and opts out",
-    "keywords": "each shop has the keywords JOIN and VIP",
+    "keywords": "each shop has JOIN and VIP, plus keywords added as data",
     "events-stored": "events are stored as posted; external_id is not deduplicated",
     "strict-json": "bodies are read strictly: 400, 413 or 415 before anything changes",
     "email-format": "an email that is not an address is a 400",

@@ -6,6 +6,7 @@ from typing import Any
 
 from postscript_audience_lab.emulator.postscript.faults import MAX_RATE_LIMIT_RPS, MAX_WAIT_MS
 from postscript_audience_lab.emulator.postscript.json_body import ADMIN_BODY_LIMIT
+from postscript_audience_lab.emulator.postscript.keywords import MAX_KEYWORD_LENGTH
 from postscript_audience_lab.emulator.postscript.openapi_schemas import (
     JSON,
     json_content,
@@ -64,6 +65,19 @@ _FAULTS = {
 
 _FORBIDDEN = {"type": "array", "items": {"type": "string", "enum": list(OPERATION_GROUPS)}}
 
+_KEYWORD_ITEMS = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["keyword"],
+        "additionalProperties": False,
+        "properties": {
+            "keyword": {"type": "string", "minLength": 1, "maxLength": MAX_KEYWORD_LENGTH},
+            "id": {"type": "string", "pattern": _ID_PATTERN},
+        },
+    },
+}
+
 _SHOPS = {
     "type": "object",
     "required": ["shops"],
@@ -82,6 +96,7 @@ _SHOPS = {
                     "secret_key": {"type": "string", "minLength": 1},
                     "public_key": nullable({"type": "string", "pattern": "^pk_"}),
                     "forbidden": _FORBIDDEN,
+                    "keywords": _KEYWORD_ITEMS,
                 },
             },
         },
@@ -156,6 +171,24 @@ def admin_paths() -> dict[str, Any]:
                     "required": ["subscribers"],
                     "properties": {
                         "subscribers": {"type": "array", "items": seed_item},
+                        "shop": {"type": "string", "pattern": _ID_PATTERN},
+                    },
+                },
+            )
+        },
+        "/_emulator/keywords": {
+            "post": _admin(
+                "Add keywords to a shop (JOIN and VIP are there already); answers the added ones.",
+                {
+                    "type": "object",
+                    "properties": {"keywords": {"type": "array", "items": ref("Keyword")}},
+                },
+                {
+                    "type": "object",
+                    "required": ["keywords"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "keywords": {**_KEYWORD_ITEMS, "minItems": 1},
                         "shop": {"type": "string", "pattern": _ID_PATTERN},
                     },
                 },

@@ -4,7 +4,9 @@ A shop calls with its own API key (`Authorization: Bearer sk_…`); a partner
 calls with its partner key and names the shop it acts for in
 `X-Postscript-Shop-Token` (docs/design.md §2.3). Each shop has its own
 subscribers, events and keywords; `PUT /_emulator/shops` (or
-`pslab emulator --shops FILE`) replaces the whole setting.
+`pslab emulator --shops FILE`) replaces the whole setting, keywords included
+(JOIN and VIP, plus each shop's `keywords`), and `POST /_emulator/keywords`
+adds keywords to one shop.
 """
 
 from __future__ import annotations
@@ -12,10 +14,16 @@ from __future__ import annotations
 import hmac
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from postscript_audience_lab.emulator.postscript.errors import InvalidInput, problem
+from postscript_audience_lab.emulator.postscript.keywords import (
+    DEFAULT_KEYWORDS,
+    SET_UP,
+    Keyword,
+    read_keywords,
+)
 
 __all__ = [
     "DEFAULT_PARTNER_ID",
@@ -61,6 +69,7 @@ class Shop:
     secret_key: str
     public_key: str | None = None
     forbidden: frozenset[str] = frozenset()
+    keywords: tuple[Keyword, ...] = DEFAULT_KEYWORDS
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -69,6 +78,7 @@ class Shop:
             "secret_key": self.secret_key,
             "public_key": self.public_key,
             "forbidden": sorted(self.forbidden),
+            "keywords": [{"id": k.id, "keyword": k.keyword} for k in self.keywords],
         }
 
 
@@ -110,6 +120,11 @@ class Tenancy:
 
     def partner_by_key(self, key: str) -> Partner | None:
         return next((p for p in self.partners if _same(key, p.key)), None)
+
+    def with_keywords(self, shop_id: str, keywords: tuple[Keyword, ...]) -> Tenancy:
+        """The same setting, with the shop `shop_id` holding `keywords`."""
+        shops = tuple(replace(s, keywords=keywords) if s.id == shop_id else s for s in self.shops)
+        return replace(self, shops=shops)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -191,7 +206,7 @@ class _Reader:
             self.fail([*loc, name], f"unknown field; allowed fields are {', '.join(allowed)}")
 
 
-_SHOP_FIELDS = ("id", "name", "secret_key", "public_key", "forbidden")
+_SHOP_FIELDS = ("id", "name", "secret_key", "public_key", "forbidden", "keywords")
 _PARTNER_FIELDS = ("id", "name", "key", "forbidden")
 
 
@@ -208,7 +223,26 @@ def _shop(reader: _Reader, item: Any, loc: list[str | int]) -> Shop | None:
         secret_key=reader.key(item, loc, "secret_key", public=False),
         public_key=public,
         forbidden=reader.forbidden(item, loc),
+        keywords=_keywords(reader, item, loc, shop_id),
     )
+
+
+def _keywords(
+    reader: _Reader, item: dict[str, Any], loc: list[str | int], shop_id: str
+) -> tuple[Keyword, ...]:
+    """JOIN and VIP, plus the shop's `keywords` (ids derived from the shop when not given)."""
+    if item.get("keywords") is None:
+        return DEFAULT_KEYWORDS
+    keywords, problems = read_keywords(
+        item["keywords"],
+        ["body", *loc, "keywords"],
+        shop_id=shop_id,
+        current=DEFAULT_KEYWORDS,
+        created_at=SET_UP,
+        adding=False,
+    )
+    reader.problems.extend(problems)
+    return keywords
 
 
 def _partner(reader: _Reader, item: Any, loc: list[str | int]) -> Partner | None:

@@ -1,7 +1,8 @@
 """`--state FILE`: each shop's subscribers and events kept in SQLite across restarts.
 
 Written through on every mutation (one transaction each), read once at start.
-The request journal, the fault settings and the shops are not kept. A file
+The request journal, the fault settings and the shops (their keywords
+included) are not kept. A file
 written before the emulator had several shops (tables `subscribers` and
 `events`) is moved, once, to the tables below under the default shop.
 """

@@ -308,15 +308,16 @@ class Store:
                 if "properties" in event:
                     event["properties"] = {}
 
-    def record_event(self, body: dict[str, Any], recipient: Subscriber) -> str:
-        """Keep the event as posted, plus its id, when it came and whom it was judged for."""
+    def record_event(self, body: dict[str, Any], recipient: Subscriber | None) -> str:
+        """Keep the event as posted, plus its id, when it came and whom it was judged for
+        (None: an event naming no subscriber)."""
         with self.lock:
             event_id = f"ev_{uuid.uuid4().hex[:24]}"
             event = {
                 **body,
                 "event_id": event_id,
                 "received_at": format_time(utc_now()),
-                "recipient_id": recipient.id,
+                "recipient_id": None if recipient is None else recipient.id,
             }
             self._events.append(event)
             if self._state_file is not None:

@@ -37,6 +37,7 @@ from postscript_audience_lab.emulator.testing.records import (
     Event,
     Faults,
     InboundText,
+    Keyword,
     Message,
     MessageRequest,
     Subscriber,
@@ -252,6 +253,21 @@ class Postscript:
             )
         ids = ", ".join(s.id for s in found)
         raise LookupError(f"{len(found)} subscribers have {key} {value!r} ({ids}); ask by id=")
+
+    def add_keyword(
+        self, keyword: str, *, id: str | None = None, shop: str | None = None
+    ) -> Keyword:
+        """Give a shop (default: the first) one more keyword besides JOIN and VIP, as a
+        shopper texts it (`POST /_emulator/keywords`); a reset keeps it, as it keeps shops.
+
+        Its id is `id` if given; raises `EmulatorAdminError` when the shop has it already.
+        """
+        item = {"keyword": keyword} if id is None else {"keyword": keyword, "id": id}
+        body: dict[str, Any] = {"keywords": [item]}
+        if shop is not None:
+            body["shop"] = shop
+        (added,) = self._call("POST", "/_emulator/keywords", body)["keywords"]
+        return Keyword.from_json(added)
 
     @property
     def events(self) -> list[Event]:

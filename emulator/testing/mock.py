@@ -233,6 +233,7 @@ def mock_postscript(
     strict: bool = False,
     shops: Iterable[Mapping[str, Any]] = (),
     partners: Iterable[Mapping[str, Any]] | None = None,
+    keywords: Iterable[str | Mapping[str, Any]] = (),
     auth: str = "shop",
     webhook_retry_delays: Iterable[float] | None = None,
 ) -> PostscriptMock: ...
@@ -252,6 +253,7 @@ def mock_postscript(
     strict: bool = False,
     shops: Iterable[Mapping[str, Any]] = (),
     partners: Iterable[Mapping[str, Any]] | None = None,
+    keywords: Iterable[str | Mapping[str, Any]] = (),
     auth: str = "shop",
     webhook_retry_delays: Iterable[float] | None = None,
 ) -> PostscriptMock | Callable[..., R]:
@@ -279,6 +281,7 @@ def mock_postscript(
                 "auth": auth,
                 **({"shops": shops} if shops else {}),
                 **({"partners": partners} if partners is not None else {}),
+                **({"keywords": keywords} if keywords else {}),
                 **(
                     {"webhook_retry_delays": webhook_retry_delays}
                     if webhook_retry_delays is not None

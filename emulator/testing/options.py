@@ -14,6 +14,7 @@ and the keyword arguments of `mock_postscript(...)` all take these names:
 | `pass_through` | none | `mock_postscript`: URL prefixes sent to the network as usual |
 | `strict` | False | the emulator's strict mode (unknown fields and parameters are 400s) |
 | `shops` | one shop | the shops, as `PUT /_emulator/shops` takes them; the first is the default |
+| `keywords` | JOIN, VIP | more keywords of the default shop: words, or `{"keyword","id"}` dicts |
 | `partners` | one partner | the partners (`[]`: none), as `PUT /_emulator/shops` takes them |
 | `auth` | `"shop"` | how `client()`s authenticate: the shop's key, or `"partner"`: the first |
 |  |  | partner's key with `X-Postscript-Shop-Token` naming the default shop |
@@ -56,6 +57,7 @@ class EmulatorOptions:
     strict: bool = False
     shops: tuple[Mapping[str, Any], ...] = ()
     partners: tuple[Mapping[str, Any], ...] | None = None
+    keywords: tuple[Mapping[str, Any], ...] = ()
     auth: str = "shop"
     webhook_retry_delays: tuple[float, ...] | None = None
 
@@ -98,6 +100,9 @@ class EmulatorOptions:
                 "public_key": "pk_test_pslab",
             }
         ]
+        if self.keywords:
+            first = shops[0]
+            first["keywords"] = [*(first.get("keywords") or []), *map(dict, self.keywords)]
         partners = (
             [dict(partner) for partner in self.partners]
             if self.partners is not None
@@ -139,6 +144,8 @@ def _checked(given: dict[str, Any]) -> dict[str, Any]:
             checked[name] = _dicts(name, given[name])
     if "shops" in given and not checked["shops"]:
         raise OptionError('shops must name at least one shop, e.g. [{"id": "shop_a", ...}]')
+    if "keywords" in given:
+        checked["keywords"] = _keywords(given["keywords"])
     if "auth" in given and given["auth"] not in ("shop", "partner"):
         raise OptionError('auth must be "shop" or "partner"')
     if "webhook_retry_delays" in given:
@@ -176,6 +183,16 @@ def _dicts(name: str, value: Any) -> tuple[Mapping[str, Any], ...]:
     if not all(isinstance(item, Mapping) for item in items):
         raise OptionError(f"{name} must be a list of dicts, e.g. {example}")
     return items
+
+
+def _keywords(value: Any) -> tuple[Mapping[str, Any], ...]:
+    example = '["WELCOME"] or [{"keyword": "WELCOME", "id": "kw_welcome"}]'
+    if isinstance(value, Mapping | str) or not isinstance(value, Iterable):
+        raise OptionError(f"keywords must be a list of keywords, e.g. {example}")
+    items = tuple(value)
+    if not all(isinstance(item, Mapping | str) for item in items):
+        raise OptionError(f"each keyword must be a word or a dict, e.g. {example}")
+    return tuple({"keyword": item} if isinstance(item, str) else item for item in items)
 
 
 def _delays(value: Any) -> tuple[float, ...]:

@@ -49,8 +49,9 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         f"{MARKER}(secret_key=..., rate_limit=..., subscribers=[...], faults={{...}}, "
         "base_url=..., assert_all_mocked=..., pass_through=[...], strict=..., shops=[...], "
-        "partners=[...], auth='shop'|'partner', webhook_retry_delays=[...]): set up the "
-        "Postscript emulator of the postscript, mock_postscript and postscript_server fixtures",
+        "partners=[...], keywords=[...], auth='shop'|'partner', webhook_retry_delays=[...]): "
+        "set up the Postscript emulator of the postscript, mock_postscript and "
+        "postscript_server fixtures",
     )
 
 

@@ -18,6 +18,7 @@ __all__ = [
     "Event",
     "Faults",
     "InboundText",
+    "Keyword",
     "Message",
     "MessageRequest",
     "Subscriber",
@@ -107,7 +108,9 @@ class Event:
 
     `occurred_at` is kept exactly as the code under test sent it
     (`2026-01-31 12:00:00.000000`, UTC, design §2.1); the subscriber is named
-    the way the request named it, by `subscriber_id`, `phone` or `email`.
+    the way the request named it, by `subscriber_id`, `phone` or `email`, and
+    `recipient_id` is the subscriber the emulator judged it for (None when the
+    event named none, which the default mode accepts).
     """
 
     type: str
@@ -119,6 +122,7 @@ class Event:
     properties: dict[str, Any] = field(default_factory=dict)
     occurred_at: str | None = None
     external_id: str | None = None
+    recipient_id: str | None = None
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Event:
@@ -132,6 +136,28 @@ class Event:
             properties=doc.get("properties") or {},
             occurred_at=doc.get("occurred_at"),
             external_id=doc.get("external_id"),
+            recipient_id=doc.get("recipient_id"),
+        )
+
+
+@dataclass(frozen=True)
+class Keyword:
+    """A keyword of a shop, as get-keywords shows it (`Postscript.add_keyword`'s answer)."""
+
+    id: str
+    keyword: str
+    created_at: datetime
+    triggered_count: int
+    updated_at: datetime
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Keyword:
+        return cls(
+            id=doc["id"],
+            keyword=doc["keyword"],
+            created_at=_moment(doc["created_at"]),
+            triggered_count=int(doc["triggered_count"]),
+            updated_at=_moment(doc["updated_at"]),
         )
 
 

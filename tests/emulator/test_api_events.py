@@ -48,7 +48,6 @@ async def test_event_is_accepted_and_stored_with_its_id(
     [
         ({"phone": "+15555550100"}, ["body", "type"]),
         ({"type": "Has space", "phone": "+15555550100"}, ["body", "type"]),
-        ({"type": "Ok"}, ["body"]),
         (
             {"type": "Ok", "phone": "+15555550100", "occurred_at": "2026-01-31T12:00:00"},
             ["body", "occurred_at"],
@@ -64,6 +63,45 @@ async def test_bad_events_are_400_and_not_stored(
     assert response.status_code == 400
     assert [e["loc"] for e in response.json()["errors"]] == [loc]
     assert (await api.get("/_emulator/state")).json()["events"] == []
+
+
+@pytest.mark.parametrize(
+    ("event_type", "named"),
+    [
+        ("Segment Audience Entered!", "character 8, ' ', is not one of them"),
+        ("Order-Shipped", "character 6, '-', is not one of them"),
+        ("Caf\u00e9", "character 4, '\u00e9', is not one of them"),
+        ("", "must not be empty"),
+    ],
+)
+async def test_a_refused_event_type_names_the_allowed_characters_and_the_first_other(
+    api: httpx.AsyncClient, event_type: str, named: str
+) -> None:
+    response = await api.post("/api/v2/events", json={"type": event_type, "external_id": "x"})
+    (reason,) = response.json()["errors"]
+    assert response.status_code == 400
+    assert reason["loc"] == ["body", "type"]
+    assert named in reason["msg"]
+    assert (
+        "lowercase letters (a-z), uppercase letters (A-Z), digits (0-9) and underscores (_)"
+        in reason["msg"]
+    )
+
+
+async def test_an_event_naming_no_subscriber_is_accepted_and_stored_without_one(
+    api: httpx.AsyncClient,
+) -> None:
+    body = {"type": "Store_Opened", "external_id": "x1"}
+    response = await api.post("/api/v2/events", json=body)
+    (stored,) = (await api.get("/_emulator/state")).json()["events"]
+    assert response.status_code == 202, response.text
+    assert response.headers["x-pslab-emulator-choice"] == "event-without-subscriber"
+    assert stored == {
+        **body,
+        "event_id": response.json()["event_ids"][0],
+        "received_at": stored["received_at"],
+        "recipient_id": None,
+    }
 
 
 async def test_an_event_naming_its_subscriber_three_ways_at_once_is_accepted(

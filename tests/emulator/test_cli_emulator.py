@@ -124,7 +124,11 @@ def test_shops_and_strict_from_the_command_line(tmp_path: Path) -> None:
             {
                 "shops": [
                     {"id": "shop_a", "secret_key": "sk_cli_a"},
-                    {"id": "shop_b", "secret_key": "sk_cli_b"},
+                    {
+                        "id": "shop_b",
+                        "secret_key": "sk_cli_b",
+                        "keywords": [{"keyword": "WELCOME"}],
+                    },
                 ],
                 "partners": [{"id": "partner_p", "key": "sk_partner_cli"}],
             }
@@ -142,12 +146,14 @@ def test_shops_and_strict_from_the_command_line(tmp_path: Path) -> None:
         in_b = httpx.get(f"{url}/api/v2/subscribers", headers=as_partner)
         in_a = httpx.get(f"{url}/api/v2/subscribers", headers={"Authorization": "Bearer sk_cli_a"})
         misspelt = httpx.get(f"{url}/api/v2/subscribers?phone__eq=1", headers=as_partner)
+        keywords = httpx.get(f"{url}/api/v2/keywords", headers=as_partner).json()["keywords"]
         default_key = httpx.get(
             f"{url}/api/v2/me", headers={"Authorization": "Bearer sk_test_pslab"}
         )
     assert [s["phone_number"] for s in in_b.json()["subscribers"]] == ["+15555550100"]
     assert in_a.json()["subscribers"] == []
     assert misspelt.status_code == 400
+    assert [k["keyword"] for k in keywords] == ["JOIN", "VIP", "WELCOME"]
     assert default_key.status_code == 401
 
 

@@ -232,6 +232,26 @@ async def test_shops_can_be_replaced_at_run_time_and_keep_their_data() -> None:
             {"shops": [{"id": "a", "secret_key": "sk_x", "forbidden": ["billing"]}]},
             ["body", "shops", 0, "forbidden"],
         ),
+        (
+            {"shops": [{"id": "a", "secret_key": "sk_x", "keywords": [{"keyword": " "}]}]},
+            ["body", "shops", 0, "keywords", 0, "keyword"],
+        ),
+        (
+            {
+                "shops": [
+                    {
+                        "id": "a",
+                        "secret_key": "sk_x",
+                        "keywords": [{"keyword": "JOIN", "id": "kw_j"}],
+                    }
+                ]
+            },
+            ["body", "shops", 0, "keywords", 0, "keyword"],
+        ),
+        (
+            {"shops": [{"id": "a", "secret_key": "sk_x", "keywords": [{"keyword": "JOIN"}] * 2}]},
+            ["body", "shops", 0, "keywords", 1, "keyword"],
+        ),
     ],
 )
 async def test_a_bad_shops_setting_is_a_400_and_keeps_the_setting(
@@ -272,6 +292,44 @@ async def test_the_default_emulator_has_one_shop_a_public_key_and_a_partner() ->
     assert public.status_code == 403
 
 
+async def test_keywords_belong_to_one_shop_and_come_from_the_setting_or_the_admin_call() -> None:
+    setting = {
+        "shops": [
+            {**SHOPS["shops"][0], "keywords": [{"keyword": "JOIN"}, {"keyword": "welcome"}]},
+            SHOPS["shops"][1],
+        ]
+    }
+    async with _client(setting) as client:
+        added = await client.post(
+            "/_emulator/keywords", json={"shop": "shop_b", "keywords": [{"keyword": "VIP2"}]}
+        )
+        in_a = (await client.get("/api/v2/keywords", headers=_as("sk_a"))).json()["keywords"]
+        in_b = (await client.get("/api/v2/keywords", headers=_as("sk_b"))).json()["keywords"]
+        welcome_in_b = await client.post(
+            "/api/v2/subscribers",
+            json={"phone_number": "+15555550100", "keyword": "WELCOME"},
+            headers=_as("sk_b"),
+        )
+        listed = (await client.get("/_emulator/shops")).json()
+    assert added.status_code == 200, added.text
+    assert [k["keyword"] for k in in_a] == ["JOIN", "VIP", "WELCOME"]
+    assert [k["keyword"] for k in in_b] == ["JOIN", "VIP", "VIP2"]
+    assert welcome_in_b.status_code == 400  # shop_a's keyword is not shop_b's
+    assert [k["keyword"] for k in listed["shops"][1]["keywords"]] == ["JOIN", "VIP", "VIP2"]
+    # the listing is a setting PUT takes back, keeping every keyword's id
+    assert [k.id for k in parse_tenancy(listed).shops[1].keywords] == [k["id"] for k in in_b]
+
+
+def test_a_keyword_given_without_an_id_gets_the_same_id_from_the_same_setting() -> None:
+    shop = {"id": "shop_a", "secret_key": "sk_a", "keywords": [{"keyword": "WELCOME"}]}
+    first = parse_tenancy({"shops": [shop]}).default_shop.keywords
+    again = parse_tenancy({"shops": [shop]}).default_shop.keywords
+    other = parse_tenancy({"shops": [{**shop, "id": "shop_b"}]}).default_shop.keywords
+    assert first == again
+    assert first[-1].id.startswith("kw_")
+    assert first[-1].id != other[-1].id
+
+
 _json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=8),
     lambda inner: (
@@ -286,6 +344,15 @@ _shop_items = st.fixed_dictionaries(
         "secret_key": st.sampled_from(["sk_a", "sk_b", "pk_a", ""]) | _json_values,
         "public_key": st.sampled_from(["pk_a", "sk_x"]) | _json_values,
         "forbidden": st.lists(st.sampled_from(["keywords", "compliance", "nope"])) | _json_values,
+        "keywords": st.lists(
+            st.fixed_dictionaries(
+                {"keyword": st.sampled_from(["JOIN", "welcome", "WELCOME", "", "a b"])},
+                optional={"id": st.sampled_from(["kw_5f1c0e8a", "kw_x", "bad id"])},
+            )
+            | _json_values,
+            max_size=3,
+        )
+        | _json_values,
     },
 )
 

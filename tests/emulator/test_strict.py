@@ -1,5 +1,6 @@
 """Lenient by default, strict on request (docs/design.md §2.8 "lenient-input",
-"property-values", "properties-string", "event-identifiers", "phone-matching")."""
+"property-values", "properties-string", "event-identifiers", "event-without-subscriber",
+"phone-matching")."""
 
 from __future__ import annotations
 
@@ -108,6 +109,13 @@ CLIENT_MISTAKES: dict[str, tuple[str, str, dict[str, str], Any, list[str | int]]
         {"type": "Ok", "subscriber_id": "s_ada", "phone": "call me"},
         ["body", "phone"],
     ),
+    "event-naming-nobody": (
+        "POST",
+        "/api/v2/events",
+        {},
+        {"type": "Ok", "external_id": "x1"},
+        ["body"],
+    ),
     "unsubscribe-field": (
         "PATCH",
         "/api/v2/compliance/unsubscribe",
@@ -139,6 +147,16 @@ async def test_a_client_mistake_is_a_400_naming_it_under_strict(
     where = [item["ctx"]["loc"] if "ctx" in item else item["loc"] for item in items]
     assert loc in where
     assert (await strict.get("/_emulator/state")).json() == before
+
+
+async def test_an_event_naming_nobody_is_refused_under_strict_with_the_reason(
+    strict: httpx.AsyncClient,
+) -> None:
+    response = await strict.post("/api/v2/events", json={"type": "Ok", "external_id": "x1"})
+    (reason,) = response.json()["errors"]
+    assert response.status_code == 400
+    assert reason["msg"].startswith("give at least one of subscriber_id, phone or email")
+    assert "strict mode refuses it" in reason["msg"]
 
 
 async def test_a_400_on_me_has_the_documented_context_items(strict: httpx.AsyncClient) -> None:

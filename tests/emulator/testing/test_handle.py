@@ -15,6 +15,7 @@ from postscript_audience_lab.emulator.testing import (
     EmulatorAdminError,
     Event,
     Faults,
+    Keyword,
     Postscript,
     Subscriber,
     serve_postscript,
@@ -131,6 +132,19 @@ def test_events_and_requests_come_back_as_dataclasses_in_order(postscript: Posts
     ]
 
 
+def test_an_event_naming_no_subscriber_is_among_the_events_with_no_recipient(
+    postscript: Postscript,
+) -> None:
+    ada = postscript.seed(phone_number=ADA)
+    post_event(postscript, subscriber_id=ada.id)
+    nobody = post_event(postscript, external_id="store-opened")
+    assert nobody.status_code == 202
+    assert [(e.recipient_id, e.external_id) for e in postscript.events] == [
+        (ada.id, None),
+        (None, "store-opened"),
+    ]
+
+
 def test_reset_forgets_subscribers_events_and_requests_but_keeps_faults(
     postscript: Postscript,
 ) -> None:
@@ -141,6 +155,26 @@ def test_reset_forgets_subscribers_events_and_requests_but_keeps_faults(
     assert (postscript.subscribers, postscript.events, postscript.requests) == ([], [], [])
     assert postscript.fault_settings.latency_ms == (1.0, 2.0)
     assert postscript.seed(phone_number=ADA).ps_id == 1
+
+
+def test_add_keyword_gives_the_shop_a_keyword_to_opt_in_with_and_a_reset_keeps_it(
+    postscript: Postscript,
+) -> None:
+    welcome = postscript.add_keyword("WELCOME")
+    summer = postscript.add_keyword("summer10", id="kw_summer")
+    postscript.reset()
+    with postscript.client() as client:
+        listed = client.get("/api/v2/keywords").json()["keywords"]
+        created = client.post(
+            "/api/v2/subscribers", json={"phone_number": ADA, "keyword": "welcome"}
+        )
+    assert isinstance(welcome, Keyword)
+    assert (summer.id, summer.keyword, summer.triggered_count) == ("kw_summer", "SUMMER10", 0)
+    assert [k["id"] for k in listed][-2:] == [welcome.id, "kw_summer"]
+    assert created.json()["data"] == {"keyword_id": welcome.id}
+    with pytest.raises(EmulatorAdminError, match="WELCOME is already a keyword") as refused:
+        postscript.add_keyword("Welcome")
+    assert refused.value.status == 400
 
 
 def test_faults_answer_errors_from_a_seeded_sequence_and_no_arguments_clear_them(

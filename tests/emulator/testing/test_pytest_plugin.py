@@ -215,7 +215,7 @@ def test_an_unknown_or_mistyped_option_fails_setup_saying_what_is_allowed(
         [
             "*unknown Postscript emulator option 'rate_limt'; the options are secret_key, "
             "rate_limit, subscribers, faults, base_url, assert_all_mocked, pass_through, "
-            "strict, shops, partners, auth, webhook_retry_delays",
+            "strict, shops, partners, keywords, auth, webhook_retry_delays",
             "*unknown fault 'eror_rate'; the faults are error_rate, *",
             "*subscribers must be a list of dicts*",
             "*subscribers.0.phone_number: must be a complete phone number*",
@@ -300,6 +300,59 @@ def test_strict_shops_partner_auth_and_retry_options_set_up_every_fixture(
     result = pytester.runpytest()
     result.assert_outcomes(passed=9, errors=1)
     result.stdout.fnmatch_lines(["*strict must be True or False*"])
+
+
+def test_the_keywords_option_gives_the_default_shop_more_keywords_in_every_fixture(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        SHOPS = [{"id": "shop_a", "secret_key": "sk_a", "keywords": [{"keyword": "SHOPWORD"}]}]
+
+        @pytest.mark.parametrize("fixture", ["postscript", "mock_postscript", "postscript_server"])
+        @pytest.mark.postscript(keywords=["WELCOME", {"keyword": "VIP2", "id": "kw_vip2"}])
+        def test_keywords(fixture, request):
+            handle = request.getfixturevalue(fixture)
+            with handle.client() as client:
+                listed = client.get("/api/v2/keywords").json()["keywords"]
+                opted_in = client.post(
+                    "/api/v2/subscribers",
+                    json={"phone_number": "+15555550100", "keyword_id": "kw_vip2"},
+                )
+            assert [k["keyword"] for k in listed] == ["JOIN", "VIP", "WELCOME", "VIP2"]
+            assert opted_in.status_code == 201
+            handle.add_keyword("ADDED")
+
+        @pytest.mark.postscript(shops=SHOPS, keywords=["WELCOME"])
+        def test_with_shops(postscript):
+            with postscript.client() as client:
+                listed = client.get("/api/v2/keywords").json()["keywords"]
+            assert [k["keyword"] for k in listed] == ["JOIN", "VIP", "SHOPWORD", "WELCOME"]
+
+        def test_the_next_server_test_has_join_and_vip_only(postscript_server):
+            with postscript_server.client() as client:
+                listed = client.get("/api/v2/keywords").json()["keywords"]
+            assert [k["keyword"] for k in listed] == ["JOIN", "VIP"]
+
+        @pytest.mark.postscript(keywords="WELCOME")
+        def test_a_word_not_a_list(postscript):
+            pass
+
+        @pytest.mark.postscript(keywords=["STOP"])
+        def test_a_refused_keyword(postscript):
+            pass
+        """
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=5, errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*keywords must be a list of keywords, e.g. *",
+            "*shops.0.keywords.0.keyword: STOP confirms or opts out a subscriber*",
+        ]
+    )
 
 
 def test_a_request_no_route_serves_fails_the_test_naming_it(pytester: pytest.Pytester) -> None:
