@@ -17,7 +17,7 @@ and the keyword arguments of `mock_postscript(...)` all take these names:
 | `partners` | one partner | the partners (`[]`: none), as `PUT /_emulator/shops` takes them |
 | `auth` | `"shop"` | how `client()`s authenticate: the shop's key, or `"partner"`: the first |
 |  |  | partner's key with `X-Postscript-Shop-Token` naming the default shop |
-| `webhook_retry_delays` | 300 × 12 | seconds (emulator's clock) between a failing delivery's attempts |
+| `webhook_retry_delays` | 300 × 12 | seconds (emulator's clock) between failing delivery attempts |
 | `expect_unrouted` | False | refused requests (True: any; or URL prefixes) do not fail teardown |
 """
 
