@@ -237,6 +237,7 @@ class AiohttpRoute:
             method=method,
             response_class=_response_class(),
             status=answer.status_code,
+            reason=answer.reason_phrase,  # raise_for_status() needs one
             headers=_multidict(answer.headers.multi_items()),
             body=answer.content,
             content_type=answer.headers.get("content-type", "application/octet-stream"),
