@@ -287,3 +287,11 @@ def bench_emulator(session: nox.Session) -> None:
     session.run(
         "python", "-m", "postscript_audience_lab.emulator.postscript.loadtest", *session.posargs
     )
+
+
+@nox.session
+def speed(session: nox.Session) -> None:
+    """Issue #24's two ratios, side by side in one run: mock_postscript's per-test cost
+    against a bare respx route, and the emulator's lookups against bare Starlette + uvicorn."""
+    session.install("-e", ".")
+    session.run("python", "-m", "postscript_audience_lab.lab.speed", *session.posargs)
