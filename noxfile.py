@@ -118,7 +118,8 @@ def lowest(session: nox.Session) -> None:
 def examples(session: nox.Session) -> None:
     """examples/ as a user runs it: the built wheel and pytest alone in a fresh virtualenv.
 
-    shipping_notifier is an integration tested through the plugin; crowded_names is a project
+    shipping_notifier is an integration tested through the plugin, requests_notifier and
+    aiohttp_notifier the same with those clients; crowded_names is a project
     whose own packages are called emulator, sync, contracts, lab and tests, copied to a
     temporary folder outside this repository and checked with pytest and mypy --strict.
     """
@@ -137,6 +138,13 @@ def examples(session: nox.Session) -> None:
     # The same suite again under xdist (one postscript_server per worker), property test included.
     session.install("pytest-xdist", "hypothesis")
     session.run("pytest", "-q", "-n", "2")
+
+    # Code that calls Postscript with requests, and with aiohttp: the wheel's extras bring
+    # responses and aioresponses, which route those clients as respx routes httpx.
+    session.install(f"{wheel}[requests,aiohttp]")
+    for example in ("requests_notifier", "aiohttp_notifier"):
+        session.chdir(EXAMPLES / example)
+        session.run("pytest", "-q", "-p", "no:cacheprovider")
 
     session.install("mypy")
     with tempfile.TemporaryDirectory(prefix="crowded-names-") as folder:
@@ -289,3 +297,11 @@ def bench_emulator(session: nox.Session) -> None:
     session.run(
         "python", "-m", "postscript_audience_lab.emulator.postscript.loadtest", *session.posargs
     )
+
+
+@nox.session
+def speed(session: nox.Session) -> None:
+    """Issue #24's two ratios, side by side in one run: mock_postscript's per-test cost
+    against a bare respx route, and the emulator's lookups against bare Starlette + uvicorn."""
+    session.install("-e", ".")
+    session.run("python", "-m", "postscript_audience_lab.lab.speed", *session.posargs)

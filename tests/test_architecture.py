@@ -60,6 +60,7 @@ EXPORTS: dict[str, set[str]] = {
         "MessageRequest",
         "Postscript",
         "PostscriptMock",
+        "RealPostscriptBlocked",
         "Subscriber",
         "SubscriberSeed",
         "UnroutedRequest",
@@ -84,7 +85,8 @@ HELP_PROBE = (
     "    main()\n"
     "except SystemExit:\n"
     "    pass\n"
-    "print(sorted(m for m in ('uvicorn','respx','hypothesis','starlette') if m in sys.modules))"
+    "print(sorted(m for m in ('uvicorn','respx','hypothesis','starlette','responses',"
+    "'aioresponses') if m in sys.modules))"
 )
 
 
@@ -289,9 +291,17 @@ def run_python(code: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     ("command", "unwanted", "mentioned"),
     [
-        ("sync", {"uvicorn", "respx", "hypothesis", "starlette"}, "--state"),
-        ("reconcile", {"uvicorn", "respx", "hypothesis", "starlette"}, "--snapshot"),
-        ("contracts", {"respx", "hypothesis"}, "verify"),
+        (
+            "sync",
+            {"uvicorn", "respx", "hypothesis", "starlette", "responses", "aioresponses"},
+            "--state",
+        ),
+        (
+            "reconcile",
+            {"uvicorn", "respx", "hypothesis", "starlette", "responses", "aioresponses"},
+            "--snapshot",
+        ),
+        ("contracts", {"respx", "hypothesis", "responses", "aioresponses"}, "verify"),
     ],
 )
 def test_a_command_help_loads_no_web_stack_or_test_library_it_does_not_need(

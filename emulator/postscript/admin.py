@@ -174,7 +174,8 @@ async def get_clock(request: Request) -> Response:
 
 
 async def advance_clock(request: Request) -> Response:
-    """`{"advance_s": seconds}`: move the clock on; scheduled messages now due are sent."""
+    """`{"advance_s": seconds}`: move the clock on; scheduled messages and webhook retries
+    now due are sent."""
     emulator = emulator_of(request)
     body = await json_body.read_object(request, json_body.ADMIN_BODY_LIMIT)
     seconds = body.get("advance_s")
@@ -193,6 +194,8 @@ async def advance_clock(request: Request) -> Response:
         raise invalid(["body", extra[0]], "unknown field; give advance_s", "value_error.extra")
     emulator.clock.advance(float(seconds))
     emulator.send_due_messages()
+    # Webhook retries now due are attempted before the answer, so a test reads their outcome.
+    await run_in_threadpool(emulator.dispatcher.catch_up)
     return JSONResponse(_clock_json(emulator))
 
 

@@ -129,7 +129,7 @@ def emulator_command(
         str,
         typer.Option(
             help="Seconds between a failing webhook delivery's attempts, comma-separated "
-            "('' = one attempt; Postscript's own: 300 twelve times).",
+            "('' = one attempt; the default is Postscript's, on the emulator's clock).",
         ),
     ] = DEFAULT_DELAYS_TEXT,
     as_json: Annotated[

@@ -56,7 +56,10 @@ class Emulator:
         self._webhooks: dict[str, WebhookRegistry] = {}
         self.clock = Clock()
         self.dispatcher = WebhookDispatcher(
-            config.webhook_retry_delays, config.webhook_timeout_s, config.webhook_transport
+            config.webhook_retry_delays,
+            config.webhook_timeout_s,
+            config.webhook_transport,
+            clock=self.clock,
         )
         for shop in (*self._stored_shops(), *(s.id for s in self.tenancy.shops)):
             self.store_of(shop)

@@ -3,7 +3,8 @@
     from postscript_audience_lab.emulator.testing import Postscript, mock_postscript
 
 - `Postscript` (handle.py): a typed handle on an emulator, in process or at a URL;
-- `mock_postscript` (mock.py): https://api.postscript.io served in process, for httpx;
+- `mock_postscript` (mock.py): https://api.postscript.io served in process, for httpx,
+  requests and aiohttp (clients.py); the real API out of reach meanwhile (guard.py);
 - `serve_postscript` (server.py): an emulator on a loopback port, for any client;
 - plugin.py: the pytest fixtures `postscript`, `mock_postscript`, `postscript_server`;
 - strategies.py: hypothesis strategies (needs `postscript-audience-lab[testing]`).
@@ -18,6 +19,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from postscript_audience_lab.emulator.testing.guard import RealPostscriptBlocked
     from postscript_audience_lab.emulator.testing.handle import (
         POSTSCRIPT_API,
         EmulatorAdminError,
@@ -56,6 +58,7 @@ __all__ = [
     "MessageRequest",
     "Postscript",
     "PostscriptMock",
+    "RealPostscriptBlocked",
     "Subscriber",
     "SubscriberSeed",
     "UnroutedRequest",
@@ -70,6 +73,7 @@ _MODULE_OF = {
     "Postscript": "handle",
     "PostscriptMock": "mock",
     "UnroutedRequest": "mock",
+    "RealPostscriptBlocked": "guard",
     "mock_postscript": "mock",
     "ApiRequest": "records",
     "DeliveryAttempt": "records",

@@ -323,7 +323,8 @@ class Postscript:
         return [m for m in self.messages if _same_phone(m.phone, phone)]
 
     def advance_clock(self, seconds: float) -> None:
-        """Move the emulator's clock on; messages scheduled up to then are sent."""
+        """Move the emulator's clock on; messages scheduled up to then are sent, and webhook
+        retries due by then are attempted before this returns."""
         self._call("POST", "/_emulator/clock", {"advance_s": seconds})
 
     # -- webhooks ---------------------------------------------------------------------
@@ -335,8 +336,8 @@ class Postscript:
         return [WebhookDelivery.from_json(doc) for doc in answer["deliveries"]]
 
     def wait_for_webhooks(self) -> list[WebhookDelivery]:
-        """Send every pending delivery now (skipping the backoff) and return the journal
-        once each is delivered or has failed."""
+        """Play every pending delivery's retries out now, moving the emulator's clock to each
+        retry's time, and return the journal once each is delivered or has failed."""
         answer = self._call("POST", "/_emulator/webhooks/flush")
         if not answer.get("settled", True):
             raise EmulatorAdminError("webhook deliveries were still pending after 60 s")

@@ -15,6 +15,13 @@ reach the emulator. A request for any other host fails with
 URL prefixes reach the network, `assert_all_mocked=False` answers them with
 respx's empty 200, and a respx router of your own (`respx.mock`, the
 `respx_mock` fixture) active at the same time serves the hosts it routes.
+requests and aiohttp are routed the same way, by `responses` and
+`aioresponses`, when those are installed (emulator/testing/clients.py).
+
+While it is active, any other way to the real API host fails at once
+(emulator/testing/guard.py). A request that was refused, and that the code
+under test then swallowed, fails the block's end (the test's teardown) unless
+it was expected: `expect_unrouted=True`, or a list of URL prefixes.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from contextlib import ExitStack
 from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, TypeVar, overload
@@ -31,6 +39,12 @@ import respx
 from respx.models import AllMockedAssertionError
 
 from postscript_audience_lab.emulator.postscript.config import DEFAULT_SECRET_KEY
+from postscript_audience_lab.emulator.testing.clients import (
+    ClientRoute,
+    installed_routes,
+    missing_routes,
+)
+from postscript_audience_lab.emulator.testing.guard import blocking_real_postscript
 from postscript_audience_lab.emulator.testing.handle import POSTSCRIPT_API, Postscript
 from postscript_audience_lab.emulator.testing.options import EmulatorOptions
 
@@ -63,12 +77,22 @@ class _EmulatorRouter(respx.MockRouter):
 class PostscriptMock:
     """What `mock_postscript(...)` returns: start it with `with`, or decorate a function."""
 
-    def __init__(self, options: EmulatorOptions, postscript: Postscript | None = None) -> None:
+    def __init__(
+        self,
+        options: EmulatorOptions,
+        postscript: Postscript | None = None,
+        *,
+        owner: str = "mock_postscript()",
+    ) -> None:
         self.options = options
-        self.unrouted: list[httpx.Request] = []
+        self.owner = owner
+        # "METHOD URL" of each request refused (or each connection the guard blocked)
+        self.unrouted: list[str] = []
         self._given = postscript
         self._postscript: Postscript | None = None
         self._router: _EmulatorRouter | None = None
+        self._routes: list[ClientRoute] = []
+        self._guard: ExitStack | None = None
 
     # -- context manager ------------------------------------------------------
 
@@ -80,16 +104,24 @@ class PostscriptMock:
             )
         postscript = self._given or self.options.in_process()
         self.unrouted.clear()
+        guard = ExitStack()
         try:
             if self._given is None:
                 self.options.set_up(postscript)
             router = self._router_for(postscript)
+            blocked = guard.enter_context(blocking_real_postscript(self.owner))
             router.start()
+            guard.callback(router.stop, quiet=True)
+            for route in self._client_routes(postscript):
+                route.start()
+                guard.callback(route.stop)
+            guard.callback(lambda: self.unrouted.extend(blocked))
         except BaseException:
+            guard.close()
             if self._given is None:
                 postscript.close()
             raise
-        self._postscript, self._router = postscript, router
+        self._postscript, self._router, self._guard = postscript, router, guard
         return postscript
 
     def stop(self, *, check: bool = True) -> None:
@@ -98,18 +130,27 @@ class PostscriptMock:
         With `check`, raise `UnroutedRequest` if the code under test sent a
         request no route served, even though it caught the error it got.
         """
-        router, postscript = self._router, self._postscript
-        self._router = self._postscript = None
-        if router is not None:
-            router.stop(quiet=True)
+        guard, postscript = self._guard, self._postscript
+        self._router = self._postscript = self._guard = None
+        if guard is not None:
+            guard.close()
         if postscript is not None and self._given is None:
             postscript.close()
-        if check and self.unrouted:
-            listed = "; ".join(_describe(request) for request in self.unrouted)
+        unexpected = [r for r in self.unrouted if not self._expected(r)]
+        if check and unexpected:
+            listed = "; ".join(unexpected)
             raise UnroutedRequest(
-                f"the code under test sent {len(self.unrouted)} request(s) that mock_postscript "
-                f"does not route, and carried on: {listed}. {self._advice()}"
+                f"the code under test sent {len(unexpected)} request(s) that mock_postscript "
+                f"does not route, and carried on: {listed}. {self._advice()} If the test "
+                "expects them, say so: expect_unrouted=True (or a list of URL prefixes)."
             )
+
+    def _expected(self, unrouted: str) -> bool:
+        expected = self.options.expect_unrouted
+        if isinstance(expected, bool):
+            return expected
+        url = unrouted.partition(" ")[2]
+        return any(url.startswith(prefix) for prefix in expected)
 
     def __enter__(self) -> Postscript:
         return self.start()
@@ -133,7 +174,7 @@ class PostscriptMock:
         wants_handle = "postscript" in inspect.signature(func).parameters
 
         def fresh() -> PostscriptMock:
-            return PostscriptMock(self.options, self._given)
+            return PostscriptMock(self.options, self._given, owner=self.owner)
 
         if inspect.iscoroutinefunction(func):
             async_func: Callable[..., Awaitable[Any]] = func
@@ -189,6 +230,16 @@ class PostscriptMock:
             router.route().mock(side_effect=self._refuse)
         return router
 
+    def _client_routes(self, postscript: Postscript) -> list[ClientRoute]:
+        assert postscript.transport is not None
+        return installed_routes(
+            self.options.base_url,
+            postscript.transport,
+            pass_through=self.options.pass_through,
+            assert_all_mocked=self.options.assert_all_mocked,
+            refuse=self._refusal,
+        )
+
     def _refuse(self, request: httpx.Request) -> httpx.Response:
         router = self._router
         others = [
@@ -196,19 +247,28 @@ class PostscriptMock:
             for r in (router.Mocker.routers if router and router.Mocker else [])
             if r is not router
         ]
-        if not others:  # another router may still serve it: then it is not ours to report
-            self.unrouted.append(request)
-        raise UnroutedRequest(
-            f"mock_postscript has no route for {_describe(request)}: it serves "
+        if others:  # another router may still serve it: then it is not ours to report
+            raise UnroutedRequest(self._no_route(_describe(request)))
+        raise self._refusal(_describe(request))
+
+    def _refusal(self, described: str) -> UnroutedRequest:
+        self.unrouted.append(described)
+        return UnroutedRequest(self._no_route(described))
+
+    def _no_route(self, described: str) -> str:
+        return (
+            f"mock_postscript has no route for {described}: it serves "
             f"{self.options.base_url} only. {self._advice()}"
         )
 
     def _advice(self) -> str:
+        unrouted = missing_routes()
+        missing = f" Not routed here: {', '.join(unrouted)}." if unrouted else ""
         return (
-            "Mock other hosts with respx (the respx_mock fixture or respx.mock), let them "
+            "Mock other hosts with respx, responses or aioresponses, let them "
             "through with pass_through=[...] or answer them with an empty 200 with "
             "assert_all_mocked=False (as mock_postscript(...) arguments or "
-            "@pytest.mark.postscript(...) options)."
+            f"@pytest.mark.postscript(...) options).{missing}"
         )
 
 
@@ -236,6 +296,7 @@ def mock_postscript(
     keywords: Iterable[str | Mapping[str, Any]] = (),
     auth: str = "shop",
     webhook_retry_delays: Iterable[float] | None = None,
+    expect_unrouted: bool | Iterable[str] = False,
 ) -> PostscriptMock: ...
 
 
@@ -256,8 +317,10 @@ def mock_postscript(
     keywords: Iterable[str | Mapping[str, Any]] = (),
     auth: str = "shop",
     webhook_retry_delays: Iterable[float] | None = None,
+    expect_unrouted: bool | Iterable[str] = False,
 ) -> PostscriptMock | Callable[..., R]:
-    """Serve https://api.postscript.io from a fresh in-process emulator, for httpx in this process.
+    """Serve https://api.postscript.io from a fresh in-process emulator, to httpx, requests and
+    aiohttp in this process.
 
     `with mock_postscript(...) as postscript:` yields the `Postscript` handle;
     `@mock_postscript` and `@mock_postscript(...)` decorate sync and async
@@ -279,6 +342,7 @@ def mock_postscript(
                 "pass_through": pass_through,
                 "strict": strict,
                 "auth": auth,
+                "expect_unrouted": expect_unrouted,
                 **({"shops": shops} if shops else {}),
                 **({"partners": partners} if partners is not None else {}),
                 **({"keywords": keywords} if keywords else {}),

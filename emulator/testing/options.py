@@ -18,7 +18,8 @@ and the keyword arguments of `mock_postscript(...)` all take these names:
 | `partners` | one partner | the partners (`[]`: none), as `PUT /_emulator/shops` takes them |
 | `auth` | `"shop"` | how `client()`s authenticate: the shop's key, or `"partner"`: the first |
 |  |  | partner's key with `X-Postscript-Shop-Token` naming the default shop |
-| `webhook_retry_delays` | 0.5, 1, 2, 4, 8 | seconds between a failing webhook delivery's attempts |
+| `webhook_retry_delays` | 300 × 12 | seconds (emulator's clock) between failing delivery attempts |
+| `expect_unrouted` | False | refused requests (True: any; or URL prefixes) do not fail teardown |
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ class EmulatorOptions:
     keywords: tuple[Mapping[str, Any], ...] = ()
     auth: str = "shop"
     webhook_retry_delays: tuple[float, ...] | None = None
+    expect_unrouted: bool | tuple[str, ...] = False
 
     @classmethod
     def merge(cls, layers: Iterable[Mapping[str, Any]]) -> EmulatorOptions:
@@ -150,6 +152,8 @@ def _checked(given: dict[str, Any]) -> dict[str, Any]:
         raise OptionError('auth must be "shop" or "partner"')
     if "webhook_retry_delays" in given:
         checked["webhook_retry_delays"] = _delays(given["webhook_retry_delays"])
+    if "expect_unrouted" in given:
+        checked["expect_unrouted"] = _expected(given["expect_unrouted"])
     if "pass_through" in given:
         prefixes = given["pass_through"]
         if isinstance(prefixes, str) or not all(isinstance(p, str) for p in prefixes):
@@ -158,6 +162,19 @@ def _checked(given: dict[str, Any]) -> dict[str, Any]:
             )
         checked["pass_through"] = tuple(prefixes)
     return checked
+
+
+def _expected(value: Any) -> bool | tuple[str, ...]:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        value = None
+    prefixes = tuple(value) if value is not None else ()
+    if value is None or not all(isinstance(prefix, str) for prefix in prefixes):
+        raise OptionError(
+            'expect_unrouted must be True or a list of URL prefixes, e.g. ["https://hooks.example"]'
+        )
+    return prefixes
 
 
 def _subscribers(value: Any) -> tuple[Mapping[str, Any], ...]:

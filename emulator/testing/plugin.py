@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Generator, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -49,9 +50,9 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         f"{MARKER}(secret_key=..., rate_limit=..., subscribers=[...], faults={{...}}, "
         "base_url=..., assert_all_mocked=..., pass_through=[...], strict=..., shops=[...], "
-        "partners=[...], keywords=[...], auth='shop'|'partner', webhook_retry_delays=[...]): "
-        "set up the Postscript emulator of the postscript, mock_postscript and "
-        "postscript_server fixtures",
+        "partners=[...], keywords=[...], auth='shop'|'partner', webhook_retry_delays=[...], "
+        "expect_unrouted=True|[...]): set up the "
+        "Postscript emulator of the postscript, mock_postscript and postscript_server fixtures",
     )
 
 
@@ -142,14 +143,33 @@ def _set_up(options: EmulatorOptions, postscript: Postscript) -> None:
         pytest.fail(f"@pytest.mark.{MARKER}: {error}", pytrace=False)
 
 
+@contextmanager
+def _guarded(request: pytest.FixtureRequest, fixture: str) -> Iterator[None]:
+    """No way to the real Postscript while the fixture is active (emulator/testing/guard.py);
+    a blocked connection the code under test swallowed fails the test at teardown."""
+    from postscript_audience_lab.emulator.testing.guard import blocking_real_postscript
+
+    with blocking_real_postscript(f"the {fixture} fixture") as blocked:
+        yield
+    if blocked and _passed(request.node) and _options(request).expect_unrouted is not True:
+        pytest.fail(
+            f"the code under test tried to reach the real Postscript and carried on: "
+            f"{'; '.join(blocked)}. Route its client to the {fixture} fixture's emulator.",
+            pytrace=False,
+        )
+
+
 @pytest.fixture
 def _postscript_in_process(request: pytest.FixtureRequest) -> Iterator[Postscript]:
     """The one in-process emulator `postscript` and `mock_postscript` share in a test."""
     _require_emulator()
     options = _options(request)
-    with options.in_process() as emulator:
-        _set_up(options, emulator)
-        yield emulator
+    with ExitStack() as guard:
+        if "mock_postscript" not in request.fixturenames:  # which reports it itself
+            guard.enter_context(_guarded(request, "postscript"))
+        with options.in_process() as emulator:
+            _set_up(options, emulator)
+            yield emulator
 
 
 @pytest.fixture
@@ -165,12 +185,19 @@ def mock_postscript(
     """A fresh emulator answering every httpx request for https://api.postscript.io."""
     from postscript_audience_lab.emulator.testing.mock import PostscriptMock, UnroutedRequest
 
-    mock = PostscriptMock(_options(request), _postscript_in_process)
+    mock = PostscriptMock(
+        _options(request), _postscript_in_process, owner="the mock_postscript fixture"
+    )
     yield mock.start()
     try:
         mock.stop(check=_passed(request.node))
     except UnroutedRequest as error:
-        pytest.fail(str(error), pytrace=False)
+        unrouted = str(error)
+    else:
+        return
+    # Outside the except block: inside, pytest prints the message a second time, as the
+    # exception the failure happened "during the handling of".
+    pytest.fail(unrouted, pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -186,7 +213,7 @@ def _postscript_servers() -> Iterator[ServerPool]:
 @pytest.fixture
 def postscript_server(
     request: pytest.FixtureRequest, _postscript_servers: ServerPool
-) -> Postscript:
+) -> Iterator[Postscript]:
     """An emulator on a real loopback port (`.base_url`), emptied and set up for this test."""
     options = _options(request)
     server = _postscript_servers.server(
@@ -194,4 +221,5 @@ def postscript_server(
     )
     server.reset()
     _set_up(options, server)
-    return server
+    with _guarded(request, "postscript_server"):
+        yield server

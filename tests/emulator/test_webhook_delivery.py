@@ -6,12 +6,14 @@ Receivers here are `httpx.MockTransport` handlers; waits are bounded by events
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Coroutine
 
 import httpx
 import pytest
 
+from postscript_audience_lab.emulator.postscript.clock import Clock
 from postscript_audience_lab.emulator.postscript.delivery import Delivery, WebhookDispatcher
 
 WAIT_S = 30.0
@@ -35,15 +37,17 @@ def answering(statuses: list[int], seen: list[httpx.Request]) -> Callable[[], ht
     return lambda: httpx.MockTransport(handler)
 
 
-def test_non_2xx_answers_are_retried_until_a_2xx_and_every_attempt_is_journaled() -> None:
+def test_answers_other_than_200_are_retried_until_a_200_and_every_attempt_is_journaled() -> None:
     seen: list[httpx.Request] = []
-    dispatcher = WebhookDispatcher((30.0, 30.0, 30.0), transport=answering([500, 302, 204], seen))
+    dispatcher = WebhookDispatcher(
+        (30.0, 30.0, 30.0), transport=answering([500, 302, 204, 200], seen)
+    )
     dispatcher.submit(delivery())
     assert dispatcher.flush(WAIT_S)
     (done,) = dispatcher.deliveries()
     assert done.state == "delivered"
-    assert [a.status for a in done.attempts] == [500, 302, 204]
-    assert len(seen) == 3
+    assert [a.status for a in done.attempts] == [500, 302, 204, 200]
+    assert len(seen) == 4
     assert seen[0].headers["postscript-signature"] == "whsec_x"
     dispatcher.stop()
 
@@ -148,3 +152,39 @@ def test_every_submitted_delivery_settles(count: int) -> None:
     assert dispatcher.flush(WAIT_S)
     assert [d.state for d in dispatcher.deliveries()] == ["delivered"] * count
     assert len(seen) == count
+
+
+def test_by_default_a_failing_callback_is_retried_every_5_minutes_for_an_hour_of_clock() -> None:
+    clock = Clock()
+    dispatcher = WebhookDispatcher(transport=answering([500] * 20, []), clock=clock)
+    started = clock.now()
+    dispatcher.submit(delivery())
+    assert dispatcher.flush(WAIT_S)
+    (done,) = dispatcher.deliveries()
+    assert done.state == "failed"
+    offsets = [(a.at - started).total_seconds() for a in done.attempts]
+    assert len(offsets) == 13
+    assert [round(b - a) for a, b in itertools.pairwise(offsets)] == [300] * 12
+    assert 3600 <= offsets[-1] < 3600 + 5
+    dispatcher.stop()
+
+
+def test_moving_the_clock_makes_the_retries_due_by_then_and_no_more() -> None:
+    clock = Clock()
+    seen: list[httpx.Request] = []
+    dispatcher = WebhookDispatcher(transport=answering([503, 503, 503, 200], seen), clock=clock)
+    dispatcher.submit(delivery())
+    clock.advance(0)
+    assert dispatcher.catch_up(WAIT_S)
+    assert len(seen) == 1
+    clock.advance(299)
+    assert dispatcher.catch_up(WAIT_S)
+    assert len(seen) == 1  # not due yet: 5 minutes after the first attempt
+    clock.advance(2)
+    assert dispatcher.catch_up(WAIT_S)
+    assert len(seen) == 2
+    clock.advance(600)  # a retry every 5 minutes: one at +10 min, the next due at +15
+    assert dispatcher.catch_up(WAIT_S)
+    assert len(seen) == 3
+    assert dispatcher.deliveries()[0].state == "pending"
+    dispatcher.stop()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 import pytest
 
@@ -147,8 +148,30 @@ def test_webhook_deliveries_journal_every_attempt(
     assert delivery.event == "shop.incoming_message"
     assert delivery.event_data["body"] == "hello"
     assert delivery.state == "failed"
-    assert len(delivery.attempts) == 6  # the first and five retries (design §2.8)
+    # The first and twelve retries, 5 minutes apart on the emulator's clock (design §2.8).
+    assert len(delivery.attempts) == 13
+    gaps = [(b.time - a.time).total_seconds() for a, b in pairwise(delivery.attempts)]
+    assert [round(gap) for gap in gaps] == [300] * 12
     assert all(a.status is None and a.error for a in delivery.attempts)
     assert postscript.webhook_deliveries == [delivery]
     postscript.reset()
     assert postscript.webhook_deliveries == []
+
+
+def test_advancing_the_clock_makes_the_webhook_retries_due_by_then(
+    postscript: Postscript, closed_port_url: str
+) -> None:
+    with postscript.client() as client:
+        client.post(
+            "/api/v2/webhooks",
+            json={"callback_url": closed_port_url, "event": "shop.incoming_message"},
+        )
+    postscript.seed(phone_number=ADA)
+    postscript.inbound_text(ADA, "hello")
+    postscript.advance_clock(0)  # the first attempt is made at once
+    assert [len(d.attempts) for d in postscript.webhook_deliveries] == [1]
+    postscript.advance_clock(299)
+    assert [len(d.attempts) for d in postscript.webhook_deliveries] == [1]
+    postscript.advance_clock(1)
+    (delivery,) = postscript.webhook_deliveries
+    assert (len(delivery.attempts), delivery.state) == (2, "pending")

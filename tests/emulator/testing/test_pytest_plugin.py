@@ -215,7 +215,7 @@ def test_an_unknown_or_mistyped_option_fails_setup_saying_what_is_allowed(
         [
             "*unknown Postscript emulator option 'rate_limt'; the options are secret_key, "
             "rate_limit, subscribers, faults, base_url, assert_all_mocked, pass_through, "
-            "strict, shops, partners, keywords, auth, webhook_retry_delays",
+            "strict, shops, partners, keywords, auth, webhook_retry_delays, expect_unrouted",
             "*unknown fault 'eror_rate'; the faults are error_rate, *",
             "*subscribers must be a list of dicts*",
             "*subscribers.0.phone_number: must be a complete phone number*",
@@ -397,6 +397,81 @@ def test_other_hosts_through_options_pass(mock_postscript, respx_mock):
             "*sent 1 request(s) that mock_postscript does not route, and carried on: "
             "GET https://hooks.example.com/ping*",
         ]
+    )
+
+
+def test_the_teardown_report_is_printed_once(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        HTTP
+        + """
+import pytest
+from postscript_audience_lab.emulator.testing.mock import UnroutedRequest
+
+def test_expects_it_undeclared(mock_postscript):
+    with pytest.raises(UnroutedRequest):
+        httpx.get("https://hooks.example.com/ping")
+"""
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, errors=1)
+    assert result.stdout.str().count("carried on: GET https://hooks.example.com/ping") == 1
+    assert "During handling" not in result.stdout.str()
+
+
+def test_expected_unrouted_requests_are_declared_with_a_marker_option(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        HTTP
+        + """
+import pytest, requests
+from postscript_audience_lab.emulator.testing.mock import UnroutedRequest
+
+@pytest.mark.postscript(expect_unrouted=True)
+def test_expects_it(mock_postscript):
+    with pytest.raises(UnroutedRequest):
+        httpx.get("https://hooks.example.com/ping")
+    with pytest.raises(UnroutedRequest):
+        requests.get("https://hooks.example.com/ping")
+
+@pytest.mark.postscript(expect_unrouted=["https://hooks.example.com"])
+def test_expects_that_host_only(mock_postscript):
+    with pytest.raises(UnroutedRequest):
+        httpx.get("https://hooks.example.com/ping")
+"""
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+
+
+@pytest.mark.parametrize("fixture", ["postscript", "mock_postscript", "postscript_server"])
+def test_every_fixture_keeps_the_real_postscript_out_of_reach(
+    pytester: pytest.Pytester, fixture: str
+) -> None:
+    pytester.makepyfile(
+        f"""
+import urllib.request, pytest
+from postscript_audience_lab.emulator.testing.guard import RealPostscriptBlocked
+
+@pytest.mark.postscript(expect_unrouted=True)
+def test_blocked({fixture}):
+    with pytest.raises(RealPostscriptBlocked, match="the {fixture} fixture is active"):
+        urllib.request.urlopen("https://api.postscript.io/api/v2/me")
+
+def test_swallowed({fixture}):
+    try:
+        urllib.request.urlopen("https://api.postscript.io/api/v2/me")
+    except Exception:
+        pass
+"""
+    )
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_swallowed*"])
+    assert (
+        result.stdout.str().count("api.postscript.io. Route its client")
+        + result.stdout.str().count("carried on: a DNS lookup")
+        >= 1
     )
 
 
