@@ -29,7 +29,7 @@ import httpx
 import typer
 
 from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
-from postscript_audience_lab.lab.reliability import _emulator_in_process, _quiet_hang_ups
+from postscript_audience_lab.lab.reliability.seed import _emulator_in_process, _quiet_hang_ups
 from postscript_audience_lab.sync.settings import Settings
 
 __all__ = ["CrashResult", "reconcile_crash_command", "run_seed"]

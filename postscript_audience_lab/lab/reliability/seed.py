@@ -43,7 +43,6 @@ any of those figures is not zero or a run never finished.
 from __future__ import annotations
 
 import bisect
-import importlib
 import json
 import logging
 import os
@@ -1478,8 +1477,3 @@ def reliability_command(
 def main() -> None:
     """`python -m postscript_audience_lab.lab.reliability`."""
     typer.run(reliability_command)
-
-
-if __name__ == "__main__":
-    # Run the module under its importable name, so worker processes unpickle its types.
-    importlib.import_module("postscript_audience_lab.lab.reliability").main()
