@@ -240,6 +240,8 @@ def reliability(session: nox.Session) -> None:
         "pytest",
         "-q",
         "tests/emulator/test_hostile_input.py",
+        "tests/emulator/test_hostile_bodies.py",
+        "tests/emulator/test_hostile_fuzz.py",
         "tests/sync/test_parse_fuzz.py",
         "tests/sync/test_parse.py",
         "tests/e2e/test_sync_hostile.py",
@@ -276,6 +278,8 @@ def fuzz(session: nox.Session) -> None:
         "-q",
         "tests/emulator/test_fuzz.py",
         "tests/emulator/test_hostile_input.py",
+        "tests/emulator/test_hostile_bodies.py",
+        "tests/emulator/test_hostile_fuzz.py",
         "tests/sync/test_parse_fuzz.py",
         env={"PSLAB_FUZZ_EXAMPLES": "300"},
     )

@@ -223,7 +223,7 @@ def test_the_top_level_packages_depend_on_each_other_without_a_cycle() -> None:
 
 
 def test_only_the_ledger_runs_sql_on_the_state_file() -> None:
-    ledger = ROOT / FOLDERS["sync"] / "ledger.py"
+    ledger = ROOT / FOLDERS["sync"] / "ledger"  # the package: its modules share the file
     scratch = ROOT / FOLDERS["sync"] / "scratch.py"  # a run's private temporary database
     sql_calls = {"execute", "executemany", "executescript", "connect", "backup"}
     outside = {
@@ -235,9 +235,37 @@ def test_only_the_ledger_runs_sql_on_the_state_file() -> None:
             and node.func.attr in sql_calls
         )
         for path in source_files("sync")
-        if path not in (ledger, scratch)
+        if ledger not in path.parents and path != scratch
     }
     assert {module: calls for module, calls in outside.items() if calls} == {}
+
+
+# No Python source longer than this: past it, a file is split by concern (issue #23).
+MAX_LINES = 600
+SOURCE_FOLDERS = (PACKAGE, "emulator", "sync", "contracts", "tests", "examples")
+
+
+def python_sources() -> list[Path]:
+    """Every Python source of the repository: the package and its parts' folders (each file
+    once, though the package reaches the parts through symlinks), the tests, the examples,
+    noxfile.py and docs/*.py; nothing under a hidden folder (a virtualenv, caches)."""
+    found = {path.resolve() for folder in SOURCE_FOLDERS for path in (ROOT / folder).rglob("*.py")}
+    found |= {path.resolve() for path in [ROOT / "noxfile.py", *(ROOT / "docs").glob("*.py")]}
+    return sorted(
+        path
+        for path in found
+        if not any(part.startswith(".") for part in path.relative_to(ROOT).parts)
+    )
+
+
+def test_no_python_source_is_over_600_lines() -> None:
+    lines = {
+        path.relative_to(ROOT).as_posix(): len(path.read_text(encoding="utf-8").splitlines())
+        for path in python_sources()
+    }
+    assert {"noxfile.py", "sync/engine.py", "tests/test_architecture.py"} <= set(lines)
+    too_long = {name: count for name, count in lines.items() if count > MAX_LINES}
+    assert too_long == {}, f"over {MAX_LINES} lines, split by concern: {too_long}"
 
 
 def test_the_scratch_database_opens_nothing_but_a_private_temporary_one() -> None:

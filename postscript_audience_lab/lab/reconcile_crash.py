@@ -29,7 +29,7 @@ import httpx
 import typer
 
 from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
-from postscript_audience_lab.lab.reliability import _emulator_in_process, _quiet_hang_ups
+from postscript_audience_lab.lab.reliability import emulator_in_process, quiet_hang_ups
 from postscript_audience_lab.sync.settings import Settings
 
 __all__ = ["CrashResult", "reconcile_crash_command", "run_seed"]
@@ -62,7 +62,7 @@ def run_seed(seed: int, kills: int) -> CrashResult:
     chooser = random.Random(seed)
     with (
         tempfile.TemporaryDirectory(prefix="pslab-reconcile-crash-") as scratch,
-        _emulator_in_process(EmulatorConfig(rate_limit_rps=0)) as (url, journal),
+        emulator_in_process(EmulatorConfig(rate_limit_rps=0)) as (url, journal),
         httpx.Client(base_url=url, timeout=60) as admin,
     ):
         folder = Path(scratch)
@@ -160,7 +160,7 @@ def reconcile_crash_command(
     first_seed: Annotated[int, typer.Option()] = 1,
 ) -> None:
     """Kill `pslab reconcile` mid-write and rerun it; print repeated events per seed."""
-    _quiet_hang_ups()  # a killed run's half-sent request is expected, not an error
+    quiet_hang_ups()  # a killed run's half-sent request is expected, not an error
     totals: Counter[str] = Counter()
     most = 0
     for seed in range(first_seed, first_seed + seeds):

@@ -1,4 +1,4 @@
-"""The state file's schema version and migrations (sync/ledger.py).
+"""The state file's schema version and migrations (sync/ledger/schema.py).
 
 A file written by 0.1.0, which had no version, opens, migrates and converges; a file from a
 newer release is refused and left byte for byte as it was; a migration killed half-way
@@ -28,6 +28,7 @@ from postscript_audience_lab.sync.ledger import (
     Ledger,
     Migration,
     Status,
+    schema,
     schema_version,
 )
 from tests.processes import read_line, unwrapped
@@ -166,8 +167,9 @@ STALLED_MIGRATION = """
 import sys, time
 from pathlib import Path
 from postscript_audience_lab.sync import ledger
+from postscript_audience_lab.sync.ledger import schema
 
-real = ledger.MIGRATIONS[-1]
+real = schema.MIGRATIONS[-1]
 
 def stall(db):
     real.apply(db)
@@ -175,7 +177,7 @@ def stall(db):
     print("migrating", flush=True)
     time.sleep(120)
 
-ledger.MIGRATIONS = (*ledger.MIGRATIONS[:-1], ledger.Migration(real.version, "stalled", stall))
+schema.MIGRATIONS = (*schema.MIGRATIONS[:-1], schema.Migration(real.version, "stalled", stall))
 ledger.Ledger(Path(sys.argv[1])).open()
 """
 
@@ -223,8 +225,9 @@ def test_migrations_run_in_order_once_each(
 
     newest = SCHEMA_VERSION + 2
     extended = (*ledger.MIGRATIONS, step(SCHEMA_VERSION + 1), step(newest))
-    monkeypatch.setattr(ledger, "MIGRATIONS", extended)
-    monkeypatch.setattr(ledger, "SCHEMA_VERSION", newest)
+    # Where `_migrate` reads them: the names the package re-exports are copies.
+    monkeypatch.setattr(schema, "MIGRATIONS", extended)
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", newest)
 
     for _ in range(2):
         with Ledger(old_state):
