@@ -33,11 +33,18 @@ class GracefulStop:
         self.asked = False
 
     async def run(self, work: Callable[[], Awaitable[T]]) -> T:
+        """`work()`'s result; what it raises is raised as itself, never inside a group."""
         outcome: list[T] = []
+        failure: list[Exception] = []
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(self._watch, tasks.cancel_scope)
-            outcome.append(await work())
+            try:
+                outcome.append(await work())
+            except Exception as raised:  # let the task group end cleanly, then raise it
+                failure.append(raised)
             tasks.cancel_scope.cancel()
+        if failure:
+            raise failure[0]
         if not outcome:
             raise SyncError("stopped by a second SIGTERM; run again with the same --state")
         return outcome[0]
