@@ -18,8 +18,8 @@ from starlette.types import ASGIApp
 from postscript_audience_lab.contracts.contract import Contract
 from postscript_audience_lab.contracts.matching import Difference, compare
 from postscript_audience_lab.contracts.target import EmulatorTarget, Exchange, SkipContract, Target
-from postscript_audience_lab.emulator.postscript.app import create_app
 from postscript_audience_lab.emulator.postscript.config import DEFAULT_SECRET_KEY
+from postscript_audience_lab.emulator.postscript.web.app import create_app
 
 __all__ = ["ContractResult", "summary", "verify_emulator", "verify_target"]
 

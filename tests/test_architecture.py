@@ -196,6 +196,54 @@ def test_a_package_imports_none_of_the_packages_above_it(folder: str) -> None:
     assert {module: found for module, found in crossings.items() if found} == {}
 
 
+# Libraries a front end uses: the engine's core, which a library user or `pslab sync` loads,
+# and the emulator's model, which any server could carry, import none of them.
+WEB_AND_COMMAND_LINE = {"typer", "click", "rich", "starlette", "uvicorn", "prometheus_client"}
+INNER_LAYERS = {
+    # the engine's core (sync/ and the ledger) -> its front ends and their libraries
+    "sync": {f"{PACKAGE}.sync.commands", f"{PACKAGE}.sync.service"},
+    # the emulator's model -> its HTTP layer and the document describing it
+    "emulator/postscript/model": {
+        f"{PACKAGE}.emulator.postscript.web",
+        f"{PACKAGE}.emulator.postscript.openapi",
+    },
+}
+
+
+def inner_layer_files(folder: str) -> list[Path]:
+    """The folder's modules, without its front-end subpackages (for `sync`: its core)."""
+    below = ROOT / folder
+    if folder == "sync":
+        return [
+            path for path in source_files("sync") if path.parent.name not in ("commands", "service")
+        ]
+    return sorted(below.rglob("*.py"))
+
+
+@pytest.mark.parametrize("folder", sorted(INNER_LAYERS))
+def test_an_inner_layer_imports_no_front_end_nor_a_web_or_command_line_library(
+    folder: str,
+) -> None:
+    files = inner_layer_files(folder)
+    assert len(files) > 5, f"{folder} has its modules"
+    crossings = {}
+    for path in files:
+        name = module_name(path)
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        imported = set(imported_modules(path.read_text(encoding="utf-8"), package))
+        wrong = {
+            module
+            for module in imported
+            if module.split(".")[0] in WEB_AND_COMMAND_LINE
+            or any(
+                module == outer or module.startswith(outer + ".") for outer in INNER_LAYERS[folder]
+            )
+        }
+        if wrong:
+            crossings[name] = sorted(wrong)
+    assert crossings == {}
+
+
 def test_the_packages_own_modules_import_none_of_its_parts() -> None:
     """`jsontext` and its kind are leaves: the emulator and the engine both use them."""
     leaves = [path for path in ROOT_MODULES if path.stem not in ("__init__", "__main__")]

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from postscript_audience_lab.emulator.postscript.serve import serve_app_in_background
+from postscript_audience_lab.emulator.postscript.web.serve import serve_app_in_background
 from postscript_audience_lab.httpguard import ConnectionLimits
 
 QUICK = ConnectionLimits(max_connections=20, head_timeout_s=0.5, body_timeout_s=0.5)

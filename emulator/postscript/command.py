@@ -8,15 +8,16 @@ from typing import Annotated
 
 import typer
 
-from postscript_audience_lab.emulator.postscript import json_body, seed
-from postscript_audience_lab.emulator.postscript.app import create_app
+from postscript_audience_lab.emulator.postscript import json_body
 from postscript_audience_lab.emulator.postscript.config import DEFAULT_SECRET_KEY, EmulatorConfig
-from postscript_audience_lab.emulator.postscript.delivery import DEFAULT_RETRY_DELAYS_S
 from postscript_audience_lab.emulator.postscript.emulator import Emulator
 from postscript_audience_lab.emulator.postscript.errors import InvalidInput
-from postscript_audience_lab.emulator.postscript.faults import MAX_RATE_LIMIT_RPS
-from postscript_audience_lab.emulator.postscript.serve import serve_forever
-from postscript_audience_lab.emulator.postscript.shops import Tenancy, parse_tenancy
+from postscript_audience_lab.emulator.postscript.model import seed
+from postscript_audience_lab.emulator.postscript.model.delivery import DEFAULT_RETRY_DELAYS_S
+from postscript_audience_lab.emulator.postscript.model.shops import Tenancy, parse_tenancy
+from postscript_audience_lab.emulator.postscript.web.app import create_app
+from postscript_audience_lab.emulator.postscript.web.faults import MAX_RATE_LIMIT_RPS
+from postscript_audience_lab.emulator.postscript.web.serve import serve_forever
 
 __all__ = ["emulator_command"]
 

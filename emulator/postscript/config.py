@@ -8,8 +8,8 @@ from pathlib import Path
 
 import httpx
 
-from postscript_audience_lab.emulator.postscript.delivery import DEFAULT_RETRY_DELAYS_S
-from postscript_audience_lab.emulator.postscript.shops import (
+from postscript_audience_lab.emulator.postscript.model.delivery import DEFAULT_RETRY_DELAYS_S
+from postscript_audience_lab.emulator.postscript.model.shops import (
     DEFAULT_PARTNER_KEY,
     Tenancy,
     default_tenancy,

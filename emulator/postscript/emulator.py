@@ -13,27 +13,27 @@ import gc
 import threading
 from typing import Any
 
-from postscript_audience_lab.emulator.postscript.clock import Clock
 from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
-from postscript_audience_lab.emulator.postscript.delivery import (
+from postscript_audience_lab.emulator.postscript.errors import InvalidInput
+from postscript_audience_lab.emulator.postscript.model.clock import Clock
+from postscript_audience_lab.emulator.postscript.model.delivery import (
     USER_AGENT,
     Delivery,
     WebhookDispatcher,
 )
-from postscript_audience_lab.emulator.postscript.errors import InvalidInput
-from postscript_audience_lab.emulator.postscript.faults import Faults
-from postscript_audience_lab.emulator.postscript.journal import Journal
-from postscript_audience_lab.emulator.postscript.keywords import Keyword, read_keywords
-from postscript_audience_lab.emulator.postscript.messages import MessageBook
-from postscript_audience_lab.emulator.postscript.rate_limit import RateLimiter
-from postscript_audience_lab.emulator.postscript.shops import DEFAULT_SHOP_ID, Tenancy
-from postscript_audience_lab.emulator.postscript.state_file import StateFile
-from postscript_audience_lab.emulator.postscript.store import Store
-from postscript_audience_lab.emulator.postscript.webhooks import (
+from postscript_audience_lab.emulator.postscript.model.keywords import Keyword, read_keywords
+from postscript_audience_lab.emulator.postscript.model.messages import MessageBook
+from postscript_audience_lab.emulator.postscript.model.shops import DEFAULT_SHOP_ID, Tenancy
+from postscript_audience_lab.emulator.postscript.model.state_file import StateFile
+from postscript_audience_lab.emulator.postscript.model.store import Store
+from postscript_audience_lab.emulator.postscript.model.webhooks import (
     SIGNATURE_HEADER,
     WebhookRegistry,
     envelope,
 )
+from postscript_audience_lab.emulator.postscript.web.faults import Faults
+from postscript_audience_lab.emulator.postscript.web.journal import Journal
+from postscript_audience_lab.emulator.postscript.web.rate_limit import RateLimiter
 
 __all__ = ["Emulator"]
 

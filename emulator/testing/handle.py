@@ -111,8 +111,8 @@ class Postscript:
         `strict` its strict mode (design §2.7); `webhook_retry_delays` the seconds between
         a failing webhook delivery's attempts."""
         # Only now, so that loading the pytest plugin never loads the web stack.
-        from postscript_audience_lab.emulator.postscript.app import create_app
         from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
+        from postscript_audience_lab.emulator.postscript.web.app import create_app
 
         config = EmulatorConfig(secret_key=secret_key, rate_limit_rps=rate_limit, strict=strict)
         if webhook_retry_delays is not None:

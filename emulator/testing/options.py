@@ -34,7 +34,7 @@ from postscript_audience_lab.emulator.postscript.config import (
     DEFAULT_PARTNER_KEY,
     DEFAULT_SECRET_KEY,
 )
-from postscript_audience_lab.emulator.postscript.shops import DEFAULT_PARTNER_ID
+from postscript_audience_lab.emulator.postscript.model.shops import DEFAULT_PARTNER_ID
 from postscript_audience_lab.emulator.testing.handle import POSTSCRIPT_API, Postscript
 
 __all__ = ["FAULT_OPTIONS", "EmulatorOptions", "OptionError"]

@@ -105,7 +105,7 @@ _FIXTURE_MODULES = (
     "postscript_audience_lab.emulator.testing.handle",
     "postscript_audience_lab.emulator.testing.mock",
     "postscript_audience_lab.emulator.testing.server",
-    "postscript_audience_lab.emulator.postscript.app",
+    "postscript_audience_lab.emulator.postscript.web.app",
 )
 
 

@@ -31,7 +31,7 @@ def serve_postscript(
     """Serve a fresh emulator on uvicorn in a background thread (`port=0` picks a free one)."""
     # Only now, so that loading the pytest plugin never loads the web stack.
     from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
-    from postscript_audience_lab.emulator.postscript.serve import serve_in_background
+    from postscript_audience_lab.emulator.postscript.web.serve import serve_in_background
 
     config = EmulatorConfig(secret_key=secret_key, rate_limit_rps=rate_limit, strict=strict)
     if webhook_retry_delays is not None:

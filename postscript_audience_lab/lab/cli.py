@@ -42,9 +42,9 @@ class LazyCommand:
 COMMANDS: dict[str, LazyCommand] = {
     "emulator": LazyCommand("postscript_audience_lab.emulator.postscript.command:emulator_command"),
     "generate": LazyCommand("postscript_audience_lab.emulator.segment.command:generate_command"),
-    "sync": LazyCommand("postscript_audience_lab.sync.cli:sync_command"),
-    "serve": LazyCommand("postscript_audience_lab.sync.serve_command:serve_command"),
-    "reconcile": LazyCommand("postscript_audience_lab.sync.reconcile_command:reconcile_command"),
+    "sync": LazyCommand("postscript_audience_lab.sync.commands.sync:sync_command"),
+    "serve": LazyCommand("postscript_audience_lab.sync.commands.serve:serve_command"),
+    "reconcile": LazyCommand("postscript_audience_lab.sync.commands.reconcile:reconcile_command"),
     "demo": LazyCommand("postscript_audience_lab.lab.demo:demo_command"),
     "bench": LazyCommand("postscript_audience_lab.lab.bench.command:bench_command"),
     "contracts": LazyCommand("postscript_audience_lab.contracts.cli:app"),

@@ -23,7 +23,7 @@ import typer
 from rich.console import Console
 
 from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
-from postscript_audience_lab.emulator.postscript.serve import serve_in_background
+from postscript_audience_lab.emulator.postscript.web.serve import serve_in_background
 from postscript_audience_lab.emulator.segment.workload import PRESETS, build_workload
 from postscript_audience_lab.lab.comparison import (
     Comparison,

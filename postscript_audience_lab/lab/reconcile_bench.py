@@ -26,7 +26,7 @@ import httpx
 import typer
 
 from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
-from postscript_audience_lab.emulator.postscript.serve import serve_in_background
+from postscript_audience_lab.emulator.postscript.web.serve import serve_in_background
 
 __all__ = ["ReconcileFootprint", "measure_reconcile", "reconcile_bench_command", "write_snapshot"]
 

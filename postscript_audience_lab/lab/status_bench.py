@@ -28,10 +28,10 @@ from typing import Annotated, Any
 import typer
 
 from postscript_audience_lab.sync.engine import Engine
-from postscript_audience_lab.sync.intake import Credentials
 from postscript_audience_lab.sync.ledger import Ledger
 from postscript_audience_lab.sync.parse import AudienceChange, Rejection, Version
-from postscript_audience_lab.sync.service import Service
+from postscript_audience_lab.sync.service.app import Service
+from postscript_audience_lab.sync.service.intake import Credentials
 from postscript_audience_lab.sync.settings import Settings
 
 __all__ = ["measure_polls", "status_bench_command"]

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from postscript_audience_lab.contracts.cli import EXIT_MISSING_LIVE_SETTINGS, app
 from postscript_audience_lab.contracts.contract import RECORDED, load_contracts
 from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
-from postscript_audience_lab.emulator.postscript.serve import serve_in_background
+from postscript_audience_lab.emulator.postscript.web.serve import serve_in_background
 
 STANDIN_KEY = "sk_live_standin_cli"
 TEST_PHONE = "+14155552671"

@@ -24,7 +24,7 @@ from postscript_audience_lab.contracts.record import (
     scrub,
 )
 from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
-from postscript_audience_lab.emulator.postscript.serve import serve_in_background
+from postscript_audience_lab.emulator.postscript.web.serve import serve_in_background
 
 STANDIN_KEY = "sk_live_standin_7c1e9a44d2"
 REAL_PHONE = "+14155552671"

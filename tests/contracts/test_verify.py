@@ -11,8 +11,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from postscript_audience_lab.contracts import load_contracts
 from postscript_audience_lab.contracts.verify import ContractResult, verify_emulator
-from postscript_audience_lab.emulator.postscript.app import create_app
 from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
+from postscript_audience_lab.emulator.postscript.web.app import create_app
 
 pytestmark = pytest.mark.anyio
 

@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
-from postscript_audience_lab.emulator.postscript.serve import (
+from postscript_audience_lab.emulator.postscript.web.serve import (
     serve_app_in_background,
     serve_in_background,
 )

@@ -12,11 +12,11 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from postscript_audience_lab.emulator.postscript import store as store_module
-from postscript_audience_lab.emulator.postscript.app import create_app
 from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
-from postscript_audience_lab.emulator.postscript.store import Store
-from postscript_audience_lab.emulator.postscript.subscriber import Subscriber
+from postscript_audience_lab.emulator.postscript.model import store as store_module
+from postscript_audience_lab.emulator.postscript.model.store import Store
+from postscript_audience_lab.emulator.postscript.model.subscriber import Subscriber
+from postscript_audience_lab.emulator.postscript.web.app import create_app
 
 SECRET = "sk_test_pslab"
 # How long a forced pause inside one of the store's critical sections lasts: long enough

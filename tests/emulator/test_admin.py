@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from postscript_audience_lab.emulator.postscript.app import create_app
 from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
-from postscript_audience_lab.emulator.postscript.journal import MAX_QUERY_CHARS, Journal
+from postscript_audience_lab.emulator.postscript.web.app import create_app
+from postscript_audience_lab.emulator.postscript.web.journal import MAX_QUERY_CHARS, Journal
 from tests.emulator.conftest import SECRET, seed
 
 pytestmark = pytest.mark.anyio
@@ -200,7 +200,7 @@ def test_the_journal_forgets_its_oldest_entries_past_its_character_budget() -> N
 # Run in a fresh interpreter, so that what the process holds is the emulator's alone.
 RSS_AFTER_RESET = """
 import asyncio, json, os, httpx
-from postscript_audience_lab.emulator.postscript.app import create_app
+from postscript_audience_lab.emulator.postscript.web.app import create_app
 from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
 
 def rss():

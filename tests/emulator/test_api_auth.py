@@ -7,8 +7,8 @@ import base64
 import httpx
 import pytest
 
-from postscript_audience_lab.emulator.postscript.app import create_app
 from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
+from postscript_audience_lab.emulator.postscript.web.app import create_app
 
 pytestmark = pytest.mark.anyio
 

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
 from starlette.testclient import TestClient
 
-from postscript_audience_lab.emulator.postscript.app import create_app
 from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
+from postscript_audience_lab.emulator.postscript.web.app import create_app
 from tests.emulator.conftest import SECRET
 
 pytestmark = pytest.mark.no_cover  # whole runs repeat lines other tests cover (noxfile: tests)

@@ -8,8 +8,8 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from postscript_audience_lab.emulator.postscript.app import create_app
 from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
+from postscript_audience_lab.emulator.postscript.web.app import create_app
 from tests.emulator.conftest import SECRET, seed, send_from_threads
 
 pytestmark = pytest.mark.anyio

@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from postscript_audience_lab.emulator.postscript.app import create_app
 from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
 from postscript_audience_lab.emulator.postscript.fidelity import CHOICES
+from postscript_audience_lab.emulator.postscript.web.app import create_app
 from tests.emulator.conftest import SECRET, seed
 from tests.emulator.published_api import (
     ALLOWED,

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from postscript_audience_lab.emulator.postscript.faults import ConnectionDropped
+from postscript_audience_lab.emulator.postscript.web.faults import ConnectionDropped
 from tests.emulator.conftest import seed
 
 pytestmark = pytest.mark.anyio

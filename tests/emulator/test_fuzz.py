@@ -16,11 +16,11 @@ from openapi_spec_validator import validate
 from schemathesis import checks
 from starlette.applications import Starlette
 
-from postscript_audience_lab.emulator.postscript.app import create_app
 from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
 from postscript_audience_lab.emulator.postscript.emulator import Emulator
-from postscript_audience_lab.emulator.postscript.openapi import openapi_document
-from postscript_audience_lab.emulator.postscript.seed import seed_subscribers
+from postscript_audience_lab.emulator.postscript.model.seed import seed_subscribers
+from postscript_audience_lab.emulator.postscript.openapi.document import openapi_document
+from postscript_audience_lab.emulator.postscript.web.app import create_app
 from tests.emulator.conftest import SECRET, stand_in_receiver
 
 EXAMPLES = int(os.environ.get("PSLAB_FUZZ_EXAMPLES", "30"))

@@ -18,11 +18,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from postscript_audience_lab.emulator.postscript.app import create_app
 from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
 from postscript_audience_lab.emulator.postscript.emulator import Emulator
-from postscript_audience_lab.emulator.postscript.faults import FaultSettings
-from postscript_audience_lab.emulator.postscript.seed import seed_subscribers
+from postscript_audience_lab.emulator.postscript.model.seed import seed_subscribers
+from postscript_audience_lab.emulator.postscript.web.app import create_app
+from postscript_audience_lab.emulator.postscript.web.faults import FaultSettings
 from tests.emulator.conftest import SECRET
 from tests.emulator.hostile import BODY_TEMPLATES, MAX_NESTING, SUBSCRIBER, SUBSCRIBER_ID, held
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from postscript_audience_lab.emulator.postscript.phones import lookup_digits, to_e164
+from postscript_audience_lab.emulator.postscript.model.phones import lookup_digits, to_e164
 
 
 def _slow_e164(raw: str) -> str | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from postscript_audience_lab.emulator.postscript.rate_limit import RateLimiter
+from postscript_audience_lab.emulator.postscript.web.rate_limit import RateLimiter
 
 
 class FakeClock:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
-from postscript_audience_lab.emulator.postscript.serve import serve_in_background
+from postscript_audience_lab.emulator.postscript.web.serve import serve_in_background
 
 README = Path(__file__).parents[2] / "README.md"
 

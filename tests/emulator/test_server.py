@@ -9,10 +9,10 @@ from contextlib import ExitStack
 import httpx
 import pytest
 
-from postscript_audience_lab.emulator.postscript import serve
-from postscript_audience_lab.emulator.postscript.app import create_app
 from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
-from postscript_audience_lab.emulator.postscript.serve import serve_in_background
+from postscript_audience_lab.emulator.postscript.web import serve
+from postscript_audience_lab.emulator.postscript.web.app import create_app
+from postscript_audience_lab.emulator.postscript.web.serve import serve_in_background
 from tests.emulator.conftest import SECRET
 
 

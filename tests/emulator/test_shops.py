@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from postscript_audience_lab.emulator.postscript.app import create_app
 from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
 from postscript_audience_lab.emulator.postscript.errors import InvalidInput
-from postscript_audience_lab.emulator.postscript.shops import Tenancy, parse_tenancy
+from postscript_audience_lab.emulator.postscript.model.shops import Tenancy, parse_tenancy
+from postscript_audience_lab.emulator.postscript.web.app import create_app
 
 pytestmark = pytest.mark.anyio
 

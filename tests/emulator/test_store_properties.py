@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from postscript_audience_lab.emulator.postscript.query import parse_query
-from postscript_audience_lab.emulator.postscript.store import (
+from postscript_audience_lab.emulator.postscript.model.store import (
     Store,
     SubscriberDraft,
     SubscriberPatch,
 )
+from postscript_audience_lab.emulator.postscript.web.query import parse_query
 
 NATIONAL = st.integers(min_value=0, max_value=29).map(lambda n: f"55555501{n:02d}")
 LOCAL = st.sampled_from(["ada", "bob", "cy", "dee"])

@@ -13,8 +13,8 @@ from collections.abc import Callable, Coroutine
 import httpx
 import pytest
 
-from postscript_audience_lab.emulator.postscript.clock import Clock
-from postscript_audience_lab.emulator.postscript.delivery import Delivery, WebhookDispatcher
+from postscript_audience_lab.emulator.postscript.model.clock import Clock
+from postscript_audience_lab.emulator.postscript.model.delivery import Delivery, WebhookDispatcher
 
 WAIT_S = 30.0
 

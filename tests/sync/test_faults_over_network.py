@@ -8,7 +8,7 @@ import anyio
 import httpx
 
 from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
-from postscript_audience_lab.emulator.postscript.serve import serve_in_background
+from postscript_audience_lab.emulator.postscript.web.serve import serve_in_background
 from postscript_audience_lab.emulator.segment.workload import build_workload
 from postscript_audience_lab.sync.engine import Engine
 from postscript_audience_lab.sync.settings import Settings

@@ -10,15 +10,15 @@ from typing import Any
 
 import pytest
 
-from postscript_audience_lab.sync.intake import (
+from postscript_audience_lab.sync.ledger import Outcome
+from postscript_audience_lab.sync.parse import Rejection, parse_line
+from postscript_audience_lab.sync.service.intake import (
     MAX_EVENTS_PER_BODY,
     BodyError,
     Credentials,
     decode_body,
     receipt,
 )
-from postscript_audience_lab.sync.ledger import Outcome
-from postscript_audience_lab.sync.parse import Rejection, parse_line
 from tests.sync.test_parse import POISON_LINES, track
 
 BOTH = Credentials(write_key="wk_segment", shared_secret="shh")

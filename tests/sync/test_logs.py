@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from postscript_audience_lab.sync.logs import JsonLines, redact
+from postscript_audience_lab.sync.service.logs import JsonLines, redact
 
 
 def record(message: str, **fields: object) -> logging.LogRecord:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from postscript_audience_lab.sync.metrics import ServiceMetrics, endpoint_of
+from postscript_audience_lab.sync.service.metrics import ServiceMetrics, endpoint_of
 
 pytestmark = pytest.mark.anyio
 

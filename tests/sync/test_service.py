@@ -17,11 +17,11 @@ import anyio
 import httpx
 import pytest
 
-from postscript_audience_lab.sync.drain_loop import DrainState
 from postscript_audience_lab.sync.engine import Engine
-from postscript_audience_lab.sync.intake import Credentials
-from postscript_audience_lab.sync.metrics import ServiceMetrics
-from postscript_audience_lab.sync.service import Service
+from postscript_audience_lab.sync.service.app import Service
+from postscript_audience_lab.sync.service.drain_loop import DrainState
+from postscript_audience_lab.sync.service.intake import Credentials
+from postscript_audience_lab.sync.service.metrics import ServiceMetrics
 from tests.sync.test_engine import PHONE, event
 from tests.sync.world import Tap, World, audiences_of, by_identity
 
@@ -445,7 +445,7 @@ async def test_metrics_count_intake_events_api_calls_and_applied_changes(
     ],
 )
 def test_serving_without_credentials_is_quiet_only_on_loopback(host: str, loopback: bool) -> None:
-    from postscript_audience_lab.sync.serve_command import _is_loopback
+    from postscript_audience_lab.sync.commands.serve import _is_loopback
 
     assert _is_loopback(host) is loopback
 

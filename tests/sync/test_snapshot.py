@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from postscript_audience_lab.sync.commands.reconcile import parse_as_of, parse_share
 from postscript_audience_lab.sync.errors import SnapshotError
 from postscript_audience_lab.sync.ledger import Identity
-from postscript_audience_lab.sync.reconcile_command import parse_as_of, parse_share
 from postscript_audience_lab.sync.snapshot import SAMPLE_REJECTIONS, Snapshot, read_snapshot
 
 

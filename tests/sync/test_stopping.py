@@ -1,4 +1,4 @@
-"""A batch command's SIGTERM handling (`sync.stopping`) changes nothing else about a run."""
+"""A batch command's SIGTERM handling (`sync.commands.stopping`) changes nothing else."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 import anyio
 import pytest
 
+from postscript_audience_lab.sync.commands.stopping import GracefulStop
 from postscript_audience_lab.sync.engine import Engine
 from postscript_audience_lab.sync.errors import NotFoundError
-from postscript_audience_lab.sync.stopping import GracefulStop
 from tests.sync.world import World
 
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import httpx
 
-from postscript_audience_lab.emulator.postscript.app import create_app
 from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
+from postscript_audience_lab.emulator.postscript.web.app import create_app
 from postscript_audience_lab.sync.engine import Engine
 from postscript_audience_lab.sync.report import Report
 from postscript_audience_lab.sync.settings import Settings

@@ -37,7 +37,7 @@ import anyio
 import httpx
 
 from postscript_audience_lab.emulator.postscript.config import DEFAULT_SECRET_KEY, EmulatorConfig
-from postscript_audience_lab.emulator.postscript.serve import serve_in_background
+from postscript_audience_lab.emulator.postscript.web.serve import serve_in_background
 from postscript_audience_lab.emulator.segment import baseline
 from postscript_audience_lab.emulator.segment.workload import build_workload
 from postscript_audience_lab.lab.comparison import score_world, seed_world

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
-from postscript_audience_lab.emulator.postscript.serve import serve_in_background
+from postscript_audience_lab.emulator.postscript.web.serve import serve_in_background
 from postscript_audience_lab.emulator.segment.workload import Workload, build_workload
 from postscript_audience_lab.lab.bench.child import run_in_child
 from postscript_audience_lab.lab.bench.targets import MEMORY_LIMIT_MB

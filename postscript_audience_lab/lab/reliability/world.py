@@ -17,11 +17,11 @@ from typing import Any, TextIO
 
 import httpx
 
-from postscript_audience_lab.emulator.postscript.app import create_app
 from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
 from postscript_audience_lab.emulator.postscript.emulator import Emulator
-from postscript_audience_lab.emulator.postscript.faults import ConnectionDropped
-from postscript_audience_lab.emulator.postscript.serve import serve_app_in_background
+from postscript_audience_lab.emulator.postscript.web.app import create_app
+from postscript_audience_lab.emulator.postscript.web.faults import ConnectionDropped
+from postscript_audience_lab.emulator.postscript.web.serve import serve_app_in_background
 from postscript_audience_lab.lab.reliability.plans import SeedPlan
 
 __all__ = [
@@ -157,7 +157,7 @@ class ClientHangUps(logging.Filter):
     """Counts (and keeps off the console) what uvicorn logs when a killed client hangs up.
 
     A timeout fault's dropped connection is kept off the console too, uncounted: the
-    emulator's own server does the same (`emulator.postscript.serve`).
+    emulator's own server does the same (`emulator.postscript.web.serve`).
     """
 
     count = 0

@@ -17,7 +17,7 @@ import pytest
 from starlette.applications import Starlette
 
 from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
-from postscript_audience_lab.emulator.postscript.serve import serve_in_background
+from postscript_audience_lab.emulator.postscript.web.serve import serve_in_background
 from postscript_audience_lab.emulator.segment.baseline import (
     AUDIENCE_PROPERTY,
     BaselineReport,
