@@ -25,7 +25,7 @@ os.environ["PYTHONPYCACHEPREFIX"] = str(Path(__file__).resolve().parent / ".nox"
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["lint", "typecheck", "tests", "lowest", "bench", "examples"]
+nox.options.sessions = ["lint", "typecheck", "tests", "lowest", "bench", "examples", "docs"]
 
 # typecheck, tests, fast and bench run against the newest releases pyproject.toml allows:
 # their installs upgrade every run, so a reused virtualenv does not keep last month's
@@ -90,7 +90,7 @@ def fast(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """The quick benchmark, held to its targets, printing its table (design §9)."""
+    """The quick benchmark, held to its targets, printing its table (docs/design/benchmark.md)."""
     session.install(*NEWEST, "-e", ".[test]")
     session.run("pytest", "-q", "-s", "-m", "bench", "tests/e2e/test_bench.py")
 
@@ -187,6 +187,15 @@ assert "site-packages" in postscript_audience_lab.__file__, postscript_audience_
 assert "postscript_audience_lab/py.typed" in names
 print("wheel top level:", ", ".join(tops))
 """
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """The documentation site (mkdocs), built with --strict: a broken link or anchor, a page
+    missing from the navigation or a reference that no longer generates fails it."""
+    session.install(*NEWEST, "-e", ".[docs]")
+    quiet = {"DISABLE_MKDOCS_2_WARNING": "true", "NO_MKDOCS_2_WARNING": "1"}  # release notices
+    session.run("mkdocs", "build", "--strict", *session.posargs, env=quiet)
 
 
 @nox.session
@@ -287,7 +296,8 @@ def fuzz(session: nox.Session) -> None:
 
 @nox.session
 def bench_serve(session: nox.Session) -> None:
-    """`pslab serve`'s intake throughput with the drain off, held to 2,000 events/s (§11)."""
+    """`pslab serve`'s intake throughput with the drain off, held to 2,000 events/s
+    (docs/design/service.md)."""
     session.install("-e", ".")
     session.run(
         "python", "-m", "postscript_audience_lab.lab.serve_bench", "--check", *session.posargs

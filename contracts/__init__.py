@@ -7,8 +7,9 @@ A contract is one JSON file in `contracts/recorded/`, one interaction each:
       "description": "Get one subscriber by its opaque id.",
       "provenance": {"source": "docs", "page": "https://developers.postscript.io/reference/get-subscriber"},
                     or {"source": "live", "recorded_at": "2026-11-26"}
-      "behaviour": "documented",                      or the docs/design.md §2.8 choice the
-                                                      answer follows, e.g. "not-found-3001"
+      "behaviour": "documented",                      or the emulator's choice the answer
+                                                      follows (docs/design/emulator-choices.md),
+                                                      e.g. "not-found-3001"
       "given": {                                      the state the request needs
         "subscribers": [{"ref": "alice", "phone_number": "+15555550100",
                          "email": "alice@example.com", "properties": {...}}],

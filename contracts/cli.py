@@ -137,7 +137,8 @@ async def run_emulator(
 
 
 def behaviour_of(contract: Contract) -> str:
-    """`documented`, or `choice <id>` for an answer that follows a choice of design §2.8."""
+    """`documented`, or `choice <id>` for an answer that follows a choice of
+    docs/design/emulator-choices.md."""
     if contract.documented:
         return "documented"
     return f"choice {contract.behaviour}" if contract.behaviour else "unstated"
@@ -148,7 +149,7 @@ def list_contracts(folder: Folder = RECORDED) -> None:
     """Show every contract: name, request, recorded status, whose behaviour it pins, provenance.
 
     The fourth column says whether Postscript's docs state the answer (`documented`)
-    or it follows a choice of the emulator (`choice <id>`, docs/design.md §2.8).
+    or it follows a choice of the emulator (`choice <id>`, docs/design/emulator-choices.md).
     """
     for contract in load_contracts(folder):
         source = contract.provenance.get("source", "?")

@@ -71,7 +71,8 @@ class Contract:
     refs: dict[str, str] = field(default_factory=dict)
     live: dict[str, Any] = field(default_factory=dict)
     replay: dict[str, Any] = field(default_factory=dict)
-    behaviour: str = ""  # "documented", or the design §2.8 choice the answer follows
+    # "documented", or the choice the answer follows (docs/design/emulator-choices.md)
+    behaviour: str = ""
     path: Path | None = None
 
     @property

@@ -8,7 +8,7 @@
 - `postscript_audience_lab.lab`: the `pslab` command line, the demo and the benchmarks.
 
 In a source checkout the first three are the repository's top-level folders, linked in here;
-the wheel places them inside this package (docs/design.md, "Layout").
+the wheel places them inside this package (docs/design/layout.md#one-import-package).
 """
 
 __all__: list[str] = []

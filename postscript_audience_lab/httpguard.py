@@ -14,7 +14,7 @@ down without a credential. `guarded_h11` adds what uvicorn leaves out:
   client that sends its request at once is served however many idle sockets are
   held; when none is waiting, the new connection is closed instead.
 
-`pslab serve` and the emulator both serve through it (docs/design.md §11).
+`pslab serve` and the emulator both serve through it (docs/design/service.md).
 A leaf module: it imports nothing of the package.
 """
 

@@ -1,5 +1,5 @@
 """JSON text read strictly: the one reader of the engine's input, `pslab serve`'s bodies and the
-emulator's requests (docs/design.md §10, "One JSON reader").
+emulator's requests (docs/design/layout.md, "One JSON reader").
 
 Python's json module reads more than JSON can carry back out: NaN and Infinity, numbers that
 overflow to infinity, integers of thousands of digits, lone surrogates (`"\\ud800"`), and

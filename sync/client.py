@@ -312,8 +312,9 @@ def _error_for(endpoint: str, response: httpx.Response) -> ApiError:
     if status == 404:
         return NotFoundError(status, message, endpoint)
     if 400 <= status < 500 and status != 429:
-        # 400, 413, 414, 422 and the like: the same request can never succeed, so it is
-        # refused and set aside (design §4.4), never retried ahead of everything else.
+        # 400, 413, 414, 422 and the like: the same request can never succeed, so it is refused and
+        # set aside (docs/design/convergence.md#nothing-lost), never retried ahead of everything
+        # else.
         return BadRequestError(status, message, endpoint)
     if status == 429:
         return RateLimitedError(status, message, endpoint, _retry_after(response))

@@ -1,4 +1,4 @@
-"""The shop's subscribers as reconcile reads them (docs/design.md §12), held on disk.
+"""The shop's subscribers as reconcile reads them (docs/design/reconcile.md), held on disk.
 
 `pslab reconcile` lists every subscriber of the shop to see who holds the snapshot's
 audiences now, and then finds each named identity's subscriber the way `sync.lookup`

@@ -4,7 +4,8 @@
 batched transactions). `drain` then works the ledger off:
 
 1. check the state file belongs to the key's shop (one `GET /me`);
-2. finish writes a crashed run journaled but did not confirm (docs/design.md §4.4);
+2. finish writes a crashed run journaled but did not confirm
+   (docs/design/convergence.md#nothing-lost);
 3. make parked changes pending again;
 4. find the pending identities' subscribers in bulk (`sync.lookup`), just in
    time, and as each lookup answers, plan each subscriber it found over all
@@ -52,7 +53,8 @@ __all__ = ["Engine", "PlanCallback", "ProgressCallback"]
 ProgressCallback = Callable[[str, int, int | None], None]
 PlanCallback = Callable[[Plan], None]
 INGEST_SLICE = 5000
-# Events dated further ahead than this of the run's clock are clock errors (design §3.9):
+# Events dated further ahead than this of the run's clock are clock errors
+# (docs/design/events.md#version):
 # as the newest version they would pin a membership for as long as the date is ahead.
 MAX_CLOCK_AHEAD = timedelta(days=1)
 READ_AGES_KEPT = 100_000  # the latest reads' ages to their PATCHes, for the report
@@ -160,9 +162,9 @@ class Engine:
         return total
 
     def ingest_body(self, body: object) -> list[tuple[AudienceChange | Rejection, Outcome]]:
-        """Parse and store one decoded request body: an event, a `{"batch":[…]}` or a list of
-        events (design §11). Committed and synced to disk when it returns; what became of
-        each event, in order."""
+        """Parse and store one decoded request body: an event, a `{"batch":[…]}` or a list of events
+        (docs/design/service.md). Committed and synced to disk when it returns; what became of each
+        event, in order."""
         payload = {"batch": body} if isinstance(body, list) else body
         not_after = datetime.now(UTC) + MAX_CLOCK_AHEAD
         region = self.settings.default_region
@@ -230,7 +232,7 @@ class Engine:
     @property
     def failing(self) -> dict[str, str]:
         """The calls the latest drain (or shop check) retried without success so far, with
-        what their latest attempt met; empty once each has succeeded (design §6)."""
+        what their latest attempt met; empty once each has succeeded (docs/design/commands.md)."""
         client = self._latest_client
         return dict(client.failing) if client is not None else {}
 
@@ -423,7 +425,8 @@ class Engine:
     def request_stop(self) -> None:
         """Let the drain under way end at its next step: the calls in flight are answered and
         journaled, no new one starts, and `drain` returns. Nothing is repeated or lost: the
-        rest stays pending or journaled for the next drain (design §11, "Start and stop")."""
+        rest stays pending or journaled for the next drain (docs/design/service.md, "Start and
+        stop")."""
         self._stop_asked = True
         if self._pipeline is not None:
             self._pipeline.stop()

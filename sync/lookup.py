@@ -1,4 +1,5 @@
-"""Which subscriber each pending identity is, in bulk: phone, then email (docs/design.md §4.5).
+"""Which subscriber each pending identity is, in bulk: phone, then email
+(docs/design/convergence.md#identity).
 
 One drain looks every pending identity up once, `batch` values per call
 (`phone_number__in`, then `email__in` for identities with no phone or whose
@@ -202,7 +203,7 @@ class Lookup:
                 continue
             if len({str(candidate["id"]) for candidate in candidates}) > 1:
                 self.report.ambiguous += 1
-            # design §4.5: the most recently created wins
+            # docs/design/convergence.md#identity: the most recently created wins
             newest = max(candidates, key=subscriber_created)
             self._remember(by_email[email], newest, via="email")
         self._park(unknown)

@@ -1,6 +1,6 @@
 """How fast the engine sends: an adaptive rate (AIMD) and a paced, prioritised queue of sends.
 
-`AdaptiveRate` is the rate the engine allows itself (docs/design.md §5.2). It
+`AdaptiveRate` is the rate the engine allows itself (docs/design/economy.md#pace). It
 starts at the configured ceiling (Postscript's 15 requests/s). A 429 means
 someone else is spending the same key's budget: the rate is multiplied by
 `DECREASE` (once per congestion event: a 429 answering a request sent before

@@ -1,4 +1,5 @@
-"""docs/design.md §3: one Segment Engage event -> one audience membership change, or a rejection.
+"""docs/design/events.md: one Segment Engage event -> one audience membership change, or a
+rejection.
 
 Pure: values in, values out; no clock, no I/O. Every rejection carries a
 reason a person can act on, and never stops the rest of the input.
@@ -149,7 +150,7 @@ def _located(result: AudienceChange | Rejection, line_no: int | None) -> Audienc
 def parse_event(
     event: object, *, default_region: str = "US", not_after: datetime | None = None
 ) -> AudienceChange | Rejection:
-    """Design §3.1–§3.9, in order; the first step that fails is the reason."""
+    """docs/design/events.md, in order; the first step that fails is the reason."""
     if not isinstance(event, Mapping):
         return Rejection("the event is not a JSON object", event)
     try:
@@ -284,12 +285,14 @@ def _membership(
 
 
 def normal_email(value: object) -> str | None:
-    """An email as the engine keys it (§3.6): trimmed and lower-cased; None when empty."""
+    """An email as the engine keys it (docs/design/events.md#email): trimmed and lower-cased; None
+    when empty."""
     return _email(value)
 
 
 def normal_phone(value: object, default_region: str = "US") -> str | None:
-    """A phone as the engine keys it (§3.7): E.164; None when it is not a possible number."""
+    """A phone as the engine keys it (docs/design/events.md#phone): E.164; None when it is not a
+    possible number."""
     return _phone(value, default_region)
 
 
@@ -334,7 +337,8 @@ def _instant(event: Mapping[str, Any], not_after: datetime | None) -> datetime:
         except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
             raise _Rejected(f"{field} is {raw!r}, which is out of range in UTC") from None
         if not_after is not None and instant > not_after:
-            # A clock error would make this the newest version for ever (design §3.9).
+            # A clock error would make this the newest version for ever
+            # (docs/design/events.md#version).
             raise _Rejected(
                 f"{field} is {raw!r}, later than {format_instant(not_after)}, the latest"
                 " this run accepts; fix the sender's clock or drop the event"

@@ -1,4 +1,4 @@
-"""One drain's lookups and writes, flowing together (docs/design.md §5.2).
+"""One drain's lookups and writes, flowing together (docs/design/economy.md#pace).
 
 No barrier between the stages: a lookup's subscribers are written as soon as
 it answers, while later lookups are made and earlier subscribers' events are
@@ -58,7 +58,7 @@ class Pipeline:
     no new lookup or write starts, the writes under way stop before their
     next call (`stopping`), the calls in flight are answered and journaled,
     and then the first failure is raised. So a failed run leaves no call
-    whose outcome the journal does not know (design §4.4)."""
+    whose outcome the journal does not know (docs/design/convergence.md#nothing-lost)."""
 
     def __init__(
         self,

@@ -1,4 +1,4 @@
-"""docs/design.md §4.1–§4.3: what to write to one subscriber, given its pending changes.
+"""docs/design/convergence.md: what to write to one subscriber, given its pending changes.
 
 Pure: a subscriber as Postscript returned it plus the changes in, a `Plan`
 out. This is the only place that decides list contents, foreign entries,
@@ -51,7 +51,7 @@ def audience_list(subscriber: Mapping[str, Any]) -> list[Any]:
     """The subscriber's `Segment Audiences`, read leniently (absent -> empty).
 
     Entries are kept exactly as read, whatever their type: a foreign entry
-    goes back unchanged (design §4.2), not as its string.
+    goes back unchanged (docs/design/convergence.md#foreign-entries), not as its string.
     """
     properties = subscriber.get("properties") or {}
     value = properties.get(AUDIENCES_PROPERTY) if isinstance(properties, Mapping) else None

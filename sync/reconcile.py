@@ -1,4 +1,4 @@
-"""Converging Postscript to a full audience snapshot (docs/design.md §12).
+"""Converging Postscript to a full audience snapshot (docs/design/reconcile.md).
 
 One model with sync: a snapshot of audience A as of instant T is a change per
 (subscriber, A) with version (T, an id of the snapshot): *member* for everyone it

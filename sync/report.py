@@ -22,7 +22,7 @@ class Report:
     received: int = 0  # events read (batches count each event), rejected ones included
     duplicates: int = 0  # messageIds seen before (this run or an earlier one)
     stale: int = 0  # not newer than what the engine already knew or wrote
-    rejected: int = 0  # failed docs/design.md §3, reasons in --rejects-out
+    rejected: int = 0  # failed docs/design/events.md, reasons in --rejects-out
     # oldest rejections (this run's or earlier) dropped to keep the state file within
     # --keep-rejections / --keep-rejection-bytes; --rejects-out lacks those of this run
     rejections_dropped: int = 0
@@ -42,9 +42,9 @@ class Report:
     lookup_batch: int = 50
     dry_run: bool = False
     api_calls: Counter[str] = field(default_factory=Counter)
-    # pace (design §5.2): 429s met (each sent again), requests/s between the drain's first and
-    # last call, the rate the adaptive pacing allowed on average after its first ten seconds
-    # (None unpaced), and seconds from a subscriber's read to its PATCH: p50, p99, max
+    # pace (docs/design/economy.md#pace): 429s met (each sent again), requests/s between the drain's
+    # first and last call, the rate the adaptive pacing allowed on average after its first ten
+    # seconds (None unpaced), and seconds from a subscriber's read to its PATCH: p50, p99, max
     rate_limited: int = 0
     requests_per_s: float | None = None
     settled_rate: float | None = None
@@ -52,7 +52,8 @@ class Report:
 
     @property
     def lower_bound(self) -> int:
-        """design §5: ceil(identities / lookup batch) + patched subscribers + posted events."""
+        """The fewest calls the changes need (docs/design/economy.md): ceil(identities / lookup
+        batch) + patched subscribers + posted events."""
         lookups = math.ceil(self.identities / self.lookup_batch) if self.lookup_batch else 0
         return lookups + self.subscribers_patched + self.events_posted
 

@@ -1,4 +1,4 @@
-"""A run's scratch database: private, temporary, never the state file (docs/design.md §12).
+"""A run's scratch database: private, temporary, never the state file (docs/design/reconcile.md).
 
 What one `pslab reconcile` must hold while it plans (a snapshot's members, the shop's
 listing, the changes planned) can be as large as the snapshot or the shop. It goes to a

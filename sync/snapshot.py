@@ -1,4 +1,4 @@
-"""Reading a full audience snapshot for `pslab reconcile` (docs/design.md §12).
+"""Reading a full audience snapshot for `pslab reconcile` (docs/design/reconcile.md).
 
 A snapshot says who is in one or more audiences at one moment. Two layouts:
 

@@ -123,7 +123,7 @@ def emulator_command(
         bool,
         typer.Option(
             help="Also refuse what Postscript may accept: unknown query parameters and body "
-            "fields, undocumented property value types (docs/design.md §2.8)."
+            "fields, undocumented property value types (docs/design/emulator-choices.md)."
         ),
     ] = False,
     webhook_retry_delays: Annotated[

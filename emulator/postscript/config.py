@@ -36,11 +36,11 @@ class EmulatorConfig:
     page_size: int = 100
     journal_size: int = 100_000  # the request journal keeps this many latest entries
     default_region: str = "US"  # how phone numbers without a country code are read
-    strict: bool = False  # also refuse what Postscript may accept (docs/design.md §2.8)
+    strict: bool = False  # also refuse what Postscript may accept (docs/design/emulator-choices.md)
     partner_key: str | None = DEFAULT_PARTNER_KEY
     tenancy: Tenancy | None = None  # shops and partners; replaces secret_key and partner_key
-    # Webhooks (design §7): the waits between a failed delivery's attempts, each attempt's
-    # timeout, and (tests) the transport deliveries go through instead of the network.
+    # Webhooks (docs/design/emulator.md): the waits between a failed delivery's attempts, each
+    # attempt's timeout, and (tests) the transport deliveries go through instead of the network.
     webhook_retry_delays: tuple[float, ...] = DEFAULT_RETRY_DELAYS_S
     webhook_timeout_s: float = 10.0
     webhook_transport: Callable[[], httpx.AsyncBaseTransport] | None = None

@@ -1,6 +1,6 @@
 """The error bodies the emulated API answers, and the exceptions that carry them.
 
-Postscript documents few error bodies (docs/design.md §2.5):
+Postscript documents few error bodies (docs/design/postscript-api.md#error-envelopes):
 
 - the `{"error_code","error_message","success":false}` envelope, with two
   published codes: 3001 (get-keyword's 404) and 3002 (the rate limit);

@@ -2,7 +2,7 @@
 
 Where the published Partner API reference states a behaviour the emulator
 does it; every other behaviour is one of these choices, each a row of the
-table in docs/design.md §2.8 with its evidence. An answer shaped by a choice
+table in docs/design/emulator-choices.md with its evidence. An answer shaped by a choice
 names it in the `X-Pslab-Emulator-Choice` header, so a test or a person
 reading the traffic can tell the emulator's word from Postscript's.
 
@@ -63,5 +63,5 @@ CHOICES: dict[str, str] = {
 def choice_header(choice: str) -> dict[str, str]:
     """The header naming `choice`; a KeyError for a choice the table does not hold."""
     if choice not in CHOICES:
-        raise KeyError(f"{choice!r} is not a choice of docs/design.md §2.8")
+        raise KeyError(f"{choice!r} is not a choice of docs/design/emulator-choices.md")
     return {CHOICE_HEADER: choice}

@@ -6,7 +6,7 @@
 Seeds the subscribers, starts `pslab emulator --rate-limit 0` as a separate
 process, drives `GET /api/v2/subscribers?phone_number__eq=…` with a different
 seeded phone on every request, and prints requests/s and latency percentiles.
-`--check` exits 1 when the emulator's target (docs/design.md §7: >= 3,000 req/s,
+`--check` exits 1 when the emulator's target (docs/design/emulator.md: >= 3,000 req/s,
 p99 < 20 ms) is missed. Needs `wrk` on PATH (Debian: `apt-get install wrk`).
 """
 

@@ -42,7 +42,7 @@ def _open_out(out: Path | None) -> TextIO:
 
 def generate_command(
     preset: Annotated[
-        str, typer.Option(help=f"Workload (docs/design.md §9): {' or '.join(PRESETS)}.")
+        str, typer.Option(help=f"Workload (docs/design/benchmark.md): {' or '.join(PRESETS)}.")
     ] = "standard",
     users: Annotated[
         int | None,

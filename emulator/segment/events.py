@@ -5,7 +5,7 @@ audience (or reaches a journey step). The destination sees either an
 `identify` whose traits carry `{<audience_key>: bool}` or a `track` named
 "Audience Entered"/"Audience Exited" whose properties carry
 `{"audience_key": <key>, <key>: bool}` and whose identifiers sit in
-`context.traits`. `context.personas` names the computation (docs/design.md §3).
+`context.traits`. `context.personas` names the computation (docs/design/events.md).
 
 The factory is pure: the caller decides every value (how the phone is typed,
 whether the boolean is a string, the timestamps), so scenarios and hypothesis

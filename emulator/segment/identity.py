@@ -1,4 +1,4 @@
-"""Who an event is about: phones and emails normalised as docs/design.md §3.6–§3.7 says.
+"""Who an event is about: phones and emails normalised as docs/design/events.md says.
 
 The generator knows every shopper's canonical identity (`Shopper.identity`);
 the tests use these helpers to check that every spelling the generator types

@@ -11,7 +11,7 @@ the very same timestamp, so the winner is decided by the messageId tie-break.
 `changes()` yields the history in true version order (timestamp, then
 messageId) and is cheap: only small tuples. `events()` renders them into the
 Segment events of `emulator.segment.events`. `ground_truth()` folds the
-history by version exactly as docs/design.md §4 defines convergence. Memory grows with
+history by version exactly as docs/design/convergence.md defines convergence. Memory grows with
 the population (users × audiences), never with the number of events.
 """
 
@@ -193,7 +193,8 @@ class Scenario:
                 members.discard((user, audience))
 
     def ground_truth(self) -> GroundTruth:
-        """Fold the history by version (design §4.1): greatest (timestamp, messageId) wins."""
+        """Fold the history by version (docs/design/convergence.md#state): greatest (timestamp,
+        messageId) wins."""
         truth = GroundTruth()
         versions: dict[Pair, tuple[datetime, str]] = {}
         for change in self.changes():
@@ -229,7 +230,8 @@ class Scenario:
         value: bool | str | None = change.member
         journey_entry = audience.computation_class == "journey_step" and change.member
         if journey_entry and rng.random() < cfg.omitted_journey_value_rate:
-            value = None  # a journey step without a value means "entered" (design §3.5)
+            # a journey step without a value is "entered" (docs/design/events.md#membership-value)
+            value = None
         elif rng.random() < cfg.string_bool_rate:
             value = rng.choice(["true", "TRUE", "True"] if change.member else ["false", "FALSE"])
         received = change.timestamp + timedelta(milliseconds=rng.randint(20, 4000))

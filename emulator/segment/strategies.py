@@ -10,14 +10,14 @@ almost-original order.
 
 Some shoppers give Segment a phone that Postscript does not know: their
 subscriber is seeded with the email alone, so the engine must fall back from
-the phone to the email (docs/design.md §4.5); their events always carry the email.
+the phone to the email (docs/design/convergence.md#identity); their events always carry the email.
 
 With `late_subscribers=True` some shoppers are not subscribers yet: each
 gets an arrival run (0 = seeded from the start, k = seeded just before run k,
 `len(runs)` = never), and `seeds_before_run(k)` lists whom to seed. Their
-changes must park until the subscriber exists (design §4.4).
+changes must park until the subscriber exists (docs/design/convergence.md#nothing-lost).
 
-Ground truth follows design §4. `expected` maps (identity, audience_key) to the
+Ground truth follows docs/design/convergence.md. `expected` maps (identity, audience_key) to the
 membership the greatest-version event says (identity = the E.164 phone the
 subscriber has in Postscript, else the lower-cased email). An engine drains
 once per run and writes the state it has reached, so `expected_entered_exited`
@@ -182,7 +182,8 @@ def _spelled_event(
     *,
     unknown_phone: bool = False,
 ) -> dict[str, Any]:
-    """A Segment event for this membership, with drawn spellings (all valid under design §3).
+    """A Segment event for this membership, with drawn spellings (all valid under
+    docs/design/events.md).
 
     A shopper whose phone Postscript does not know always carries the email
     (a phone alone would name nobody, and park forever).
@@ -347,7 +348,7 @@ def _seed(shopper: Shopper, unknown_phone: bool = False) -> dict[str, Any]:
 
 
 class ExpectedParse(NamedTuple):
-    """What a parser that follows design §3 must read out of a `ValidEvent`."""
+    """What a parser that follows docs/design/events.md must read out of a `ValidEvent`."""
 
     audience_key: str
     audience_id: str

@@ -1,6 +1,6 @@
 """Ready-made traffic: subscribers to seed, Segment lines as delivered, expected membership.
 
-`build_workload("standard")` is the workload of docs/design.md §9 (10,000 shoppers,
+`build_workload("standard")` is the workload of docs/design/benchmark.md (10,000 shoppers,
 8 audiences, backfill p=0.3, three rounds flipping 10%, 10% duplicates,
 windows of 500, 2% late; about 35,000 lines). `build_workload("quick")` is the
 same shape at CI size (500 shoppers, 8 audiences, windows of 100; about 1,700
@@ -9,8 +9,8 @@ lines). Any `WorkloadConfig` field can be overridden by keyword.
 `string_bool_rate` (events whose membership is the string "true"/"false") and
 `omitted_journey_value_rate` (journey-step entries without a value) and
 `single_identifier_rate` (events of a phone+email shopper that carry only one
-of the two) shape the spelling only: the ground truth reads them as design §3
-does and names every pair by its subscriber (design §4), whichever identifier
+of the two) shape the spelling only: the ground truth reads them as docs/design/events.md
+does and names every pair by its subscriber (docs/design/convergence.md), whichever identifier
 an event carried.
 """
 

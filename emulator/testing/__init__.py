@@ -1,4 +1,4 @@
-"""Test your own Postscript integration against the emulator (docs/design.md §10).
+"""Test your own Postscript integration against the emulator (docs/design/layout.md).
 
     from postscript_audience_lab.emulator.testing import Postscript, mock_postscript
 

@@ -1,9 +1,9 @@
 """`Postscript`: one typed handle on an emulator, in this process or behind a URL.
 
-It speaks only the emulator's admin surface under `/_emulator` (docs/design.md
-§7), so the same handle drives the in-process emulator of the pytest
-fixtures and `mock_postscript`, the session server of `postscript_server`,
-and a `pslab emulator` started anywhere else.
+It speaks only the emulator's admin surface under `/_emulator` (docs/design/emulator.md),
+so the same handle drives the in-process emulator of the pytest fixtures and
+`mock_postscript`, the session server of `postscript_server`, and a `pslab emulator`
+started anywhere else.
 
     postscript = Postscript.connect("http://127.0.0.1:8787")
     ada = postscript.seed(phone_number="+15555550100", email="ada@example.com")
@@ -108,7 +108,8 @@ class Postscript:
         webhook_retry_delays: tuple[float, ...] | None = None,
     ) -> Postscript:
         """A fresh emulator in this process; `rate_limit` is requests/s per key (0 = off);
-        `strict` its strict mode (design §2.7); `webhook_retry_delays` the seconds between
+        `strict` its strict mode (docs/design/postscript-api.md#fidelity-policy);
+        `webhook_retry_delays` the seconds between
         a failing webhook delivery's attempts."""
         # Only now, so that loading the pytest plugin never loads the web stack.
         from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
@@ -145,7 +146,7 @@ class Postscript:
 
     def auth_headers(self) -> dict[str, str]:
         """What `client()`s send: the shop's key, or (`use_auth("partner")`) the partner's
-        key and `X-Postscript-Shop-Token` naming the shop (design §2.3)."""
+        key and `X-Postscript-Shop-Token` naming the shop (docs/design/postscript-api.md#auth)."""
         if self.auth == "partner" and self.partner_key is not None:
             return {
                 "Authorization": f"Bearer {self.partner_key}",

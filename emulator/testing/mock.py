@@ -7,7 +7,7 @@
 
 It is a context manager and a decorator (of sync and async functions; a
 decorated function with a `postscript` parameter is handed the handle), as
-moto's `mock_aws` is. Each use starts a fresh emulator (docs/design.md §7).
+moto's `mock_aws` is. Each use starts a fresh emulator (docs/design/emulator.md).
 
 Routing is respx's: sync and async httpx clients, however they were built,
 reach the emulator. A request for any other host fails with

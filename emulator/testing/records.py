@@ -1,6 +1,6 @@
 """What the handle gives back: plain, typed copies of the emulator's admin answers.
 
-Each record is read from the JSON of the admin surface (docs/design.md §7)
+Each record is read from the JSON of the admin surface (docs/design/emulator.md)
 and ignores fields it does not know, so an emulator that learns new fields
 does not break a user's tests.
 """
@@ -40,7 +40,8 @@ class Subscriptions(TypedDict):
 
 
 class SubscriberSeed(TypedDict, total=False):
-    """One subscriber to seed: the fields `POST /_emulator/subscribers` takes (design §7)."""
+    """One subscriber to seed: the fields `POST /_emulator/subscribers` takes
+    (docs/design/emulator.md)."""
 
     phone_number: str
     email: str
@@ -65,7 +66,8 @@ def _moment(text: object) -> datetime:
 
 @dataclass(frozen=True)
 class Subscriber:
-    """A subscriber as the emulator holds it (the API's Subscriber, design §2.2)."""
+    """A subscriber as the emulator holds it (the API's Subscriber,
+    docs/design/postscript-api.md#the-subscriber-object)."""
 
     id: str
     ps_id: int
@@ -106,12 +108,10 @@ class Subscriber:
 class Event:
     """A custom event as it was posted (`POST /api/v2/events`), plus what the emulator added.
 
-    `occurred_at` is kept exactly as the code under test sent it
-    (`2026-01-31 12:00:00.000000`, UTC, design §2.1); the subscriber is named
-    the way the request named it, by `subscriber_id`, `phone` or `email`, and
-    `recipient_id` is the subscriber the emulator judged it for (None when the
-    event named none, which the default mode accepts).
-    """
+    `occurred_at` is kept exactly as the code under test sent it (`2026-01-31 12:00:00.000000`, UTC,
+    docs/design/postscript-api.md#calls); the subscriber is named the way the request named it, by
+    `subscriber_id`, `phone` or `email`, and `recipient_id` is the subscriber the emulator judged it
+    for (None when the event named none, which the default mode accepts)."""
 
     type: str
     event_id: str
@@ -192,7 +192,8 @@ class ApiRequest:
 
 @dataclass(frozen=True)
 class Faults:
-    """The emulator's fault setting and rate limit (`GET /_emulator/faults`, design §7)."""
+    """The emulator's fault setting and rate limit (`GET /_emulator/faults`,
+    docs/design/emulator.md)."""
 
     error_rate: float = 0.0
     error_statuses: tuple[int, ...] = (500,)
@@ -218,7 +219,8 @@ class Faults:
 
 @dataclass(frozen=True)
 class Message:
-    """A text the emulator sent (what the person's phone got): a sent message, design §2.1."""
+    """A text the emulator sent (what the person's phone got): a sent message,
+    docs/design/postscript-api.md#calls."""
 
     id: str
     phone: str
@@ -248,7 +250,7 @@ class Message:
 @dataclass(frozen=True)
 class MessageRequest:
     """A create-message call: `status` is `scheduled`, `sent` or `failed`; `reason` says why
-    one failed (design §2.8 "message-statuses")."""
+    one failed (docs/design/emulator-choices.md#message-statuses)."""
 
     id: str
     body: str

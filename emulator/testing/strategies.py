@@ -8,10 +8,10 @@ They need the `testing` extra: `pip install 'postscript-audience-lab[testing]'`.
 - `subscriber_lists()`: several at once, no two sharing a phone
   (`Postscript.seed_many(drawn)`);
 - `audience_events()`: one valid Segment Engage audience event, with what a
-  reader that follows docs/design.md §3 must make of it (`ValidEvent`);
+  reader that follows docs/design/events.md must make of it (`ValidEvent`);
 - `audience_traffic()`: a short membership history and the way Segment
   delivers it — duplicated, reordered, cut into runs — with its ground
-  truth (`Traffic`, docs/design.md §4).
+  truth (`Traffic`, docs/design/convergence.md).
 
 The last two are the lab's own (emulator/segment/strategies.py), re-exported.
 """

@@ -8,7 +8,7 @@ pool and inside a running event loop alike, and a transport nobody shut down
 never keeps the interpreter from exiting.
 
 The emulator's state is shared by every loop that calls it: its store, rate
-limiter and fault draws are guarded by thread locks (docs/design.md §7).
+limiter and fault draws are guarded by thread locks (docs/design/emulator.md).
 """
 
 from __future__ import annotations

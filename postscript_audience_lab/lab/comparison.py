@@ -12,8 +12,8 @@ here, once:
 - a posted Postscript event is *repeated* when it mirrors no change: per
   (subscriber, audience), in posting order, starting from "not a member",
   an `Entered` while already entered or an `Exited` while not a member
-  (so a correct engine posts none, docs/design.md §4.3);
-- the lower bound is design §5's: ceil(identities / lookup batch) + subscribers
+  (so a correct engine posts none, docs/design/convergence.md#events-mirror-changes);
+- the lower bound is docs/design/economy.md's: ceil(identities / lookup batch) + subscribers
   whose list changes + list entries that change (each posts one event), where
   identities are the distinct subscribers the traffic names, and the changes
   are the net ones from the seeded state (empty lists) to the ground truth.

@@ -1,4 +1,5 @@
-"""How much memory and time `pslab reconcile --dry-run` takes on a large snapshot (design §12).
+"""How much memory and time `pslab reconcile --dry-run` takes on a large snapshot
+(docs/design/reconcile.md).
 
 `python -m postscript_audience_lab.lab.reconcile_bench --rows 2800000` writes a CSV snapshot
 of that many rows (phone and email, about 36 bytes each: 100 MB for 2.8 million), seeds an

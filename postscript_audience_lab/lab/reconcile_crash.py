@@ -1,4 +1,5 @@
-"""`pslab reconcile` SIGKILLed mid-write and run again: are events repeated? (design §12)
+"""`pslab reconcile` SIGKILLed mid-write and run again: are events repeated?
+(docs/design/reconcile.md)
 
 `python -m postscript_audience_lab.lab.reconcile_crash --seeds 5 --kills 3` seeds, per seed,
 an in-process emulator with 200 subscribers (150 holding `vip`), then runs `pslab reconcile`

@@ -98,7 +98,8 @@ def caption(comparison: Comparison) -> str:
     calls = comparison.engine.calls_total
     ratio = comparison.baseline.calls_total / calls if calls else math.inf
     return (
-        f"Lower bound (design §5): {bound:,} calls; engine = {calls / bound:.3f} x bound,"
+        f"Lower bound (docs/design/economy.md): {bound:,} calls; engine = {calls / bound:.3f}"
+        " x bound,"
         f" baseline / engine = {ratio:.2f}. The emulator's rate limit is off: time at"
         f" {RATE_LIMIT_RPS:.0f} req/s is API calls / {RATE_LIMIT_RPS:.0f}, wall time is what"
         " it took."

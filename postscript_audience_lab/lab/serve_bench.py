@@ -1,4 +1,4 @@
-"""How fast `pslab serve` takes events in (docs/design.md §11).
+"""How fast `pslab serve` takes events in (docs/design/service.md).
 
 `python -m postscript_audience_lab.lab.serve_bench` starts an emulator (only for the start-up
 `GET /me`) and `pslab serve --no-drain` as its own process, then posts distinct Engage events

@@ -1,4 +1,4 @@
-"""How long `GET /status` and `GET /metrics` take on a large state file (docs/design.md §11).
+"""How long `GET /status` and `GET /metrics` take on a large state file (docs/design/service.md).
 
 `python -m postscript_audience_lab.lab.status_bench` fills a state file with `--winners`
 audience changes and `--rejections` rejected events of about 1 KB (the defaults make one of

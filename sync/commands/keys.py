@@ -1,6 +1,6 @@
 """Where a command's Postscript key comes from: a file, the environment, or the command line.
 
-`pslab sync` and `pslab serve` read it the same way (docs/design.md §6): the
+`pslab sync` and `pslab serve` read it the same way (docs/design/commands.md): the
 first line of `--secret-key-file`, else `POSTSCRIPT_SECRET_KEY`, else
 `--secret-key`, which works but is visible to every user of the machine.
 """

@@ -4,7 +4,7 @@ Typer reads an option's flag, help and bounds from its parameter's `Annotated`
 type, so a shared option is a shared type here; each command keeps its own
 default (`= 15.0`) and its own wording where the meaning differs (what
 `--rejects-out` holds, for one). The key's sources and their order are in
-`sync.commands.keys` (docs/design.md §6).
+`sync.commands.keys` (docs/design/commands.md).
 """
 
 from __future__ import annotations

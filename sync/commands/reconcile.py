@@ -1,4 +1,4 @@
-"""`pslab reconcile`: converge Postscript to a full audience snapshot (docs/design.md §12).
+"""`pslab reconcile`: converge Postscript to a full audience snapshot (docs/design/reconcile.md).
 
 The order is chosen so that a refusal changes nothing in Postscript: the snapshot
 is read (a file that cannot be read stops here), the state file locked, the shop

@@ -1,11 +1,11 @@
-"""`pslab serve`: the engine as a service, until SIGTERM or Ctrl-C (docs/design.md §11).
+"""`pslab serve`: the engine as a service, until SIGTERM or Ctrl-C (docs/design/service.md).
 
 The order of a start is chosen so that a refusal changes nothing: the port is
 bound (a taken port fails at once), the state file locked, the shop checked
 with `GET /me`, and only then are requests answered. A stop (SIGTERM, SIGINT)
 answers 503 to new requests, lets the ones in flight finish (each is committed
 before its 200), cancels the drain (a write in flight stays journaled, design
-§4.4) and exits 0.
+docs/design/convergence.md#nothing-lost) and exits 0.
 """
 
 from __future__ import annotations
@@ -236,7 +236,7 @@ def _serve(
             timeout_keep_alive=int(limits.keep_alive_s),
             # h11 (whatever else is installed) drops a connection whose request head grows
             # past 16 KiB, where httptools would buffer a header of any size; the guard adds
-            # head and body deadlines and a connection limit (design §11).
+            # head and body deadlines and a connection limit (docs/design/service.md).
             http=guarded_h11(limits, connections),
         )
         server = _Server(config, service)

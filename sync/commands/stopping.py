@@ -1,12 +1,10 @@
 """A batch command's SIGTERM: the drain under way ends once its calls in flight are answered.
 
-A scheduler stops a job with SIGTERM (then SIGKILL after a grace period). Killed
-outright, a run may leave an event that Postscript stored but the journal did
-not (design §4.4), and the next run posts it again. Here the first SIGTERM asks
-the engine to stop (`Engine.request_stop`): nothing new starts, the calls
-already sent are answered and journaled, and the drain returns; a second
-SIGTERM stops at once.
-"""
+A scheduler stops a job with SIGTERM (then SIGKILL after a grace period). Killed outright, a run may
+leave an event that Postscript stored but the journal did not
+(docs/design/convergence.md#nothing-lost), and the next run posts it again. Here the first SIGTERM
+asks the engine to stop (`Engine.request_stop`): nothing new starts, the calls already sent are
+answered and journaled, and the drain returns; a second SIGTERM stops at once."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`pslab sync`: run the engine over NDJSON input until it is drained (docs/design.md §6)."""
+"""`pslab sync`: run the engine over NDJSON input until it is drained (docs/design/commands.md)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,11 @@
-"""The engine's memory between runs: one SQLite file (the `--state` of docs/design.md §6).
+"""The engine's memory between runs: one SQLite file (the `--state` of docs/design/commands.md).
 
 Tables:
 - `seen`        every accepted messageId (duplicates are recognised across runs);
 - `winners`     the greatest version per (identity, audience) and whether it is
                 `pending` (not yet written), `parked` (no subscriber yet) or `done`;
-- `intents`     planned writes not yet confirmed (the crash journal of design §4.4),
+- `intents`     planned writes not yet confirmed (the crash journal of
+docs/design/convergence.md#nothing-lost),
                 with `intent_events`, each marked once posted;
 - `applied`     per (subscriber, audience) the version the engine last settled,
                 so a stale event arriving through another identity changes nothing;

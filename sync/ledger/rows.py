@@ -66,7 +66,8 @@ class Identity:
 
     @property
     def name(self) -> str:
-        """The identity key (design §5, §9): phone, else email."""
+        """The identity key (docs/design/economy.md, docs/design/benchmark.md): phone, else
+        email."""
         return self.phone or self.email or ""
 
 
@@ -76,7 +77,7 @@ class Outcome(StrEnum):
     ACCEPTED = "accepted"  # the newest version known for its identity and audience
     DUPLICATE = "duplicate"  # its messageId was seen before
     STALE = "stale"  # older than the version already known
-    REJECTED = "rejected"  # failed design §3; the reason is kept in `rejections`
+    REJECTED = "rejected"  # failed docs/design/events.md; the reason is kept in `rejections`
 
 
 @dataclass

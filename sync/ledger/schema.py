@@ -4,9 +4,9 @@ The schema has a version, SQLite's `user_version` in the file's header, and `MIG
 bring an older file up to `SCHEMA_VERSION` in order when it is opened, each in one
 transaction together with its new version number: a run killed during a migration leaves the
 file at the version before it, which the next run migrates again. A file whose version is
-newer than this release knows is refused and left byte for byte as it was (docs/design.md
-§6, "The state file's schema"). Files of releases before the version existed (0.1.0) are
-version 0.
+newer than this release knows is refused and left byte for byte as it was
+(docs/design/commands.md#state-file-schema). Files of releases before the version existed
+(0.1.0) are version 0.
 """
 
 from __future__ import annotations

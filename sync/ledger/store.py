@@ -99,7 +99,7 @@ class Ledger:
     def synced_commits(self) -> Iterator[None]:
         """Commits in the block reach the disk before they return, so a power loss keeps
         them too; outside it (synchronous=NORMAL) a commit survives a process crash only.
-        For events whose sender is told they are stored (design §11)."""
+        For events whose sender is told they are stored (docs/design/service.md)."""
         self.db.execute("PRAGMA synchronous=FULL")
         try:
             yield

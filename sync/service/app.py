@@ -1,6 +1,6 @@
 """`pslab serve`'s web app: Segment's events in over HTTP, the ledger drained behind them.
 
-docs/design.md §11. Routes:
+docs/design/service.md. Routes:
 
 - `POST /v1/identify`, `/v1/track`, `/v1/batch` (Segment's HTTP API shapes) and
   `POST /` (an event, a batch or a JSON array: the Webhooks destination) — intake;
@@ -131,7 +131,8 @@ class Service:
             yield
             self.stop_accepting()
             # The drain ends once its calls in flight are answered; one that Postscript does not
-            # answer in time is cancelled, and stays journaled (design §4.4, §11).
+            # answer in time is cancelled, and stays journaled
+            # (docs/design/convergence.md#nothing-lost, docs/design/service.md).
             with anyio.move_on_after(DRAIN_STOP_S):
                 await self.drain.wait_between_drains()
             tasks.cancel_scope.cancel()
@@ -183,7 +184,7 @@ class Service:
         return _SafeJSONResponse(receipt(stored))
 
     def _allowed(self, by_key: bool, signature: str | None, body: bytes) -> bool:
-        """Either credential will do when both are set up (design §11)."""
+        """Either credential will do when both are set up (docs/design/service.md)."""
         credentials = self.credentials
         return not credentials.required or by_key or credentials.by_signature(signature, body)
 
@@ -262,7 +263,7 @@ class Service:
         }
 
     def _intake_guard(self) -> dict[str, Any]:
-        """What the hostile-client bounds have done (design §11)."""
+        """What the hostile-client bounds have done (docs/design/service.md)."""
         bodies = {"body_bytes_reading": self.bodies.held, "busy_refusals": self.bodies.refused}
         if self.connections is None:
             return bodies

@@ -1,7 +1,8 @@
-"""Working the ledger off for as long as the process runs (docs/design.md §11).
+"""Working the ledger off for as long as the process runs (docs/design/service.md).
 
 No second implementation of the drain: `DrainLoop` calls `Engine.drain` again
-whenever there is work, with the engine's guarantees (§4) and its pacing (§5).
+whenever there is work, with the engine's guarantees (docs/design/convergence.md) and its pacing
+(docs/design/economy.md).
 The engine it drives retries each call for ever (`Settings(retry_forever=True)`),
 so a Postscript outage holds a drain up rather than failing it, and the stuck
 call shows in `Engine.failing`. What still ends a drain:

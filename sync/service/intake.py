@@ -1,4 +1,4 @@
-"""What `pslab serve` takes over HTTP (docs/design.md §11): who may post, and what a body holds.
+"""What `pslab serve` takes over HTTP (docs/design/service.md): who may post, and what a body holds.
 
 Pure: header values and body bytes in, a verdict or a decoded body out; the
 web app (`sync.service.app`) only moves bytes. A sender proves itself the way

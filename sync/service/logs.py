@@ -1,4 +1,4 @@
-"""Structured logs for `pslab serve`: one JSON object per line on stderr (docs/design.md §11).
+"""Structured logs for `pslab serve`: one JSON object per line on stderr (docs/design/service.md).
 
 A record's message is the name of what happened (`intake_refused`,
 `drain_failed`, …) and its fields come in `extra={"fields": {...}}`. Nothing

@@ -1,4 +1,4 @@
-"""`pslab serve`'s Prometheus metrics, on a registry of its own (docs/design.md §11).
+"""`pslab serve`'s Prometheus metrics, on a registry of its own (docs/design/service.md).
 
 Intake requests, intake events and retries are counted as they happen. What
 the engine already keeps (changes applied, the backlog, the drain's lag) is

@@ -111,7 +111,7 @@ def test_markdown_shows_both_systems_and_the_lower_bound() -> None:
     assert "| | engine | Segment destination (baseline) |" in table
     assert "| **API calls, total** | **105** | **300** |" in table
     assert "| memberships correct | 80 / 80 (100.0%) | 64 / 80 (80.0%) |" in table
-    assert "Lower bound (design §5): 100 calls" in table
+    assert "Lower bound (docs/design/economy.md): 100 calls" in table
 
 
 def test_a_comparison_survives_its_own_json() -> None:

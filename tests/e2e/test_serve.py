@@ -1,7 +1,7 @@
 """`pslab serve` as an operator runs it: subprocesses of `pslab emulator` and `pslab serve`.
 
 Generated Engage traffic (duplicated, reordered, late) is posted from several
-concurrent senders in every form Segment uses (design §11), and the emulator's
+concurrent senders in every form Segment uses (docs/design/service.md), and the emulator's
 state is scored against the traffic's ground truth. The kill tests stop the
 server at its worst moments and check that every acknowledged event still lands.
 """
@@ -270,7 +270,8 @@ def test_a_server_killed_after_its_200s_loses_nothing_once_restarted(
     assert slow.process.returncode == -signal.SIGKILL
     assert drained["ledger"]["pending"] == 0
     assert score.converged_share == 1.0
-    assert score.repeated_events <= 1  # at most the one event in flight (design §4.4)
+    # at most the one event in flight (docs/design/convergence.md#nothing-lost)
+    assert score.repeated_events <= 1
 
 
 def test_sigterm_during_a_drain_exits_0_within_10_s_and_a_restart_finishes(

@@ -1,8 +1,8 @@
-"""`pslab serve` against clients that hold what they can: the bounds stated in the README.
+"""`pslab serve` against clients that hold what they can: the bounds stated in the serve guide.
 
 Sixty senders that start an 8 MB signed body and stall, and 1,100 connections that
 never finish their request head, all at once: `/health` still answers, a good post
-is still stored, and the process stays under the memory the README states.
+is still stored, and the process stays under the memory the serve guide states.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 
 STALLED_SENDERS = 60
 HALF_OPEN = 1_100
-RSS_BOUND_MB = 160  # the README's figure for the default limits
+RSS_BOUND_MB = 160  # the serve guide's figure for the default limits
 
 
 def _rss_mb(pid: int, field: str = "VmHWM") -> float:

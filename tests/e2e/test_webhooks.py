@@ -3,7 +3,8 @@
 The receiver is a Starlette app on a free loopback port (uvicorn, in a thread)
 that records every delivery and answers from a script of statuses. Waits are
 bounded by events (the receiver saw the n-th request, or the emulator's flush
-returned), never by sleeping a guessed time (design §7, §2.8).
+returned), never by sleeping a guessed time (docs/design/emulator.md,
+docs/design/emulator-choices.md).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ import httpx
 
 __all__ = ["BODY_TEMPLATES", "MAX_NESTING", "SUBSCRIBER", "SUBSCRIBER_ID", "held"]
 
-# The documented limit (README, "Errors and auth").
+# The documented limit (docs/guides/emulator.md, "Errors and auth").
 MAX_NESTING = 64
 
 SUBSCRIBER_ID = "s_hostile"

@@ -12,7 +12,7 @@ example's.
 
 `tests/emulator/test_conformance.py` holds the emulator's `/openapi.json` to
 this table. A difference is allowed only when `ALLOWED` names the choice of
-docs/design.md §2.8 that explains it, or `DOCUMENTED_ELSEWHERE` the page that
+docs/design/emulator-choices.md that explains it, or `DOCUMENTED_ELSEWHERE` the page that
 documents it.
 """
 
@@ -433,7 +433,8 @@ _WITHOUT_INPUT = (
     "get-webhook-signing-token",
 )
 
-# (operation id, kind of difference, name) -> the choice of docs/design.md §2.8 behind it.
+# (operation id, kind of difference, name) -> the choice of docs/design/emulator-choices.md behind
+# it.
 ALLOWED: dict[tuple[str, str, str], str] = {
     ("create-subscriber", "extra operation", "POST /api/v2/subscribers"): "create-subscriber",
     **{(op, "extra status", "401"): "auth-keys" for op in _EVERY_OPERATION},

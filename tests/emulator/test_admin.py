@@ -1,4 +1,5 @@
-"""The admin surface of docs/design.md §7: reset, seed, state, the request journal and faults."""
+"""The admin surface of docs/design/emulator.md: reset, seed, state, the request journal and
+faults."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Auth (Bearer and legacy Basic) and the per-key rate limit (docs/design.md §2)."""
+"""Auth (Bearer and legacy Basic) and the per-key rate limit (docs/design/postscript-api.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""PATCH /api/v2/compliance/redact and unsubscribe (docs/design.md §2.1, §2.8)."""
+"""PATCH /api/v2/compliance/redact and unsubscribe (docs/design/postscript-api.md#calls,
+docs/design/emulator-choices.md)."""
 
 from __future__ import annotations
 

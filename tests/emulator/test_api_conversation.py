@@ -1,4 +1,5 @@
-"""The opt-in lifecycle, messages and webhook subscriptions through the API (design §2.8).
+"""The opt-in lifecycle, messages and webhook subscriptions through the API
+(docs/design/emulator-choices.md).
 
 Webhook deliveries go to the `api` fixture's stand-in receiver (no network);
 `POST /_emulator/webhooks/flush` waits for them.

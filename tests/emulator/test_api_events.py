@@ -1,4 +1,4 @@
-"""POST /api/v2/events, compliance unsubscribe and /me (docs/design.md §2)."""
+"""POST /api/v2/events, compliance unsubscribe and /me (docs/design/postscript-api.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""GET /api/v2/keywords and /api/v2/keywords/{id} (docs/design.md §2.1, §2.8 "keywords")."""
+"""GET /api/v2/keywords and /api/v2/keywords/{id} (docs/design/postscript-api.md#calls,
+docs/design/emulator-choices.md#keywords)."""
 
 from __future__ import annotations
 

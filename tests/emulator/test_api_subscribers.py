@@ -1,4 +1,5 @@
-"""GET/POST/PATCH of subscribers: filters, sort, pages and PATCH semantics (docs/design.md §2)."""
+"""GET/POST/PATCH of subscribers: filters, sort, pages and PATCH semantics
+(docs/design/postscript-api.md)."""
 
 from __future__ import annotations
 
@@ -244,7 +245,7 @@ async def test_post_subscriber_creates_a_pending_subscriber(api: httpx.AsyncClie
     assert body["data"] == {"keyword_id": "kw_5f1c0e8a", "origin": "api"}  # JOIN, any case
     assert body["properties"] == {"tier": "gold"}
     assert body["tags"] == ["vip"]
-    assert body["id"].startswith("sp_")  # a pending id (design §2.8 "opt-in") ...
+    assert body["id"].startswith("sp_")  # a pending id (docs/design/emulator-choices.md#opt-in) ...
     assert (await api.get(f"/api/v2/subscribers/{body['id']}")).status_code == 404  # ... hidden
     listed = (await api.get("/api/v2/subscribers")).json()["subscribers"]
     assert listed == []

@@ -3,7 +3,7 @@
 Its `/openapi.json`, in both modes, must declare every documented operation,
 parameter, body field, requirement, status and answer field with a type the
 reference allows; any difference must be one `published_api.ALLOWED` explains
-by a choice of docs/design.md §2.8. And every operation must answer a valid
+by a choice of docs/design/emulator-choices.md. And every operation must answer a valid
 call with its documented status and fields.
 """
 
@@ -30,7 +30,7 @@ from tests.emulator.published_api import (
     reference_page,
 )
 
-DESIGN = Path(__file__).parents[2] / "docs" / "design.md"
+CHOICES_PAGE = Path(__file__).parents[2] / "docs" / "design" / "emulator-choices.md"
 METHODS = ("get", "post", "put", "patch", "delete")
 
 
@@ -243,9 +243,10 @@ async def test_every_allowed_difference_still_occurs() -> None:
 
 
 def design_choices() -> list[str]:
-    """The ids of the choice table in docs/design.md §2.8 (first column, in backticks)."""
-    section = DESIGN.read_text(encoding="utf-8").split("### 2.8 ", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"^\| `([a-z0-9-]+)` \|", section, re.MULTILINE)
+    """The choices docs/design/emulator-choices.md explains: one section each, titled with the
+    choice's id and anchored by it."""
+    page = CHOICES_PAGE.read_text(encoding="utf-8")
+    return re.findall(r"^## `([a-z0-9-]+)` \{#\1\}$", page, re.MULTILINE)
 
 
 def test_the_design_table_holds_exactly_the_emulator_choices() -> None:
@@ -328,7 +329,8 @@ VALID_CALLS: dict[str, tuple[str, str, dict[str, Any], Any]] = {
     "example-event": ("GET", "/api/v2/webhooks/example", {"event": "shop.incoming_message"}, None),
     "test-shop-webhook": ("POST", "/api/v2/webhooks/test", {}, {"event": "shop.test"}),
 }
-# What an unknown id answers: documented for keywords, design §2.8 "not-found-3001" otherwise.
+# What an unknown id answers: documented for keywords,
+# docs/design/emulator-choices.md#not-found-3001 otherwise.
 UNKNOWN_ID_STATUS = {
     "get-keyword": 404,
     "get-subscriber": 404,

@@ -23,7 +23,7 @@ from tests.emulator.hostile import SUBSCRIBER, SUBSCRIBER_ID, held
 
 pytestmark = pytest.mark.anyio
 
-# The documented limits (README, "Errors and auth").
+# The documented limits (docs/guides/emulator.md, "Errors and auth").
 API_BODY_LIMIT = 1024 * 1024
 ADMIN_BODY_LIMIT = 64 * 1024 * 1024
 

@@ -1,4 +1,5 @@
-"""Shops and partners (docs/design.md §2.3, §7): partner authentication, public keys,
+"""Shops and partners (docs/design/postscript-api.md#auth, docs/design/emulator.md): partner
+authentication, public keys,
 separate subscribers and rate limits per shop, forbidden operation groups, `/_emulator/shops`."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Lenient by default, strict on request (docs/design.md §2.8 "lenient-input",
+"""Lenient by default, strict on request (docs/design/emulator-choices.md#lenient-input,
 "property-values", "properties-string", "event-identifiers", "event-without-subscriber",
 "phone-matching")."""
 

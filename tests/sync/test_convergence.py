@@ -1,4 +1,4 @@
-"""docs/design.md §4.1–§4.3 as properties: any history, delivery, split into runs, faults."""
+"""docs/design/convergence.md as properties: any history, delivery, split into runs, faults."""
 
 from __future__ import annotations
 
@@ -67,7 +67,8 @@ def _converge(
 
 def _assert_the_guarantees_hold(traffic: Traffic, state: dict[str, Any]) -> None:
     subscribers = by_identity(state)
-    # §4.1 state, §4.2 foreign entries first and in order, other properties untouched
+    # docs/design/convergence.md#state state, docs/design/convergence.md#foreign-entries foreign
+    # entries first and in order, other properties untouched
     for (identity, audience), member in traffic.expected.items():
         subscriber = subscribers[identity]
         audiences = audiences_of(subscriber)
@@ -75,9 +76,11 @@ def _assert_the_guarantees_hold(traffic: Traffic, state: dict[str, Any]) -> None
         assert audiences[: len(FOREIGN)] == FOREIGN
         assert subscriber["properties"]["Favourite colour"] == "teal"
         assert len(audiences) == len(set(audiences))
-    # §4.4 changes of shoppers who never became subscribers stay parked; nothing else exists
+    # docs/design/convergence.md#nothing-lost changes of shoppers who never became subscribers stay
+    # parked; nothing else exists
     assert len(state["subscribers"]) == sum(1 for at in traffic.arrivals if at < len(traffic.runs))
-    # §4.3 events mirror changes, alternate, and carry the winning version
+    # docs/design/convergence.md#events-mirror-changes events mirror changes, alternate, and carry
+    # the winning version
     identity_of = {str(subscriber["id"]): identity for identity, subscriber in subscribers.items()}
     versions = {item.message_id: item for item in traffic.history}
     posted: dict[tuple[str, str], list[str]] = defaultdict(list)

@@ -1,4 +1,5 @@
-"""docs/design.md §5 on the quick workload of §9: calls within 10% of the lower bound."""
+"""docs/design/economy.md on the quick workload of docs/design/benchmark.md: calls within 10% of the
+lower bound."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What the HTTP intake lets in (design §11): credentials, bodies, and its answer."""
+"""What the HTTP intake lets in (docs/design/service.md): credentials, bodies, and its answer."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""`pslab serve`'s structured logs (design §11): one JSON object per line, no personal data."""
+"""`pslab serve`'s structured logs (docs/design/service.md): one JSON object per line, no personal
+data."""
 
 from __future__ import annotations
 

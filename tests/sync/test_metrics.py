@@ -1,4 +1,4 @@
-"""How `pslab serve` names and counts Postscript calls for its metrics (design §11)."""
+"""How `pslab serve` names and counts Postscript calls for its metrics (docs/design/service.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""docs/design.md §5.2: the adaptive rate (AIMD) and the paced, prioritised send queue."""
+"""docs/design/economy.md#pace: the adaptive rate (AIMD) and the paced, prioritised send queue."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""docs/design.md §3, rule by rule: what an Engage event means, and why a bad one is rejected."""
+"""docs/design/events.md, rule by rule: what an Engage event means, and why a bad one is
+rejected."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""docs/design.md §5.2: lookups and writes flow together, one write per subscriber at a time."""
+"""docs/design/economy.md#pace: lookups and writes flow together, one write per subscriber at a
+time."""
 
 from __future__ import annotations
 

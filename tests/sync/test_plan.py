@@ -1,4 +1,5 @@
-"""The planner decides docs/design.md §4.1–§4.3 for one subscriber: list contents, ties, events."""
+"""The planner decides docs/design/convergence.md for one subscriber: list contents, ties,
+events."""
 
 from __future__ import annotations
 

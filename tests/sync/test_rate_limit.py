@@ -1,4 +1,4 @@
-"""docs/design.md §5 pacing: --rate-limit 15 against an emulator enforcing 15/s, no 429s."""
+"""docs/design/economy.md pacing: --rate-limit 15 against an emulator enforcing 15/s, no 429s."""
 
 from __future__ import annotations
 

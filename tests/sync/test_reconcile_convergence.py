@@ -1,4 +1,4 @@
-"""Reconcile and sync as one model (docs/design.md §12), as a property.
+"""Reconcile and sync as one model (docs/design/reconcile.md), as a property.
 
 Draw a few subscribers (one may arrive late), two audiences, Engage events and
 full snapshots with versions from a handful of minutes (so events and snapshots

@@ -1,4 +1,5 @@
-"""The engine as a service (design §11), in process: the app over ASGI, the drain beside it."""
+"""The engine as a service (docs/design/service.md), in process: the app over ASGI, the drain beside
+it."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Scheduled messages (`scheduled_at`) go out when this clock reaches their
 time, so a test can send one "tomorrow" and then `POST /_emulator/clock`
-instead of waiting (docs/design.md §7). Webhook retries are due on it too
+instead of waiting (docs/design/emulator.md). Webhook retries are due on it too
 (every 5 minutes, as Postscript's), and hear of each move (`on_advance`).
 Subscriber timestamps keep real time.
 """

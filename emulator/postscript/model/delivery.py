@@ -16,7 +16,7 @@ Postscript's, every 5 minutes for an hour, due on the emulator's clock: a
 test moves the clock (`POST /_emulator/clock`, which returns once the
 retries due by then were attempted), or calls `flush()`, which plays every
 schedule out at once, moving the clock to each retry's time, and returns
-once every delivery is delivered or has failed (docs/design.md §7).
+once every delivery is delivered or has failed (docs/design/emulator.md).
 `FAST_RETRY_DELAYS_S` is the emulator's earlier seconds-long schedule.
 """
 

@@ -1,7 +1,7 @@
 """Reading the fields of one JSON object, collecting every problem before refusing.
 
 Unknown fields are ignored unless the reader is strict (`--strict`,
-docs/design.md §2.8 "lenient-input"), and so are property values outside the
+docs/design/emulator-choices.md#lenient-input), and so are property values outside the
 documented types ("property-values"). A wrong JSON type for a known field is
 a 400 either way.
 """

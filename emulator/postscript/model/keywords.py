@@ -4,7 +4,7 @@ The reference documents each keyword as `{"id","keyword","created_at",
 "triggered_count","updated_at"}` (get-keywords, get-keyword) and has no call
 that creates one. Every shop has JOIN and VIP; more come from the shops
 setting (`PUT /_emulator/shops`, `pslab emulator --shops`) or from
-`POST /_emulator/keywords` (docs/design.md §2.8, "keywords"). The emulator's
+`POST /_emulator/keywords` (docs/design/emulator-choices.md#keywords). The emulator's
 `triggered_count` is how many of the shop's subscribers were created through
 the keyword.
 """
@@ -84,7 +84,10 @@ def _word_problem(value: Any) -> str | None:
     if len(value) > MAX_KEYWORD_LENGTH or any(c.isspace() or not c.isprintable() for c in value):
         return f"must be one word of at most {MAX_KEYWORD_LENGTH} printable characters, no spaces"
     if value.upper() in CONFIRM_WORDS | OPT_OUT_WORDS:
-        return f"{value.upper()} confirms or opts out a subscriber (design §2.8 inbound-texts)"
+        return (
+            f"{value.upper()} confirms or opts out a subscriber"
+            " (docs/design/emulator-choices.md#inbound-texts)"
+        )
     return None
 
 

@@ -1,7 +1,7 @@
 """The subscriber's side of the conversation: texts a person sends to the shop.
 
-`POST /_emulator/inbound` stands in for a person's phone (docs/design.md §7,
-§2.8 "opt-in" and "inbound-texts"):
+`POST /_emulator/inbound` stands in for a person's phone (docs/design/emulator.md,
+docs/design/emulator-choices.md#opt-in and "inbound-texts"):
 
 - `Y` or `YES` (any case, surrounding spaces ignored) from the phone of a
   subscriber pending double opt-in confirms it: it becomes active under a new
@@ -58,7 +58,8 @@ class InboundOutcome:
 
 
 def subscriber_data(subscriber: Subscriber, shop_id: str, **extra: Any) -> dict[str, Any]:
-    """`event_data` of opt-in and opt-out: who, in which shop, when (design §2.8)."""
+    """`event_data` of opt-in and opt-out: who, in which shop, when
+    (docs/design/emulator-choices.md)."""
     return {
         "subscriber_id": subscriber.id,
         "shop_id": shop_id,

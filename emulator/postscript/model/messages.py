@@ -1,5 +1,6 @@
 """Message requests and the texts they become (create-message, get-message-request,
-get-sent-message; docs/design.md §2.1 and §2.8 "message-statuses").
+get-sent-message; docs/design/postscript-api.md#calls and
+docs/design/emulator-choices.md#message-statuses).
 
 A request is judged when it is due: at once, or when the emulator's clock
 reaches its `scheduled_at`. If its subscriber may receive its category, a
@@ -36,14 +37,14 @@ CATEGORIES = ("promotional", "transactional", "conversational")
 # The GSM 03.38 basic character set: a text made only of these is sent as GSM-7.
 _GSM7 = frozenset(
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
-    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ\N{SECTION SIGN}¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 _GSM7_EXTENDED = frozenset("^{}\\[~]|€\f")  # two septets each
 MMS_CREDITS = 3
 
 
 class StatusCode(IntEnum):
-    """`status_code` of a message request (design §2.8 "message-statuses")."""
+    """`status_code` of a message request (docs/design/emulator-choices.md#message-statuses)."""
 
     OK = 0
     OPTED_OUT = 1  # the subscriber may not receive this category

@@ -2,7 +2,7 @@
 
 A shop calls with its own API key (`Authorization: Bearer sk_…`); a partner
 calls with its partner key and names the shop it acts for in
-`X-Postscript-Shop-Token` (docs/design.md §2.3). Each shop has its own
+`X-Postscript-Shop-Token` (docs/design/postscript-api.md#auth). Each shop has its own
 subscribers, events and keywords; `PUT /_emulator/shops` (or
 `pslab emulator --shops FILE`) replaces the whole setting, keywords included
 (JOIN and VIP, plus each shop's `keywords`), and `POST /_emulator/keywords`
@@ -55,7 +55,8 @@ OPERATION_GROUPS = (
 )
 
 _ID = re.compile(r"[A-Za-z0-9_-]{1,100}")
-_PUBLIC_PREFIX = "pk_"  # a shop's public key: never valid for the API (design §2.3)
+# a shop's public key: never valid for the API (docs/design/postscript-api.md#auth)
+_PUBLIC_PREFIX = "pk_"
 
 
 def _same(presented: str, known: str | None) -> bool:

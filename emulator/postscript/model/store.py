@@ -48,7 +48,8 @@ class SubscriberDraft:
     promotional_can_send: bool = True
     transactional_can_send: bool = True
     data: dict[str, Any] = field(default_factory=dict)
-    pending: bool = False  # created by the API: waits for a confirming text (design §2.8)
+    # created by the API: waits for a confirming text (docs/design/emulator-choices.md#opt-in)
+    pending: bool = False
     loc: list[str | int] = field(default_factory=lambda: ["body"])  # where to point errors
 
 
@@ -129,7 +130,8 @@ class Store:
         return iter(list(self._subscribers.values()))
 
     def get(self, subscriber_id: str) -> Subscriber:
-        """A subscriber by id; a pending one is not found by its pending id (design §2.8)."""
+        """A subscriber by id; a pending one is not found by its pending id
+        (docs/design/emulator-choices.md)."""
         subscriber = self._subscribers.get(subscriber_id)
         if subscriber is None or subscriber.pending:
             raise ResourceNotFound("subscriber")

@@ -29,7 +29,8 @@ def new_subscriber_id() -> str:
 
 
 def new_pending_id() -> str:
-    """The id a subscriber has while it waits to confirm by text (design §2.8 "opt-in")."""
+    """The id a subscriber has while it waits to confirm by text
+    (docs/design/emulator-choices.md#opt-in)."""
     return f"sp_{uuid.uuid4().hex[:24]}"
 
 

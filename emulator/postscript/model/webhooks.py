@@ -1,4 +1,5 @@
-"""Webhook subscriptions and the events they receive (docs/design.md §2.1, §2.8).
+"""Webhook subscriptions and the events they receive (docs/design/postscript-api.md#calls,
+docs/design/emulator-choices.md).
 
 Postscript documents API-managed subscriptions, one event type each
 (`callback_url`, `event`, optional custom `headers`), a delivery envelope

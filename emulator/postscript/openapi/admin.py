@@ -1,4 +1,4 @@
-"""The `/_emulator` admin surface's part of `/openapi.json` (docs/design.md §7)."""
+"""The `/_emulator` admin surface's part of `/openapi.json` (docs/design/emulator.md)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Written by hand so that it states exactly what the emulator does: the
 published reference's operations, parameters and fields (operation ids and
 `{id}` path parameters as published), and the emulator's choices of
-docs/design.md §2.8. The lenient and strict documents differ where `--strict`
+docs/design/emulator-choices.md. The lenient and strict documents differ where `--strict`
 does: unknown body fields and undocumented property value types. Schemathesis
 fuzzes the emulator against both (tests/emulator/test_fuzz.py), and
 tests/emulator/test_conformance.py holds both to the published reference.
@@ -370,8 +370,9 @@ def openapi_document(*, strict: bool = False) -> dict[str, Any]:
                 "operations of "
                 "Postscript's Partner API v2 as the pslab emulator serves them, in its "
                 f"{mode} mode, plus its /_emulator admin surface. Where the published "
-                "reference is silent the behaviour is the emulator's choice (docs/design.md "
-                "§2.8), named in the X-Pslab-Emulator-Choice header of answers it shapes."
+                "reference is silent the behaviour is the emulator's choice "
+                "(docs/design/emulator-choices.md), named in the X-Pslab-Emulator-Choice "
+                "header of answers it shapes."
             ),
         },
         "servers": [{"url": "/"}],

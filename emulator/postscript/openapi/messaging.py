@@ -107,7 +107,7 @@ _ENVELOPE = {
             "type": "object",
             "description": "shop.incoming_message: id, subscriber_id, shop_id, is_opt_out, "
             "shopify_customer_id, from_number, created_at, body (documented); other events: "
-            "design §2.8 `webhook-payloads`.",
+            "docs/design/emulator-choices.md#webhook-payloads.",
         },
     },
 }

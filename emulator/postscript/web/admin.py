@@ -1,4 +1,5 @@
-"""The admin surface (docs/design.md §7) under `/_emulator`: no auth, no rate limit, no journal.
+"""The admin surface (docs/design/emulator.md) under `/_emulator`: no auth, no rate limit, no
+journal.
 
 Calls about subscribers act on the default shop (the first of
 `/_emulator/shops`) unless they name another: `"shop"` in a seed's body,
@@ -98,8 +99,9 @@ async def put_shops(request: Request) -> Response:
 
 
 async def add_keywords(request: Request) -> Response:
-    """`{"keywords":[{"keyword","id"?}],"shop"?}`: add keywords to a shop (design §2.8
-    "keywords"); answers the added ones as get-keywords shows them."""
+    """`{"keywords":[{"keyword","id"?}],"shop"?}`: add keywords to a shop
+    (docs/design/emulator-choices.md#keywords); answers the added ones as get-keywords shows
+    them."""
     emulator = emulator_of(request)
     body = await json_body.read_object(request, json_body.ADMIN_BODY_LIMIT)
     extra = sorted(set(body) - {"keywords", "shop"})

@@ -1,9 +1,9 @@
-"""Handlers of the emulated Postscript API (docs/design.md §2), under `/api/v2`.
+"""Handlers of the emulated Postscript API (docs/design/postscript-api.md), under `/api/v2`.
 
 Each call acts for the shop its credentials name (`auth.Caller`), on that
 shop's store. The operations are the published reference's subscriber,
 event, keyword, compliance and identity groups, plus `POST /subscribers`
-(an emulator choice, design §2.6).
+(an emulator choice, docs/design/postscript-api.md#newer-evidence).
 """
 
 from __future__ import annotations

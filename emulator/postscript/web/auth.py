@@ -1,4 +1,5 @@
-"""Who is calling: a shop by its API key, or a partner naming a shop (docs/design.md §2.3).
+"""Who is calling: a shop by its API key, or a partner naming a shop
+(docs/design/postscript-api.md#auth).
 
 - `Authorization: Bearer <shop key>` (or legacy Basic with the key as user):
   the shop;

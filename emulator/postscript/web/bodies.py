@@ -2,7 +2,7 @@
 normalised, or a 400 naming every problem.
 
 Fields and types follow the published reference; unknown fields are ignored
-unless strict (docs/design.md §2.8). The admin seed body is in `seed`.
+unless strict (docs/design/emulator-choices.md). The admin seed body is in `seed`.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def api_subscriber(
     body: dict[str, Any], region: str, keywords: tuple[Keyword, ...], *, strict: bool
 ) -> SubscriberDraft:
     """`POST /api/v2/subscribers` (an emulator choice): a new subscriber, pending double opt-in
-    until a text from its phone confirms it (design §2.8 "opt-in")."""
+    until a text from its phone confirms it (docs/design/emulator-choices.md#opt-in)."""
     fields = FieldReader(
         body,
         ["body"],
@@ -139,8 +139,8 @@ EVENT_IDENTIFIERS = ("subscriber_id", "phone", "email")
 
 def event(body: dict[str, Any], region: str, *, strict: bool) -> Identifiers | None:
     """`POST /api/v2/events`: check the body and say how it names its subscriber; None
-    when it names none, which only `type` being required allows (design §2.8
-    "event-without-subscriber"): accepted, and refused strict."""
+    when it names none, which only `type` being required allows
+    (docs/design/emulator-choices.md#event-without-subscriber): accepted, and refused strict."""
     fields = FieldReader(body, ["body"], EVENT_FIELDS, strict=strict)
     event_type = fields.string("type", required=True)
     if event_type is not None and not EVENT_TYPE.fullmatch(event_type):

@@ -1,4 +1,4 @@
-"""Handlers of the reference's Messages and Webhooks groups (docs/design.md §2.1).
+"""Handlers of the reference's Messages and Webhooks groups (docs/design/postscript-api.md#calls).
 
 Messages: create-message, get-message-request, get-sent-message. Webhooks:
 subscriptions CRUD, the signing token, example payloads and test deliveries.

@@ -3,7 +3,7 @@
 The parameters are the published reference's (get-subscribers). Equality and
 `__in` filters on phone, email, Shopify id and ps_id go through the store's
 indexes; `__contains` and date ranges then narrow the candidates. An unknown
-parameter is ignored, or a 400 when strict (docs/design.md §2.8).
+parameter is ignored, or a 400 when strict (docs/design/emulator-choices.md).
 """
 
 from __future__ import annotations
@@ -75,7 +75,8 @@ class SubscriberQuery:
         return matches[start : start + page_size], total_pages
 
     def _candidates(self, store: Store) -> list[Subscriber]:
-        if not self.lookups:  # pending subscribers are not listed (design §2.8 "opt-in")
+        # pending subscribers are not listed (docs/design/emulator-choices.md#opt-in)
+        if not self.lookups:
             return [s for s in store if not s.pending]
         found: dict[str, Subscriber] | None = None
         for lookup in self.lookups:

@@ -35,7 +35,7 @@ logging.getLogger("uvicorn.error").addFilter(_QuietDroppedConnections())
 def _server(app: Starlette, limits: ConnectionLimits | None = None) -> uvicorn.Server:
     # h11 whatever else is installed: it drops a connection whose request head grows past
     # 16 KiB, where httptools would buffer a header of any size. The guard closes a client
-    # that holds a connection without finishing its request (design §11).
+    # that holds a connection without finishing its request (docs/design/service.md).
     http = guarded_h11(limits or ConnectionLimits())
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", http=http)
     return uvicorn.Server(config)

@@ -1,4 +1,4 @@
-"""Which subscriber(s) a body names (docs/design.md §2.8).
+"""Which subscriber(s) a body names (docs/design/emulator-choices.md).
 
 - An event is for one subscriber. Of the identifiers it gives, the first of
   `subscriber_id`, `phone`, `email` that names a subscriber wins

@@ -26,7 +26,7 @@ __all__ = ["bench_command"]
 
 def bench_command(
     preset: Annotated[
-        str, typer.Option(help=f"Workload (docs/design.md §9): {' or '.join(PRESETS)}.")
+        str, typer.Option(help=f"Workload (docs/design/benchmark.md): {' or '.join(PRESETS)}.")
     ] = "standard",
     million: Annotated[
         bool | None,

@@ -25,7 +25,7 @@ nothing pending or parked. In fault mode the emulator also fails on purpose
 (`FAULT_KINDS`). Then the world is checked:
 
 - wrong memberships: an expected (subscriber, audience) not as the ground
-  truth says (docs/design.md §4.1), as `lab.comparison.score_world` scores it;
+  truth says (docs/design/convergence.md#state), as `lab.comparison.score_world` scores it;
 - lost: changes left pending or parked at the end, plus memberships whose
   posted events do not mirror the change (per pair, in posting order from
   "not a member", the events must end in the expected state);

@@ -1,4 +1,4 @@
-"""Reading generated traffic back through the engine's parser (docs/design.md §3)."""
+"""Reading generated traffic back through the engine's parser (docs/design/events.md)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ def parse_all(lines: Iterable[str]) -> list[AudienceChange]:
 
 
 class SubscriberIndex:
-    """Finds a seeded subscriber by phone, then by email (design §4.5) and names it by identity."""
+    """Finds a seeded subscriber by phone, then by email (docs/design/convergence.md#identity) and
+    names it by identity."""
 
     def __init__(self, subscribers: Iterable[Mapping[str, Any]]) -> None:
         self.by_phone: dict[str, str] = {}
@@ -46,7 +47,8 @@ class SubscriberIndex:
 def fold_by_version(
     changes: Iterable[AudienceChange], subscribers: SubscriberIndex
 ) -> dict[tuple[str, str], bool]:
-    """design §4.1 by brute force: sort by version, apply in order, keep the last word."""
+    """docs/design/convergence.md#state by brute force: sort by version, apply in order, keep the
+    last word."""
     state: dict[tuple[str, str], bool] = {}
     for change in sorted(changes, key=lambda c: c.version):
         state[(subscribers.identity(change), change.audience_key)] = change.member

@@ -148,7 +148,8 @@ def test_webhook_deliveries_journal_every_attempt(
     assert delivery.event == "shop.incoming_message"
     assert delivery.event_data["body"] == "hello"
     assert delivery.state == "failed"
-    # The first and twelve retries, 5 minutes apart on the emulator's clock (design §2.8).
+    # The first and twelve retries, 5 minutes apart on the emulator's clock
+    # (docs/design/emulator-choices.md).
     assert len(delivery.attempts) == 13
     gaps = [(b.time - a.time).total_seconds() for a, b in pairwise(delivery.attempts)]
     assert [round(gap) for gap in gaps] == [300] * 12

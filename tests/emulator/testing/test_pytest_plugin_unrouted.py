@@ -10,6 +10,8 @@ import pytest
 
 from tests.emulator.testing.test_pytest_plugin import HTTP
 
+pytest_plugins = ["pytester"]
+
 
 def test_a_request_no_route_serves_fails_the_test_naming_it(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
@@ -63,6 +65,8 @@ def test_the_teardown_report_is_printed_once(pytester: pytest.Pytester) -> None:
 import pytest
 
 from tests.emulator.testing.test_pytest_plugin import HTTP
+
+pytest_plugins = ["pytester"]
 from postscript_audience_lab.emulator.testing.mock import UnroutedRequest
 
 def test_expects_it_undeclared(mock_postscript):
@@ -70,9 +74,10 @@ def test_expects_it_undeclared(mock_postscript):
         httpx.get("https://hooks.example.com/ping")
 """
     )
-    result = pytester.runpytest("-p", "no:cacheprovider")
+    result = pytester.runpytest("-p", "no:cacheprovider", "-rN")  # no summary repeating it
     result.assert_outcomes(passed=1, errors=1)
-    assert result.stdout.str().count("carried on: GET https://hooks.example.com/ping") == 1
+    report = result.stdout.str().split(" ERRORS ", 1)[1]
+    assert report.count("carried on: GET https://hooks.example.com/ping") == 1
     assert "During handling" not in result.stdout.str()
 
 

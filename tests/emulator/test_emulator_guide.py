@@ -1,4 +1,4 @@
-"""The README's curl examples for the emulator work as written (against a real server)."""
+"""The emulator guide's curl examples work as written (against a real server)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,11 @@ import pytest
 from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
 from postscript_audience_lab.emulator.postscript.web.serve import serve_in_background
 
-README = Path(__file__).parents[2] / "README.md"
+GUIDE = Path(__file__).parents[2] / "docs" / "guides" / "emulator.md"
 
 
 def _curl_examples() -> str:
-    section = README.read_text().split("## The emulator\n", 1)[1].split("\n## ", 1)[0]
-    blocks: list[str] = re.findall(r"```\n(.*?)```", section, re.S)
+    blocks: list[str] = re.findall(r"```\n(.*?)```", GUIDE.read_text(encoding="utf-8"), re.S)
     (examples,) = [b for b in blocks if b.lstrip().startswith("# seed")]
     return examples
 
@@ -28,7 +27,7 @@ def test_readme_curl_examples_succeed(tmp_path: Path) -> None:
     with serve_in_background(EmulatorConfig()) as url:
         script = tmp_path / "examples.sh"
         script.write_text("set -euo pipefail\n" + examples.replace("http://127.0.0.1:8787", url))
-        result = subprocess.run(  # noqa: S603 - a script we just wrote from the README
+        result = subprocess.run(  # noqa: S603 - a script we just wrote from the guide
             ["bash", str(script)],  # noqa: S607 - bash from PATH, as a reader would run it
             capture_output=True,
             text=True,
