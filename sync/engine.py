@@ -329,7 +329,10 @@ class Engine:
         self.report.parked = counts.by_status[Status.PARKED]
         if identities:
             self.report.parked_identities = self.ledger.parked_identities()
-        self.report.pending = counts.by_status[Status.PENDING] + counts.intents
+        # A change being written keeps its pending row until its write is settled, so the
+        # rows count it once; its journaled write is reported beside it, not added to it.
+        self.report.pending = counts.by_status[Status.PENDING]
+        self.report.journaled = counts.intents
         self.report.rejections_dropped = counts.rejections_dropped - self._dropped_before
 
     async def _resume(self) -> None:

@@ -32,7 +32,8 @@ class Report:
     refused: int = 0  # changes Postscript refused (400), with reasons in --rejects-out
     parked: int = 0  # changes waiting for a subscriber (all runs), after this drain
     parked_identities: int = 0
-    pending: int = 0  # changes not yet settled (0 when drained)
+    pending: int = 0  # changes not yet settled (0 when drained), each counted once
+    journaled: int = 0  # writes begun and not yet confirmed (their changes are pending)
     unparked: int = 0  # parked changes retried at the start of this run
     resumed: int = 0  # unfinished writes of a crashed run, completed
     identities: int = 0  # distinct identity keys looked up: phone (E.164), else email

@@ -236,6 +236,7 @@ class Service:
             "accepting": self.accepting,
             "shop": ledger.meta("shop"),
             "pending": figures.pending,
+            "writes_in_progress": counts.intents,
             "parked": figures.parked,
             "oldest_pending_age_s": round(figures.lag_s, 3),
             "drain_rate_per_s": round(figures.drain_rate, 3),

@@ -552,3 +552,29 @@ async def test_a_stop_lets_the_event_in_flight_be_answered_so_a_restart_repeats_
     assert stored.status_code == 200
     assert after_restart["since_start"]["resumed"] == 0, after_restart
     assert len(posted) == 1, posted
+
+
+async def test_a_change_being_written_is_pending_once_not_twice(
+    world: World, state_path: Path
+) -> None:
+    """While Postscript holds the answer to a change's event, /status counts that change once:
+    its row is still pending and its write journaled, and the two are one change."""
+    await world.seed({"phone_number": PHONE})
+    in_flight, released = anyio.Event(), anyio.Event()
+
+    async def hold_event_answers(request: httpx.Request) -> None:
+        if request.method == "POST" and request.url.path == "/api/v2/events":
+            in_flight.set()
+            await released.wait()
+
+    held = Tap(world.transport, after=hold_event_answers)
+    async with serving(world, state_path, transport=held) as served:
+        await served.post("/", event())
+        with anyio.fail_after(10):
+            await in_flight.wait()
+        during = await served.status()
+        released.set()
+        after = await served.settled()
+
+    assert (during["pending"], during["writes_in_progress"]) == (1, 1), during
+    assert (after["pending"], after["writes_in_progress"]) == (0, 0)
