@@ -50,7 +50,11 @@ from postscript_audience_lab.sync.commands.options import (
 )
 from postscript_audience_lab.sync.engine import Engine
 from postscript_audience_lab.sync.errors import AuthenticationError, SyncError
-from postscript_audience_lab.sync.ledger import KEEP_REJECTION_BYTES, KEEP_REJECTIONS
+from postscript_audience_lab.sync.ledger import (
+    KEEP_REJECTION_BYTES,
+    KEEP_REJECTIONS,
+    remove_state,
+)
 from postscript_audience_lab.sync.service.app import Service
 from postscript_audience_lab.sync.service.intake import (
     MAX_BODY_BYTES,
@@ -157,9 +161,12 @@ def serve_command(
     limits = raise_open_file_limit(ConnectionLimits(max_connections=max_connections))
     bodies = _Bodies(max_body_bytes, max_inflight_bytes)
     listener = _listen(host, port)
+    fresh = not settings.state_path.exists()
     try:
         _serve(settings, credentials, listener, drain=not no_drain, bodies=bodies, limits=limits)
-    except AuthenticationError as exc:
+    except AuthenticationError as exc:  # raised by the start's GET /me: nothing was stored
+        if fresh:
+            remove_state(settings.state_path)
         _fail(f"Postscript refused the secret key (HTTP {exc.status}); check the key")
     except SyncError as exc:
         _fail(str(exc))

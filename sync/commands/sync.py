@@ -39,7 +39,7 @@ from postscript_audience_lab.sync.commands.options import (
 )
 from postscript_audience_lab.sync.commands.stopping import EXIT_STOPPED, GracefulStop
 from postscript_audience_lab.sync.engine import Engine
-from postscript_audience_lab.sync.ledger import KEEP_REJECTION_BYTES, KEEP_REJECTIONS
+from postscript_audience_lab.sync.ledger import KEEP_REJECTION_BYTES, KEEP_REJECTIONS, remove_state
 from postscript_audience_lab.sync.plan import Plan
 from postscript_audience_lab.sync.report import Report
 from postscript_audience_lab.sync.settings import Settings
@@ -100,6 +100,7 @@ def sync_command(
         _fail(str(exc), code=2)
     err = Console(stderr=True)
     set_on_retry_hooks([_RetryNotice(err)])  # instead of stamina's default log lines
+    fresh = not settings.state_path.exists()
     with ExitStack() as stack:
         try:  # before anything is stored
             rejects = open_output(stack, rejects_out, "--rejects-out")
@@ -117,6 +118,9 @@ def sync_command(
         report = run.engine.report
         _print_summary(report, as_json)
         if run.failure is not None:
+            if fresh and not run.engine.shop_checked and not dry_run:
+                stack.close()  # refused before anything was stored: leave no state file
+                remove_state(settings.state_path)
             _fail(*run.failure)
         if not report.drained:
             _fail(f"{report.pending} changes are still pending; run again with the same --state")

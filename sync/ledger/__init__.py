@@ -26,7 +26,12 @@ copy of a state file in `lock`; the row types and the statements that write one 
 them from here.
 """
 
-from postscript_audience_lab.sync.ledger.lock import PRIVATE_FILE_MODE, copy_state, hold_lock
+from postscript_audience_lab.sync.ledger.lock import (
+    PRIVATE_FILE_MODE,
+    copy_state,
+    hold_lock,
+    remove_state,
+)
 from postscript_audience_lab.sync.ledger.rows import (
     KEEP_REJECTION_BYTES,
     KEEP_REJECTIONS,
@@ -68,6 +73,7 @@ __all__ = [
     "Status",
     "copy_state",
     "hold_lock",
+    "remove_state",
     "schema_version",
     "stored_event",
 ]

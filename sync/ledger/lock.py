@@ -17,7 +17,7 @@ from typing import IO
 from postscript_audience_lab.sync.errors import StateLockedError
 from postscript_audience_lab.sync.ledger.schema import _refuse_newer, schema_version
 
-__all__ = ["PRIVATE_FILE_MODE", "copy_state", "hold_lock"]
+__all__ = ["PRIVATE_FILE_MODE", "copy_state", "hold_lock", "remove_state"]
 
 PRIVATE_FILE_MODE = 0o600  # files that hold phones and emails are created for their owner only
 
@@ -98,3 +98,13 @@ def copy_state(path: Path, copy: Path) -> None:
     for companion, was_there in existed.items():
         if not was_there:
             companion.unlink(missing_ok=True)
+
+
+def remove_state(path: Path) -> None:
+    """Delete a state file this process created and stored nothing in, with its companions
+    (`-wal`, `-shm`) and its lock note: a start refused before anything was stored (a wrong
+    key, say) then leaves the folder as it found it. Call it once the file is closed."""
+    note = path.resolve().with_name(path.resolve().name + ".lock")
+    for leftover in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), note):
+        with contextlib.suppress(FileNotFoundError):
+            leftover.unlink()

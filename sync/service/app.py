@@ -22,7 +22,7 @@ import logging
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -154,11 +154,11 @@ class Service:
         by_key = self.credentials.by_write_key(headers.get("authorization"))
         signed = self.credentials.could_sign(headers.get("x-signature"))
         if self.credentials.required and not by_key and not signed:
-            return self._unauthorised(route)  # before reading a byte of the body
+            return self._unauthorised(route, self._why_refused(headers))  # before the body
         try:
             body = await self.bodies.read(request, self.max_body_bytes)
             if not self._allowed(by_key, headers.get("x-signature"), body):
-                return self._unauthorised(route)
+                return self._unauthorised(route, "X-Signature does not match the body")
             payload = decode_body(route, body)
         except ClientDisconnect:  # the sender left, or missed the body deadline: nothing stored
             return _error(400, "the body did not arrive whole")
@@ -188,9 +188,34 @@ class Service:
         credentials = self.credentials
         return not credentials.required or by_key or credentials.by_signature(signature, body)
 
-    def _unauthorised(self, route: str) -> Response:
-        log.warning("intake_unauthorised", extra={"fields": {"route": route}})
-        response = _error(401, "missing or wrong credentials: a write key or X-Signature")
+    def _why_refused(self, headers: Mapping[str, str]) -> str:
+        """Which credential was missing or wrong, in words that reveal no secret."""
+        credentials = self.credentials
+        authorization, signature = headers.get("authorization"), headers.get("x-signature")
+        takes = " or ".join(
+            what
+            for what, set_up in (
+                ("the write key as the HTTP Basic user", credentials.write_key is not None),
+                ("an X-Signature of the body", credentials.shared_secret is not None),
+            )
+            if set_up
+        )
+        if authorization is None and signature is None:
+            return f"no credentials: send {takes}"
+        if signature is not None and credentials.shared_secret is None:
+            return f"this service checks no X-Signature: send {takes}"
+        if signature is not None and authorization is None:
+            return "X-Signature is not a hex HMAC-SHA1 (40 hexadecimal digits)"
+        if not authorization or authorization.partition(" ")[0].lower() != "basic":
+            return f"Authorization is not HTTP Basic: send {takes}"
+        if credentials.write_key is None:
+            return f"this service takes no write key: send {takes}"
+        return "the write key is not this service's"
+
+    def _unauthorised(self, route: str, reason: str) -> Response:
+        fields = {"route": route, "reason": reason}
+        log.warning("intake_unauthorised", extra={"fields": fields})
+        response = _error(401, f"unauthorised: {reason}")
         if self.credentials.write_key is not None:
             response.headers["WWW-Authenticate"] = 'Basic realm="pslab"'
         return response

@@ -364,3 +364,4 @@ def test_a_refused_key_stops_the_start_with_one_line_before_anything_is_served(
     assert "pslab serve: Postscript refused the secret key (HTTP 401)" in unwrapped(result.stderr)
     assert "--write-key is visible to every user" in unwrapped(result.stderr)
     assert WRITE_KEY not in result.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == []  # a refused start leaves no files

@@ -117,6 +117,7 @@ def test_a_refused_key_exits_non_zero_with_one_line_and_never_prints_the_key(
     assert result.stderr.strip().count("\n") == 0
     assert "secret key" in unwrapped(result.stderr)
     assert wrong not in result.stdout + result.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == []  # no state file left behind
 
 
 def test_a_missing_key_is_explained(tmp_path: Path) -> None:

@@ -183,24 +183,31 @@ async def test_a_lone_surrogate_rejects_its_event_only_and_is_never_a_5xx(
 
 
 @pytest.mark.parametrize(
-    "headers",
+    ("headers", "reason"),
     [
-        {},
-        {"Authorization": "Basic " + base64.b64encode(b"wk_wrong:").decode()},
-        {"Authorization": f"Bearer {WRITE_KEY}"},
-        signed([event()], secret="not the secret")[1],
-        {"X-Signature": "0" * 40},
+        ({}, "no credentials: send the write key as the HTTP Basic user or an X-Signature"),
+        (
+            {"Authorization": "Basic " + base64.b64encode(b"wk_wrong:").decode()},
+            "the write key is not this service's",
+        ),
+        ({"Authorization": f"Bearer {WRITE_KEY}"}, "Authorization is not HTTP Basic"),
+        (signed([event()], secret="not the secret")[1], "X-Signature does not match the body"),
+        ({"X-Signature": "0" * 40}, "X-Signature does not match the body"),
+        ({"X-Signature": "nope"}, "X-Signature is not a hex HMAC-SHA1"),
     ],
-    ids=["none", "wrong write key", "bearer", "wrong secret", "bad signature"],
+    ids=["none", "wrong write key", "bearer", "wrong secret", "bad signature", "not an hmac"],
 )
-async def test_wrong_or_missing_credentials_are_a_401_and_store_nothing(
-    world: World, state_path: Path, headers: dict[str, str]
+async def test_wrong_or_missing_credentials_are_a_401_saying_which_and_store_nothing(
+    world: World, state_path: Path, headers: dict[str, str], reason: str
 ) -> None:
     async with serving(world, state_path, drain=False) as served:
         response = await served.client.post("/", content=json.dumps([event()]), headers=headers)
         status = await served.status()
 
         assert response.status_code == 401
+        assert reason in response.json()["error"]
+        assert WRITE_KEY not in response.text
+        assert SECRET not in response.text
         assert response.headers["WWW-Authenticate"] == 'Basic realm="pslab"'
         assert status["since_start"]["received"] == 0
         assert served.stored_message_ids() == set()
