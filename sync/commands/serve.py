@@ -56,6 +56,7 @@ from postscript_audience_lab.sync.ledger import (
     remove_state,
 )
 from postscript_audience_lab.sync.service.app import Service
+from postscript_audience_lab.sync.service.drain_loop import PARKED_RETRY_S
 from postscript_audience_lab.sync.service.intake import (
     MAX_BODY_BYTES,
     MAX_INFLIGHT_BYTES,
@@ -127,6 +128,13 @@ def serve_command(
             help="Open connections at most; one more closes the oldest still sending its head.",
         ),
     ] = ConnectionLimits.max_connections,
+    parked_retry: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            help="Seconds between lookups of changes parked for a subscriber not yet there.",
+        ),
+    ] = PARKED_RETRY_S,
     timeout: Timeout = 10.0,
     keep_rejections: KeepRejections = KEEP_REJECTIONS,
     keep_rejection_bytes: KeepRejectionBytes = KEEP_REJECTION_BYTES,
@@ -163,7 +171,15 @@ def serve_command(
     listener = _listen(host, port)
     fresh = not settings.state_path.exists()
     try:
-        _serve(settings, credentials, listener, drain=not no_drain, bodies=bodies, limits=limits)
+        _serve(
+            settings,
+            credentials,
+            listener,
+            drain=not no_drain,
+            bodies=bodies,
+            limits=limits,
+            parked_retry_s=parked_retry,
+        )
     except AuthenticationError as exc:  # raised by the start's GET /me: nothing was stored
         if fresh:
             remove_state(settings.state_path)
@@ -220,6 +236,7 @@ def _serve(
     drain: bool,
     bodies: _Bodies,
     limits: ConnectionLimits,
+    parked_retry_s: float,
 ) -> None:
     metrics = ServiceMetrics()
     connections = GuardCounts()
@@ -233,6 +250,7 @@ def _serve(
             max_body_bytes=bodies.largest,
             max_inflight_bytes=bodies.inflight,
             connections=connections,
+            parked_retry_s=parked_retry_s,
         )
         set_on_retry_hooks([service.on_retry])
         config = uvicorn.Config(

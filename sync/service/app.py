@@ -36,7 +36,12 @@ from starlette.routing import Route
 from postscript_audience_lab.httpguard import GuardCounts
 from postscript_audience_lab.sync.engine import Engine
 from postscript_audience_lab.sync.ledger import Outcome, Status
-from postscript_audience_lab.sync.service.drain_loop import GATHER_S, DrainLoop, DrainState
+from postscript_audience_lab.sync.service.drain_loop import (
+    GATHER_S,
+    PARKED_RETRY_S,
+    DrainLoop,
+    DrainState,
+)
 from postscript_audience_lab.sync.service.intake import (
     BATCH_ROUTE,
     EVENT_ROUTES,
@@ -87,12 +92,15 @@ class Service:
         max_body_bytes: int = MAX_BODY_BYTES,
         max_inflight_bytes: int = MAX_INFLIGHT_BYTES,
         gather_s: float = GATHER_S,
+        parked_retry_s: float = PARKED_RETRY_S,
         connections: GuardCounts | None = None,
     ) -> None:
         self.engine = engine
         self.credentials = credentials
         self.metrics = metrics or ServiceMetrics()
-        self.drain = DrainLoop(engine, enabled=drain, gather_s=gather_s)
+        self.drain = DrainLoop(
+            engine, enabled=drain, gather_s=gather_s, parked_retry_s=parked_retry_s
+        )
         self.max_body_bytes = max_body_bytes
         self.bodies = _BodyBudget(max(max_inflight_bytes, max_body_bytes))
         self.connections = connections
@@ -263,6 +271,8 @@ class Service:
             "pending": figures.pending,
             "writes_in_progress": counts.intents,
             "parked": figures.parked,
+            "parked_retry_s": self.drain.parked_retry_s,
+            "next_parked_retry_in_s": _rounded(self.drain.next_parked_retry_in_s()),
             "oldest_pending_age_s": round(figures.lag_s, 3),
             "drain_rate_per_s": round(figures.drain_rate, 3),
             "ledger": {
@@ -361,3 +371,7 @@ def _error(status: int, message: str, retry_after: str | None = None) -> JSONRes
     headers = {"Retry-After": retry_after} if retry_after is not None else None
     body = {"success": False, "error": message}
     return _SafeJSONResponse(body, status_code=status, headers=headers)
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 1)

@@ -74,7 +74,8 @@ class DrainLoop:
         self.last_error_at: str | None = None  # ISO 8601, UTC
         self.paused_because: str | None = None
         self._gather_s = gather_s
-        self._parked_retry_s = parked_retry_s
+        self.parked_retry_s = parked_retry_s
+        self._next_unpark: float | None = None
         self._clock = clock
         self._backoff = FIRST_BACKOFF_S
         self._woken = True  # the ledger may hold work from before the start
@@ -114,6 +115,12 @@ class DrainLoop:
         if self._work is not None:
             self._work.set()
 
+    def next_parked_retry_in_s(self) -> float | None:
+        """Seconds until parked changes are looked up again (None before the loop runs)."""
+        if self._next_unpark is None:
+            return None
+        return max(0.0, self._next_unpark - self._clock())
+
     def lag_s(self) -> float:
         """How long the oldest acknowledged change not known to be settled has waited."""
         if self._waiting_since is None:
@@ -139,14 +146,14 @@ class DrainLoop:
         self.engine.count_leftovers()
         if self.engine.report.pending:
             self._waiting_since = self._clock()  # arrived before this process started
-        next_unpark = self._clock()
+        self._next_unpark = next_unpark = self._clock()
         while self._should_run():
             await self._wait_for_work(until=next_unpark)
             if not self._should_run():
                 return
             unpark = self._clock() >= next_unpark
             if unpark:
-                next_unpark = self._clock() + self._parked_retry_s
+                self._next_unpark = next_unpark = self._clock() + self.parked_retry_s
             await self._drain_once(unpark=unpark)
             if self._clock() - self._run_started > RUN_LENGTH_S:
                 self.engine.next_run()
