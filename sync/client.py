@@ -183,6 +183,21 @@ class PostscriptClient:
             "events.create", "POST", "/api/v2/events", json=dict(body), priority=Priority.EVENT
         )
 
+    async def webhook_token(self) -> str:
+        """`GET /api/v2/webhooks/token`: what Postscript sends as `Postscript-Signature`."""
+        body = await self._call("webhooks.token", "GET", "/api/v2/webhooks/token")
+        return str(body["token"])
+
+    async def webhook_subscriptions(self) -> list[dict[str, Any]]:
+        """`GET /api/v2/webhooks`: the shop's webhook subscriptions."""
+        body = await self._call("webhooks.list", "GET", "/api/v2/webhooks")
+        return list(body.get("webhook_subscriptions") or [])
+
+    async def subscribe_webhook(self, event: str, callback_url: str) -> dict[str, Any]:
+        """`POST /api/v2/webhooks`: deliver `event` to `callback_url` from now on."""
+        body = {"event": event, "callback_url": callback_url}
+        return await self._call("webhooks.create", "POST", "/api/v2/webhooks", json=body)
+
     async def _list_all(self, query: dict[str, list[str]]) -> list[dict[str, Any]]:
         subscribers: list[dict[str, Any]] = []
         page = 1

@@ -53,6 +53,7 @@ __all__ = ["Engine", "PlanCallback", "ProgressCallback"]
 ProgressCallback = Callable[[str, int, int | None], None]
 PlanCallback = Callable[[Plan], None]
 INGEST_SLICE = 5000
+OPT_IN_EVENT = "shop.subscriber.opt_in"  # Postscript's webhook when a subscriber opts in
 # Events dated further ahead than this of the run's clock are clock errors
 # (docs/design/events.md#version):
 # as the newest version they would pin a membership for as long as the date is ahead.
@@ -251,6 +252,23 @@ class Engine:
                 await self._check_shop()
         finally:
             self.report.api_calls.update(client.calls)
+
+    async def subscribe_to_opt_ins(self, callback_url: str) -> str:
+        """Have Postscript post `shop.subscriber.opt_in` to `callback_url` (once: an existing
+        subscription to it is kept) and return the token its deliveries are signed with."""
+        client = self._new_client()
+        try:
+            async with client:
+                token = await client.webhook_token()
+                subscribed = await client.webhook_subscriptions()
+                if not any(
+                    item.get("event") == OPT_IN_EVENT and item.get("callback_url") == callback_url
+                    for item in subscribed
+                ):
+                    await client.subscribe_webhook(OPT_IN_EVENT, callback_url)
+        finally:
+            self.report.api_calls.update(client.calls)
+        return token
 
     async def drain(self, *, unpark: bool = True) -> Report:
         """Write every pending change to Postscript; returns the run's report.

@@ -49,13 +49,13 @@ from postscript_audience_lab.sync.commands.options import (
     given_on_command_line,
 )
 from postscript_audience_lab.sync.engine import Engine
-from postscript_audience_lab.sync.errors import AuthenticationError, SyncError
+from postscript_audience_lab.sync.errors import AuthenticationError, BadRequestError, SyncError
 from postscript_audience_lab.sync.ledger import (
     KEEP_REJECTION_BYTES,
     KEEP_REJECTIONS,
     remove_state,
 )
-from postscript_audience_lab.sync.service.app import Service
+from postscript_audience_lab.sync.service.app import WEBHOOK_ROUTE, Service
 from postscript_audience_lab.sync.service.drain_loop import PARKED_RETRY_S
 from postscript_audience_lab.sync.service.intake import (
     MAX_BODY_BYTES,
@@ -128,6 +128,14 @@ def serve_command(
             help="Open connections at most; one more closes the oldest still sending its head.",
         ),
     ] = ConnectionLimits.max_connections,
+    webhook_url: Annotated[
+        str | None,
+        typer.Option(
+            help="This service's public URL of /postscript/webhooks: it subscribes there to"
+            " Postscript's opt-ins and applies a parked change as soon as its subscriber opts in.",
+            show_default=False,
+        ),
+    ] = None,
     parked_retry: Annotated[
         float,
         typer.Option(
@@ -179,6 +187,7 @@ def serve_command(
             bodies=bodies,
             limits=limits,
             parked_retry_s=parked_retry,
+            webhook_url=webhook_url,
         )
     except AuthenticationError as exc:  # raised by the start's GET /me: nothing was stored
         if fresh:
@@ -237,6 +246,7 @@ def _serve(
     bodies: _Bodies,
     limits: ConnectionLimits,
     parked_retry_s: float,
+    webhook_url: str | None,
 ) -> None:
     metrics = ServiceMetrics()
     connections = GuardCounts()
@@ -267,7 +277,7 @@ def _serve(
         server = _Server(config, service)
         try:
             with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
-                runner.run(_run(server, service, listener, postscript))
+                runner.run(_run(server, service, listener, postscript, webhook_url))
         except (KeyboardInterrupt, asyncio.CancelledError):
             log.info("stopped_before_serving")
             return
@@ -280,9 +290,12 @@ async def _run(
     service: Service,
     listener: socket.socket,
     postscript: httpx.AsyncBaseTransport,
+    webhook_url: str | None,
 ) -> None:
     try:
         await _check_shop(service.engine)
+        if webhook_url is not None:
+            service.webhook_token = await _subscribe_to_opt_ins(service.engine, webhook_url)
         # uvicorn takes SIGTERM and SIGINT from here on, and raises the one that stopped it
         # again once it has shut down: let that find a handler that does nothing.
         for stop in (signal.SIGTERM, signal.SIGINT):
@@ -301,6 +314,17 @@ async def _run(
             raise SyncError("the server did not start; its log above says why")
     finally:
         await postscript.aclose()
+
+
+async def _subscribe_to_opt_ins(engine: Engine, webhook_url: str) -> str:
+    """Subscribe `webhook_url` to Postscript's opt-ins; a refusal stops the start, saying why."""
+    try:
+        return await engine.subscribe_to_opt_ins(webhook_url)
+    except BadRequestError as refused:
+        raise SyncError(
+            f"Postscript refused --webhook-url {webhook_url!r} ({refused.message}); it must be"
+            f" the https:// URL of this service's {WEBHOOK_ROUTE}"
+        ) from None
 
 
 async def _check_shop(engine: Engine) -> None:

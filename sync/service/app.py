@@ -17,6 +17,7 @@ transaction spans an await.
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import sqlite3
@@ -34,8 +35,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from postscript_audience_lab.httpguard import GuardCounts
-from postscript_audience_lab.sync.engine import Engine
+from postscript_audience_lab.sync.engine import OPT_IN_EVENT, Engine
 from postscript_audience_lab.sync.ledger import Outcome, Status
+from postscript_audience_lab.sync.parse import decode_json
 from postscript_audience_lab.sync.service.drain_loop import (
     GATHER_S,
     PARKED_RETRY_S,
@@ -60,6 +62,8 @@ __all__ = ["Service"]
 log = logging.getLogger("pslab.serve")
 
 INTAKE_ROUTES = (*EVENT_ROUTES, BATCH_ROUTE, "/")
+WEBHOOK_ROUTE = "/postscript/webhooks"  # Postscript's deliveries (serve --webhook-url)
+WEBHOOK_BODY_BYTES = 64 * 1024  # a delivery is an envelope of a few hundred bytes
 RETRY_AFTER_S = "5"  # what a 503 asks the sender to wait
 DRAIN_STOP_S = 10.0  # how long a stop waits for the drain's calls in flight to be answered
 SINCE_START = (
@@ -105,10 +109,12 @@ class Service:
         self.bodies = _BodyBudget(max(max_inflight_bytes, max_body_bytes))
         self.connections = connections
         self.accepting = True
+        self.webhook_token: str | None = None  # set once subscribed to Postscript's opt-ins
         self._started = time.monotonic()
         self.metrics.read_figures_from(self.figures)
         routes = [Route(path, self._intake_at(path), methods=["POST"]) for path in INTAKE_ROUTES]
         routes += [
+            Route(WEBHOOK_ROUTE, self._postscript_webhook, methods=["POST"]),
             Route("/health", self._health, methods=["GET"]),
             Route("/status", self._status, methods=["GET"]),
             Route("/metrics", self._metrics, methods=["GET"]),
@@ -227,6 +233,32 @@ class Service:
         if self.credentials.write_key is not None:
             response.headers["WWW-Authenticate"] = 'Basic realm="pslab"'
         return response
+
+    # -- Postscript's webhooks -----------------------------------------------------
+
+    async def _postscript_webhook(self, request: Request) -> Response:
+        """A delivery from Postscript: a subscriber opted in, so the changes parked for want
+        of one are looked up at once. Signed with the shop's signing token, compared in
+        constant time, as the webhooks document says (docs/design/service.md#opt-ins)."""
+        token = self.webhook_token
+        if token is None:
+            return _error(404, "this service subscribed to no Postscript webhook (--webhook-url)")
+        given = request.headers.get("postscript-signature", "").encode("latin-1")
+        if not hmac.compare_digest(given, token.encode()):
+            log.warning("webhook_unauthorised", extra={"fields": {"route": WEBHOOK_ROUTE}})
+            return _error(401, "unauthorised: Postscript-Signature is not the shop's token")
+        try:
+            body = await self.bodies.read(request, WEBHOOK_BODY_BYTES)
+        except ClientDisconnect:
+            return _error(400, "the body did not arrive whole")
+        except BodyError as refused:
+            return _error(refused.status, refused.reason)
+        payload = decode_json(body.decode("utf-8", errors="surrogateescape"), "the delivery")
+        event = payload.get("event") if isinstance(payload, dict) else None
+        if event == OPT_IN_EVENT:
+            log.info("opt_in", extra={"fields": {"parked": self.engine.report.parked}})
+            self.drain.unpark_now()
+        return _SafeJSONResponse({"success": True})  # 200: anything else is delivered again
 
     # -- operating it ------------------------------------------------------------
 

@@ -76,6 +76,7 @@ class DrainLoop:
         self._gather_s = gather_s
         self.parked_retry_s = parked_retry_s
         self._next_unpark: float | None = None
+        self._unpark_asked = False
         self._clock = clock
         self._backoff = FIRST_BACKOFF_S
         self._woken = True  # the ledger may hold work from before the start
@@ -111,6 +112,14 @@ class DrainLoop:
             self._waiting_since = now
         if self.state is DrainState.DRAINING and self._arrived_in_drain is None:
             self._arrived_in_drain = now
+        self._woken = True
+        if self._work is not None:
+            self._work.set()
+
+    def unpark_now(self) -> None:
+        """A subscriber appeared (Postscript's opt-in webhook): look the parked changes up
+        at once, without waiting for the interval or gathering more arrivals."""
+        self._unpark_asked = True
         self._woken = True
         if self._work is not None:
             self._work.set()
@@ -151,7 +160,8 @@ class DrainLoop:
             await self._wait_for_work(until=next_unpark)
             if not self._should_run():
                 return
-            unpark = self._clock() >= next_unpark
+            unpark = self._clock() >= next_unpark or self._unpark_asked
+            self._unpark_asked = False
             if unpark:
                 self._next_unpark = next_unpark = self._clock() + self.parked_retry_s
             await self._drain_once(unpark=unpark)
@@ -167,7 +177,7 @@ class DrainLoop:
             work = self._work = anyio.Event()
             with anyio.move_on_after(max(0.0, until - self._clock())):
                 await work.wait()
-            if work.is_set():
+            if work.is_set() and not self._unpark_asked:
                 await anyio.sleep(self._gather_s)
         self._woken = False
 
