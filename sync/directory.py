@@ -15,13 +15,13 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Self
+from typing import Any
 
 from postscript_audience_lab.sync.ledger import Identity
 from postscript_audience_lab.sync.lookup import phone_digits, subscriber_created
 from postscript_audience_lab.sync.parse import normal_email, normal_phone
 from postscript_audience_lab.sync.plan import audience_list
-from postscript_audience_lab.sync.scratch import ScratchDatabase
+from postscript_audience_lab.sync.scratch import ScratchDatabase, ScratchHolder
 
 __all__ = ["Directory", "Listed"]
 
@@ -62,7 +62,7 @@ class Listed:
         return self.phone or self.email or self.id
 
 
-class Directory:
+class Directory(ScratchHolder):
     """The shop's subscribers, added page by page; close it to delete its database."""
 
     def __init__(self, audiences: Iterable[str]) -> None:
@@ -70,15 +70,6 @@ class Directory:
         self.listed = 0
         self._db = ScratchDatabase(SCHEMA)
         self._named: list[tuple[str, str, str]] = []
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._db.close()
 
     def add_page(self, subscribers: Iterable[Mapping[str, Any]]) -> None:
         """One page of the listing, in one transaction (a subscriber listed twice counts once)."""

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Self
 
-__all__ = ["ScratchDatabase"]
+__all__ = ["ScratchDatabase", "ScratchHolder"]
 
 CACHE_KIB = 16 * 1024
 
@@ -66,3 +66,19 @@ class ScratchDatabase:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+
+
+class ScratchHolder:
+    """What keeps its rows in a `ScratchDatabase` (`_db`): used as a context manager, or
+    closed, it deletes them."""
+
+    _db: ScratchDatabase
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._db.close()

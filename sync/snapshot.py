@@ -30,12 +30,12 @@ import hashlib
 import itertools
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Self, TextIO
+from typing import Any, TextIO
 
 from postscript_audience_lab.sync.errors import SnapshotError
 from postscript_audience_lab.sync.ledger import Identity
 from postscript_audience_lab.sync.parse import Rejection, decode_json, normal_email, normal_phone
-from postscript_audience_lab.sync.scratch import ScratchDatabase
+from postscript_audience_lab.sync.scratch import ScratchDatabase, ScratchHolder
 
 __all__ = ["SAMPLE_REJECTIONS", "Snapshot", "read_snapshot"]
 
@@ -52,7 +52,7 @@ MEMBER_BATCH = 5000  # members written to the scratch database per transaction
 OnRejection = Callable[[Rejection], None]
 
 
-class Snapshot:
+class Snapshot(ScratchHolder):
     """Members per audience (identities, in the order first met), held in a temporary SQLite
     database; the rows read, how many were rejected and the first of those.
 
@@ -71,15 +71,6 @@ class Snapshot:
         self.rows = 0
         self.rejected = 0
         self.rejections: list[Rejection] = []  # the first SAMPLE_REJECTIONS of them
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._db.close()
 
     def add(self, audience_key: str, identities: Iterable[Identity]) -> None:
         self._audiences.setdefault(audience_key)

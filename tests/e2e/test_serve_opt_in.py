@@ -38,6 +38,17 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _serve_with_hook(tmp_path: Path, emulator_url: str, *extra: str) -> tuple[Server, str]:
+    """`pslab serve` on a port chosen first, so that its webhook URL can name it."""
+    port = _free_port()
+    hook = f"http://127.0.0.1:{port}/postscript/webhooks"
+    server = start_server(
+        tmp_path / "state.sqlite", emulator_url, tmp_path / "serve.log",
+        "--port", str(port), "--webhook-url", hook, *extra,
+    )  # fmt: skip
+    return server, hook
+
+
 def _audience_event() -> bytes:
     event = {
         "type": "identify",
@@ -52,12 +63,7 @@ def _audience_event() -> bytes:
 def test_a_parked_change_is_applied_within_2_s_of_the_subscribers_opt_in(
     tmp_path: Path, emulator_url: str, servers: list[Server]
 ) -> None:
-    port = _free_port()
-    hook = f"http://127.0.0.1:{port}/postscript/webhooks"
-    server = start_server(
-        tmp_path / "state.sqlite", emulator_url, tmp_path / "serve.log",
-        "--port", str(port), "--webhook-url", hook, "--parked-retry", "300",
-    )  # fmt: skip
+    server, _ = _serve_with_hook(tmp_path, emulator_url, "--parked-retry", "300")
     servers.append(server)
     body = _audience_event()
     stored = httpx.post(f"{server.url}/", content=body, headers={"X-Signature": signature(body)})
@@ -90,12 +96,7 @@ def test_a_parked_change_is_applied_within_2_s_of_the_subscribers_opt_in(
 def test_a_delivery_without_the_shops_token_is_refused_and_changes_nothing(
     tmp_path: Path, emulator_url: str, servers: list[Server]
 ) -> None:
-    port = _free_port()
-    hook = f"http://127.0.0.1:{port}/postscript/webhooks"
-    server = start_server(
-        tmp_path / "state.sqlite", emulator_url, tmp_path / "serve.log",
-        "--port", str(port), "--webhook-url", hook,
-    )  # fmt: skip
+    server, hook = _serve_with_hook(tmp_path, emulator_url)
     servers.append(server)
     forged = {"event": "shop.subscriber.opt_in", "event_data": {"phone_number": PHONE}}
 
