@@ -230,3 +230,28 @@ def test_the_key_appears_in_no_output_state_or_rejects_file(
     assert all(SECRET not in text and SECRET[::-1] not in text for text in written)
     assert files
     assert all(SECRET.encode() not in data for data in files)
+
+
+def test_a_write_postscript_refuses_is_set_aside_and_the_run_exits_0_saying_so(
+    emulator_url: str, tmp_path: Path
+) -> None:
+    """Three audience keys of 400 KB for one shopper make a PATCH over Postscript's 1 MiB (413,
+    every time), each line under the 1 MiB intake limit: the 19 good events around them are
+    applied, the refusal is in the summary, and the run exits 0 (#22's poison write)."""
+    others = [f"+1555555{n:04d}" for n in range(1, 20)]
+    seed(emulator_url, PHONE, *others)
+    huge = [json.loads(entered(f"m-huge-{n}")) for n in range(3)]
+    for n, event in enumerate(huge):
+        key = ("abc"[n]) * 400_000
+        event["traits"] = {key: True, "phone": PHONE}
+        event["context"]["personas"]["computation_key"] = key
+    lines = [*map(json.dumps, huge), *(entered(f"m-{phone}", phone) for phone in others)]
+    args = ("--base-url", emulator_url, "--state", str(tmp_path / "s.sqlite"), "--json")
+
+    result = summary(pslab_sync(*args, stdin="\n".join(lines) + "\n"))
+    again = summary(pslab_sync(*args))
+
+    assert (result["refused"], result["applied"], result["pending"]) == (3, 19, 0), result
+    assert again["api_calls"].get("subscribers.patch", 0) == 0  # set aside, not tried again
+    holders = [s for s in world(emulator_url)["subscribers"] if s["phone_number"] in others]
+    assert all(s["properties"]["Segment Audiences"] == ["vip"] for s in holders)
