@@ -141,3 +141,21 @@ def test_the_layout_page_lists_every_package_and_nothing_else() -> None:
     listed = listed_folders(DOCS / "design" / "layout.md")
     assert sorted(packages - listed) == [], "packages the layout page does not describe"
     assert sorted(listed - packages - {"examples", "docs"}) == [], "listed, but not there"
+
+
+def test_every_python_and_json_block_of_the_documentation_is_valid() -> None:
+    """Blocks the suite runs are run elsewhere (the README's test, the emulator guide's
+    curls, the example event); every other Python block at least compiles and every JSON
+    block parses, so an example cannot rot into a syntax error."""
+    broken = []
+    for page in [README, *sorted(DOCS.rglob("*.md"))]:
+        text = page.read_text(encoding="utf-8")
+        for language, code in re.findall(r"```(\w*)\n(.*?)```", text, re.S):
+            try:
+                if language == "python":
+                    compile(code, str(page), "exec")
+                elif language == "json":
+                    json.loads(code)
+            except (SyntaxError, ValueError) as error:
+                broken.append(f"{page.relative_to(ROOT)}: {language}: {error}")
+    assert broken == []
