@@ -196,3 +196,15 @@ def test_the_live_version_changes_when_an_api_call_lands(client: TestClient) -> 
 def test_the_inbox_is_not_journaled_nor_authenticated(client: TestClient) -> None:
     assert httpx.codes.is_success(client.get(UI).status_code)
     assert client.get("/_emulator/requests").json()["requests"] == []
+
+
+def test_the_journals_pages_keep_its_filters(client: TestClient) -> None:
+    for _ in range(101):
+        client.get("/api/v2/me", headers=AUTH)
+    first = client.get(f"{UI}/journal", params={"path": "/me", "method": "GET"})
+    assert first.status_code == 200
+    (older,) = re.findall(r'<a rel="next" href="([^"]+)"', first.text)
+    assert "path=%2Fme" in older
+    assert "method=GET" in older
+    second = client.get(older.replace("&amp;", "&"))
+    assert "101 found · page 2 of 2" in second.text

@@ -51,7 +51,7 @@ class View:
     def several_shops(self) -> bool:
         return len(self.emulator.tenancy.shops) > 1
 
-    def href(self, path: str = "", **params: Any) -> str:
+    def href(self, path: str = "", /, **params: Any) -> str:
         """A link under the inbox that keeps the shop; empty parameters are left out."""
         query = {k: v for k, v in params.items() if v not in (None, "")}
         if self.several_shops:
