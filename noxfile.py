@@ -25,7 +25,9 @@ os.environ["PYTHONPYCACHEPREFIX"] = str(Path(__file__).resolve().parent / ".nox"
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["lint", "typecheck", "tests", "lowest", "bench", "examples", "docs"]
+nox.options.sessions = [
+    "lint", "typecheck", "tests", "lowest", "bench", "examples", "docs", "browser",
+]  # fmt: skip
 
 # typecheck, tests, fast and bench run against the newest releases pyproject.toml allows:
 # their installs upgrade every run, so a reused virtualenv does not keep last month's
@@ -56,7 +58,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over the packages and the tests, with the newest releases."""
-    session.install(*NEWEST, "-e", ".[dev]")
+    session.install(*NEWEST, "-e", ".[dev,browser]")
     session.run("mypy", "--strict")
 
 
@@ -168,7 +170,7 @@ for line in requires("postscript-audience-lab") or []:
     if need.name == "postscript-audience-lab":
         continue
     if need.marker and not any(need.marker.evaluate({"extra": extra}) for extra in installed):
-        continue  # an extra the session does not install (docs)
+        continue  # an extra the session does not install ([docs], [browser])
     (floor,) = [spec.version for spec in need.specifier if spec.operator == ">="]
     if Version(version(need.name)) != Version(floor):
         wrong.add(f"{need.name}: floor {floor}, installed {version(need.name)}")
@@ -199,6 +201,25 @@ def docs(session: nox.Session) -> None:
     session.install(*NEWEST, "-e", ".[docs]")
     quiet = {"DISABLE_MKDOCS_2_WARNING": "true", "NO_MKDOCS_2_WARNING": "1"}  # release notices
     session.run("mkdocs", "build", "--strict", *session.posargs, env=quiet)
+
+
+@nox.session
+def browser(session: nox.Session) -> None:
+    """The web inbox in headless Chromium (tests/browser), driven by Selenium through the
+    system's chromedriver; skipped, saying what to install, where Chromium is not installed.
+    Screenshots are kept in .nox/screenshots."""
+    missing = [name for name in ("chromium", "chromedriver") if shutil.which(name) is None]
+    if missing:
+        session.skip(
+            f"{' and '.join(missing)} not on PATH: the browser tests need the system's Chromium "
+            "(apt-get install -y chromium chromium-driver); .ci/run installs it where it can"
+        )
+    session.install(*NEWEST, "-e", ".[test,browser]")
+    shots = Path(__file__).resolve().parent / ".nox" / "screenshots"
+    session.run(
+        "pytest", "-q", "-p", "no:cacheprovider", "tests/browser", *session.posargs,
+        env={"PSLAB_SCREENSHOTS": str(shots)},
+    )  # fmt: skip
 
 
 @nox.session

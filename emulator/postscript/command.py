@@ -17,6 +17,7 @@ from postscript_audience_lab.emulator.postscript.model.delivery import DEFAULT_R
 from postscript_audience_lab.emulator.postscript.model.shops import Tenancy, parse_tenancy
 from postscript_audience_lab.emulator.postscript.web.app import create_app
 from postscript_audience_lab.emulator.postscript.web.faults import MAX_RATE_LIMIT_RPS
+from postscript_audience_lab.emulator.postscript.web.inbox import UI
 from postscript_audience_lab.emulator.postscript.web.serve import serve_forever
 
 __all__ = ["emulator_command"]
@@ -163,12 +164,14 @@ def emulator_command(
             "state": str(state) if state else None,
             "shops": [shop.id for shop in emulator.tenancy.shops],
             "strict": strict,
+            "inbox": base_url + UI,
         }
         # click.echo flushes, so a parent process reading our stdout sees the line at once
         if as_json:
             typer.echo(json.dumps(ready))
         else:
             typer.echo(f"Postscript emulator listening on {base_url} (Ctrl-C stops it)")
+            typer.echo(f"Web inbox: {base_url}{UI}")
 
     try:
         serve_forever(app, host, port, announce)

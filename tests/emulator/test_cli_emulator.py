@@ -71,6 +71,24 @@ def test_serves_the_seed_with_the_key_from_the_environment_and_keeps_state(tmp_p
     assert kept.json()["properties"] == {"a": 1}
 
 
+def test_prints_the_web_inbox_url_where_it_listens() -> None:
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and fixed arguments
+        [*PSLAB, "--port", "0"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        listening = read_line(process, timeout=30)
+        inbox_line = read_line(process, timeout=30)
+        url = inbox_line.removeprefix("Web inbox: ").strip()
+        page = httpx.get(url)
+    finally:
+        stop(process, signal.SIGINT)
+    assert url.startswith("http://127.0.0.1:"), inbox_line
+    assert url.endswith("/_emulator/ui"), inbox_line
+    assert url.startswith(listening.split()[4])
+    assert page.status_code == 200
+    assert "<h1>Subscribers</h1>" in page.text
+
+
 def test_a_bad_seed_file_is_refused_in_one_sentence(tmp_path: Path) -> None:
     seed_file = tmp_path / "seed.json"
     seed_file.write_text(json.dumps({"subscribers": [{"phone_number": "nope"}]}))
@@ -107,6 +125,7 @@ def test_json_prints_the_ready_line_and_the_summary_as_objects() -> None:
         me = httpx.get(
             f"{ready['url']}/api/v2/me", headers={"Authorization": "Bearer sk_test_pslab"}
         )
+        inbox = httpx.get(ready["inbox"])
         process.send_signal(signal.SIGINT)
         out, _ = process.communicate(timeout=15)
     finally:
@@ -114,6 +133,9 @@ def test_json_prints_the_ready_line_and_the_summary_as_objects() -> None:
     assert me.status_code == 200, me.text
     assert ready["url"].startswith("http://127.0.0.1:")
     assert ready["subscribers"] == 0
+    assert ready["inbox"] == ready["url"] + "/_emulator/ui"
+    assert inbox.status_code == 200
+    assert inbox.headers["content-type"].startswith("text/html")
     assert json.loads(out) == {"api_requests": 1, "subscribers": 0, "events": 0}
 
 

@@ -89,7 +89,14 @@ def _incoming_data(
 
 
 def receive_text(emulator: Emulator, shop_id: str, from_number: str, body: str) -> InboundOutcome:
-    """A text from `from_number` (E.164) to the shop: confirm, opt out, or a message."""
+    """A text from `from_number` (E.164) to the shop: confirm, opt out, or a message. The
+    shop's message book keeps it, so the conversation reads both ways."""
+    outcome = _receive(emulator, shop_id, from_number, body)
+    emulator.messages_of(shop_id).receive(from_number, body, outcome.outcome, emulator.clock.now())
+    return outcome
+
+
+def _receive(emulator: Emulator, shop_id: str, from_number: str, body: str) -> InboundOutcome:
     store = emulator.store_of(shop_id)
     word = body.strip().upper()
     with store.lock:

@@ -27,6 +27,7 @@ __all__ = [
     "MessageBook",
     "MessageDraft",
     "MessageRequest",
+    "ReceivedText",
     "SentMessage",
     "StatusCode",
     "credits_for",
@@ -152,14 +153,28 @@ class MessageRequest:
         return {**self.to_json(), "media_url": self.media_url, "reason": reason}
 
 
+@dataclass(frozen=True)
+class ReceivedText:
+    """A text a person's phone sent to the shop (`POST /_emulator/inbound`), kept so that a
+    conversation reads both ways; `outcome` is what it did (lifecycle.InboundOutcome)."""
+
+    id: str
+    phone: str
+    body: str
+    outcome: str
+    created_at: datetime
+
+
 class MessageBook:
-    """One shop's message requests and sent messages, in the order they were made."""
+    """One shop's message requests, sent messages and received texts, in the order they
+    were made."""
 
     def __init__(self, shop_id: str) -> None:
         self.shop_id = shop_id
         self.lock = threading.RLock()
         self._requests: dict[str, MessageRequest] = {}
         self._sent: dict[str, SentMessage] = {}
+        self._received: list[ReceivedText] = []
 
     def submit(
         self, draft: MessageDraft, recipient: Subscriber, store: Store, now: datetime
@@ -202,6 +217,17 @@ class MessageBook:
         with self.lock:
             return list(self._sent.values())
 
+    def receive(self, phone: str, body: str, outcome: str, now: datetime) -> ReceivedText:
+        """Keep a text from `phone` (E.164) to the shop."""
+        text = ReceivedText(f"rt_{uuid.uuid4().hex[:24]}", phone, body, outcome, now)
+        with self.lock:
+            self._received.append(text)
+        return text
+
+    def received(self) -> list[ReceivedText]:
+        with self.lock:
+            return list(self._received)
+
     def send_due(self, store: Store, now: datetime) -> None:
         """Judge every scheduled request whose time has come on the emulator's clock."""
         with self.lock:
@@ -214,6 +240,7 @@ class MessageBook:
         with self.lock:
             self._requests.clear()
             self._sent.clear()
+            self._received.clear()
 
     def _judge(self, request: MessageRequest, store: Store, now: datetime) -> None:
         subscriber = self._recipient(request, store)

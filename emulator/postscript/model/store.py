@@ -169,6 +169,11 @@ class Store:
     def events(self) -> list[dict[str, Any]]:
         return list(self._events)
 
+    def events_of(self, subscriber: Subscriber, region: str) -> list[dict[str, Any]]:
+        """The stored events judged for `subscriber` or naming it by phone or email."""
+        with self.lock:
+            return [e for e in self._events if _event_names(e, subscriber, region)]
+
     def keyword_uses(self, keyword_id: str) -> int:
         """How many subscribers were created through the keyword (its `triggered_count`)."""
         with self.lock:

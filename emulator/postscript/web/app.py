@@ -24,7 +24,7 @@ from postscript_audience_lab.emulator.postscript.errors import (
     error_headers,
 )
 from postscript_audience_lab.emulator.postscript.openapi.document import openapi_document
-from postscript_audience_lab.emulator.postscript.web import admin, api
+from postscript_audience_lab.emulator.postscript.web import admin, api, inbox
 from postscript_audience_lab.emulator.postscript.web import messaging as api_messaging
 from postscript_audience_lab.emulator.postscript.web.auth import AuthMiddleware
 from postscript_audience_lab.emulator.postscript.web.faults import FaultMiddleware
@@ -71,6 +71,7 @@ def create_app(config: EmulatorConfig | None = None) -> Starlette:
             *api.routes,
             *api_messaging.routes,
             *admin.routes,
+            *inbox.routes,
             Route("/openapi.json", _openapi, methods=["GET"]),
         ],
         lifespan=lifespan,
