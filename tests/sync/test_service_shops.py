@@ -183,7 +183,8 @@ class Lines(logging.Handler):
 async def test_a_shops_log_records_carry_its_name(world: World, tmp_path: Path) -> None:
     logger, handler = logging.getLogger("pslab.serve"), Lines()
     logger.addHandler(handler)
-    level, logger.level = logger.level, logging.INFO
+    level = logger.level
+    logger.setLevel(logging.INFO)
     await world.seed({"phone_number": PHONE})
     try:
         async with serving_shops(world, tmp_path) as client:
