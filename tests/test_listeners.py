@@ -16,7 +16,7 @@ import pytest
 from postscript_audience_lab.emulator.postscript.config import EmulatorConfig
 from postscript_audience_lab.emulator.postscript.web.serve import listen as emulator_listen
 from postscript_audience_lab.emulator.postscript.web.serve import serve_in_background
-from postscript_audience_lab.sync.commands.serve import _listen as serve_listen
+from postscript_audience_lab.sync.commands.serving import listen as serve_listen
 
 
 @pytest.mark.parametrize("listen", [emulator_listen, serve_listen], ids=["emulator", "serve"])

@@ -10,25 +10,19 @@ docs/design/convergence.md#nothing-lost) and exits 0.
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
 import logging
-import signal
 import socket
 import sqlite3
-import sys
-from types import FrameType
-from typing import Annotated, NamedTuple, NoReturn
+from pathlib import Path
+from typing import Annotated
 
 import httpx
 import typer
-import uvicorn
 from stamina.instrumentation import set_on_retry_hooks
 
 from postscript_audience_lab.httpguard import (
     ConnectionLimits,
     GuardCounts,
-    guarded_h11,
     raise_open_file_limit,
 )
 from postscript_audience_lab.sync.commands.options import (
@@ -47,6 +41,17 @@ from postscript_audience_lab.sync.commands.options import (
     UsageError,
     engine_settings,
     given_on_command_line,
+)
+from postscript_audience_lab.sync.commands.serve_shops import serve_shops
+from postscript_audience_lab.sync.commands.serving import (
+    Bodies,
+    Front,
+    fail,
+    listen,
+    run_server,
+    stoppable,
+    warn,
+    warn_if_open,
 )
 from postscript_audience_lab.sync.engine import Engine
 from postscript_audience_lab.sync.errors import AuthenticationError, BadRequestError, SyncError
@@ -69,8 +74,6 @@ from postscript_audience_lab.sync.settings import Settings
 __all__ = ["serve_command"]
 
 log = logging.getLogger("pslab.serve")
-
-GRACEFUL_STOP_S = 5  # requests in flight get this long to finish once a stop is asked for
 
 
 def serve_command(
@@ -146,15 +149,56 @@ def serve_command(
     timeout: Timeout = 10.0,
     keep_rejections: KeepRejections = KEEP_REJECTIONS,
     keep_rejection_bytes: KeepRejectionBytes = KEEP_REJECTION_BYTES,
+    shops_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--shops",
+            help="Serve many shops, each under /shops/NAME/: a TOML file with a [shops.NAME]"
+            " table per shop saying where its keys are (secret_key_env, write_key_env, ...).",
+            show_default=False,
+        ),
+    ] = None,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--state-dir",
+            help="With --shops: the folder of the shops' state files, NAME.sqlite each"
+            " [default: the current folder].",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Take Segment's events over HTTP and drain them into Postscript, until stopped."""
+    if shops_file is not None:
+        serve_shops(
+            ctx,
+            shops_file,
+            state_dir or Path(),
+            host=host,
+            port=port,
+            base_url=base_url,
+            rate_limit=rate_limit,
+            no_events=no_events,
+            default_region=default_region,
+            timeout=timeout,
+            keep_rejections=keep_rejections,
+            keep_rejection_bytes=keep_rejection_bytes,
+            insecure=insecure_no_auth,
+            drain=not no_drain,
+            bodies=Bodies(max_body_bytes, max_inflight_bytes),
+            max_connections=max_connections,
+            parked_retry_s=parked_retry,
+        )
+        return
+    if state_dir is not None:
+        fail("--state-dir goes with --shops; one shop's state file is --state", code=2)
     try:
         settings = engine_settings(
             ctx,
             key_parameter="secret_key_option",
             given_key=secret_key_option,
             key_file=secret_key_file,
-            warn=_warn,
+            warn=warn,
             base_url=base_url,
             state=state,
             rate_limit=rate_limit,
@@ -166,17 +210,13 @@ def serve_command(
             retry_forever=True,
         )
     except UsageError as exc:
-        _fail(str(exc), code=2)
+        fail(str(exc), code=2)
     credentials = _credentials(ctx, write_key, shared_secret, insecure=insecure_no_auth)
-    if not credentials.required and not _is_loopback(host):
-        _warn(
-            f"serving without credentials on {host}: anyone who can reach port {port} can post "
-            "events that change Postscript; --insecure-no-auth is meant for loopback tests"
-        )
+    warn_if_open(credentials.required, host, port)
     log_to_stderr()
     limits = raise_open_file_limit(ConnectionLimits(max_connections=max_connections))
-    bodies = _Bodies(max_body_bytes, max_inflight_bytes)
-    listener = _listen(host, port)
+    bodies = Bodies(max_body_bytes, max_inflight_bytes)
+    listener = listen(host, port)
     fresh = not settings.state_path.exists()
     try:
         _serve(
@@ -192,25 +232,15 @@ def serve_command(
     except AuthenticationError as exc:  # raised by the start's GET /me: nothing was stored
         if fresh:
             remove_state(settings.state_path)
-        _fail(f"Postscript refused the secret key (HTTP {exc.status}); check the key")
+        fail(f"Postscript refused the secret key (HTTP {exc.status}); check the key")
     except SyncError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except sqlite3.DatabaseError as exc:
-        _fail(f"{state} is not a usable pslab state file ({exc}); pass another --state")
+        fail(f"{state} is not a usable pslab state file ({exc}); pass another --state")
     except OSError as exc:
-        _fail(f"{exc.filename or state}: {exc.strerror or exc}")
+        fail(f"{exc.filename or state}: {exc.strerror or exc}")
     finally:
         listener.close()
-
-
-def _is_loopback(host: str) -> bool:
-    """Whether `host` (an address or `localhost`) can only be reached from this machine."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a name: it may resolve to anything
 
 
 def _credentials(
@@ -224,17 +254,12 @@ def _credentials(
         _warn_if_on_command_line(ctx, name, warning)
     credentials = Credentials(write_key=write_key or None, shared_secret=shared_secret or None)
     if not credentials.required and not insecure:
-        _fail(
+        fail(
             "pass --write-key or --shared-secret (PSLAB_WRITE_KEY, PSLAB_SHARED_SECRET) so that"
             " only Segment can post; --insecure-no-auth serves without them",
             code=2,
         )
     return credentials
-
-
-class _Bodies(NamedTuple):
-    largest: int  # one request's body
-    inflight: int  # all bodies being read at once
 
 
 def _serve(
@@ -243,7 +268,7 @@ def _serve(
     listener: socket.socket,
     *,
     drain: bool,
-    bodies: _Bodies,
+    bodies: Bodies,
     limits: ConnectionLimits,
     parked_retry_s: float,
     webhook_url: str | None,
@@ -263,57 +288,22 @@ def _serve(
             parked_retry_s=parked_retry_s,
         )
         set_on_retry_hooks([service.on_retry])
-        config = uvicorn.Config(
-            service.app,
-            log_config=None,  # uvicorn's records go through log_to_stderr's JSON lines
-            access_log=False,
-            timeout_graceful_shutdown=GRACEFUL_STOP_S,
-            timeout_keep_alive=int(limits.keep_alive_s),
-            # h11 (whatever else is installed) drops a connection whose request head grows
-            # past 16 KiB, where httptools would buffer a header of any size; the guard adds
-            # head and body deadlines and a connection limit (docs/design/service.md).
-            http=guarded_h11(limits, connections),
-        )
-        server = _Server(config, service)
-        try:
-            with asyncio.Runner(loop_factory=config.get_loop_factory()) as runner:
-                runner.run(_run(server, service, listener, postscript, webhook_url))
-        except (KeyboardInterrupt, asyncio.CancelledError):
-            log.info("stopped_before_serving")
+
+        async def prepare() -> None:
+            await stoppable(engine.check_shop())
+            if webhook_url is not None:
+                service.webhook_token = await _subscribe_to_opt_ins(engine, webhook_url)
+
+        def announce(url: str) -> None:
+            shop = engine.ledger.meta("shop")
+            log.info("listening", extra={"fields": {"url": url, "shop": shop}})
+            typer.echo(f"pslab serve listening on {url} for shop {shop} (Ctrl-C stops it)")
+
+        front = Front(service.app, service.stop_accepting, prepare, announce)
+        if not run_server(front, listener, limits, connections, postscript):
             return
         engine.count_leftovers()
         log.info("stopped", extra={"fields": {"pending": engine.report.pending}})
-
-
-async def _run(
-    server: uvicorn.Server,
-    service: Service,
-    listener: socket.socket,
-    postscript: httpx.AsyncBaseTransport,
-    webhook_url: str | None,
-) -> None:
-    try:
-        await _check_shop(service.engine)
-        if webhook_url is not None:
-            service.webhook_token = await _subscribe_to_opt_ins(service.engine, webhook_url)
-        # uvicorn takes SIGTERM and SIGINT from here on, and raises the one that stopped it
-        # again once it has shut down: let that find a handler that does nothing.
-        for stop in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(stop, _stopped)
-        serving = asyncio.create_task(server.serve(sockets=[listener]))
-        # uvicorn exposes readiness only as a flag, so poll it
-        while not server.started and not serving.done():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-        if server.started:
-            url = _base_url(listener)
-            shop = service.engine.ledger.meta("shop")
-            log.info("listening", extra={"fields": {"url": url, "shop": shop}})
-            typer.echo(f"pslab serve listening on {url} for shop {shop} (Ctrl-C stops it)")
-        await serving
-        if not server.started:
-            raise SyncError("the server did not start; its log above says why")
-    finally:
-        await postscript.aclose()
 
 
 async def _subscribe_to_opt_ins(engine: Engine, webhook_url: str) -> str:
@@ -327,64 +317,6 @@ async def _subscribe_to_opt_ins(engine: Engine, webhook_url: str) -> str:
         ) from None
 
 
-async def _check_shop(engine: Engine) -> None:
-    """`GET /me` before anything is stored; a SIGTERM meanwhile stops the start (Ctrl-C too)."""
-    loop, task = asyncio.get_running_loop(), asyncio.current_task()
-    assert task is not None, "called from a task"
-    loop.add_signal_handler(signal.SIGTERM, task.cancel)
-    try:
-        await engine.check_shop()
-    finally:
-        loop.remove_signal_handler(signal.SIGTERM)
-
-
-class _Server(uvicorn.Server):
-    """uvicorn's server, telling the service the moment a stop is asked for."""
-
-    def __init__(self, config: uvicorn.Config, service: Service) -> None:
-        super().__init__(config)
-        self._service = service
-
-    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        self._service.stop_accepting()
-        if not self.should_exit:
-            log.info("stopping", extra={"fields": {"signal": signal.Signals(sig).name}})
-        super().handle_exit(sig, frame)
-
-
-def _stopped(sig: int, frame: FrameType | None) -> None:
-    """The signal that stopped uvicorn, raised again once it has shut down: nothing to do."""
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    """Bind now, so that a port in use stops the start before the state file is touched."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        listener = socket.create_server((host, port), family=family, backlog=2048)
-    except OSError as error:
-        _fail(f"cannot listen on {host}:{port} ({error.strerror or error}); pass another --port")
-    # Nagle's algorithm off here and in every accepted connection: asyncio does it only for a
-    # socket whose protocol number is TCP, which create_server's is not, and an answer would
-    # otherwise wait ~40 ms for the sender's delayed ACK (uvloop, when installed, did it).
-    listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return listener
-
-
-def _base_url(listener: socket.socket) -> str:
-    host, port = listener.getsockname()[:2]
-    shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}"
-
-
 def _warn_if_on_command_line(ctx: typer.Context, parameter: str, warning: str) -> None:
     if given_on_command_line(ctx, parameter):
-        _warn(warning)
-
-
-def _warn(message: str) -> None:
-    print(f"pslab serve: warning: {message}", file=sys.stderr)
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    print(f"pslab serve: {message}", file=sys.stderr)
-    raise typer.Exit(code)
+        warn(warning)

@@ -57,7 +57,7 @@ from postscript_audience_lab.sync.service.intake import (
 from postscript_audience_lab.sync.service.logs import redact
 from postscript_audience_lab.sync.service.metrics import CONTENT_TYPE, Figures, ServiceMetrics
 
-__all__ = ["Service"]
+__all__ = ["BodyBudget", "Service"]
 
 log = logging.getLogger("pslab.serve")
 
@@ -98,6 +98,7 @@ class Service:
         gather_s: float = GATHER_S,
         parked_retry_s: float = PARKED_RETRY_S,
         connections: GuardCounts | None = None,
+        bodies: BodyBudget | None = None,
     ) -> None:
         self.engine = engine
         self.credentials = credentials
@@ -106,7 +107,10 @@ class Service:
             engine, enabled=drain, gather_s=gather_s, parked_retry_s=parked_retry_s
         )
         self.max_body_bytes = max_body_bytes
-        self.bodies = _BodyBudget(max(max_inflight_bytes, max_body_bytes))
+        # Shared by every shop of a process (docs/design/service.md#many-shops): it bounds memory.
+        self.bodies = (
+            bodies if bodies is not None else BodyBudget(max(max_inflight_bytes, max_body_bytes))
+        )
         self.connections = connections
         self.accepting = True
         self.webhook_token: str | None = None  # set once subscribed to Postscript's opt-ins
@@ -140,6 +144,12 @@ class Service:
 
     @asynccontextmanager
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        async with self.running():
+            yield
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """The drain runs inside the block; leaving it stops intake and winds the drain down."""
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(self.run)
             yield
@@ -346,7 +356,7 @@ class Service:
         return {"total": sum(totals.values()), **totals, "by_status": by_status}
 
 
-class _BodyBudget:
+class BodyBudget:
     """The bytes of request bodies held at once, all requests together, kept under `total`.
 
     One body may be as large as the configured limit, but sixty slow senders

@@ -14,10 +14,15 @@ import json
 import logging
 import re
 import sys
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["JsonLines", "log_to_stderr", "redact"]
+__all__ = ["SERVING_SHOP", "JsonLines", "log_to_stderr", "redact"]
+
+# The name of the shop whose request or drain this is, where a process serves many
+# (docs/design/service.md#many-shops); each record then carries it as "shop".
+SERVING_SHOP: ContextVar[str | None] = ContextVar("SERVING_SHOP", default=None)
 
 # An email, or a run of 7+ digits with the separators people type in phone numbers.
 _EMAIL = re.compile(r"[^\s\"'<>(),;:@]+@[^\s\"'<>(),;:@]+\.[A-Za-z]{2,}")
@@ -39,6 +44,9 @@ class JsonLines(logging.Formatter):
             "logger": record.name,
             "event": redact(record.getMessage()),
         }
+        shop = SERVING_SHOP.get()
+        if shop is not None:
+            line["shop"] = shop
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             line.update(fields)

@@ -455,9 +455,9 @@ async def test_metrics_count_intake_events_api_calls_and_applied_changes(
     ],
 )
 def test_serving_without_credentials_is_quiet_only_on_loopback(host: str, loopback: bool) -> None:
-    from postscript_audience_lab.sync.commands.serve import _is_loopback
+    from postscript_audience_lab.sync.commands.serving import is_loopback
 
-    assert _is_loopback(host) is loopback
+    assert is_loopback(host) is loopback
 
 
 async def test_a_signature_that_is_not_an_hmac_is_refused_before_the_body_is_read(
