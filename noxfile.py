@@ -339,7 +339,7 @@ def bench_emulator(session: nox.Session) -> None:
 
 @nox.session
 def speed(session: nox.Session) -> None:
-    """Issue #24's two ratios, side by side in one run: mock_postscript's per-test cost
+    """Two ratios, side by side in one run: mock_postscript's per-test cost
     against a bare respx route, and the emulator's lookups against bare Starlette + uvicorn."""
     session.install("-e", ".")
     session.run("python", "-m", "postscript_audience_lab.lab.speed", *session.posargs)

@@ -89,7 +89,13 @@ class _GuardedH11(H11Protocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        # The deadline is a time and a kind; the one timer behind it is armed for it or for
+        # an earlier time, and re-armed when it fires early, so that the usual request,
+        # which meets its deadline, neither makes nor cancels a timer.
+        self._due: float | None = None
+        self._due_is_body = False
         self._deadline: asyncio.TimerHandle | None = None
+        self._armed_for = 0.0
         self._timed_cycle: object = None  # the latest request whose head has come
         self._reading_body = False
 
@@ -110,7 +116,7 @@ class _GuardedH11(H11Protocol):
                 oldest._close()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._stop_deadline()
+        self._disarm()
         self._waiting.pop(self, None)
         super().connection_lost(exc)
         self._counts.open = len(self.connections)
@@ -144,15 +150,35 @@ class _GuardedH11(H11Protocol):
         self._start_deadline(self._limits.head_timeout_s, body=False)
 
     def _start_deadline(self, seconds: float, *, body: bool) -> None:
-        self._deadline = self.loop.call_later(seconds, self._late, body)
+        due = self.loop.time() + seconds
+        if self._deadline is None or due < self._armed_for:
+            self._disarm()
+            self._deadline = self.loop.call_at(due, self._check_deadline)
+            self._armed_for = due
+        self._due, self._due_is_body = due, body
 
     def _stop_deadline(self) -> None:
+        self._due = None  # the timer, if armed, finds nothing due when it fires
+
+    def _disarm(self) -> None:
+        self._due = None
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
 
-    def _late(self, body: bool) -> None:
+    def _check_deadline(self) -> None:
         self._deadline = None
+        due = self._due
+        if due is None:
+            return
+        if self.loop.time() < due:  # moved on since the timer was armed
+            self._deadline = self.loop.call_at(due, self._check_deadline)
+            self._armed_for = due
+            return
+        self._late(self._due_is_body)
+
+    def _late(self, body: bool) -> None:
+        self._due = None
         if body:
             self._counts.body_timeouts += 1
         else:
@@ -161,7 +187,7 @@ class _GuardedH11(H11Protocol):
 
     def _close(self) -> None:
         self._waiting.pop(self, None)
-        self._stop_deadline()
+        self._disarm()
         if not self.transport.is_closing():
             self.transport.close()
 

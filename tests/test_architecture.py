@@ -288,7 +288,7 @@ def test_only_the_ledger_runs_sql_on_the_state_file() -> None:
     assert {module: calls for module, calls in outside.items() if calls} == {}
 
 
-# No Python source longer than this: past it, a file is split by concern (issue #23).
+# No Python source longer than this: past it, a file is split by concern.
 MAX_LINES = 600
 SOURCE_FOLDERS = (PACKAGE, "emulator", "sync", "contracts", "tests", "examples")
 

@@ -100,3 +100,19 @@ def test_held_connections_make_room_for_a_client_that_sends_its_request() -> Non
 def test_limits_that_could_not_hold_are_refused(wrong: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="must be"):
         ConnectionLimits(**wrong)  # type: ignore[arg-type]
+
+
+def test_the_head_deadline_after_a_slow_body_is_the_heads_not_the_bodys() -> None:
+    """A deadline that comes earlier than the one before it is kept (the timer is re-armed)."""
+    limits = ConnectionLimits(max_connections=20, head_timeout_s=0.5, body_timeout_s=5.0)
+    with _server(limits) as address, socket.create_connection(address, timeout=5) as client:
+        client.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n")
+        time.sleep(0.2)  # the body deadline (5 s) is armed meanwhile
+        client.sendall(b"abc")
+        answer = b""
+        while not answer.endswith(b'{"bytes":3}'):
+            answer += client.recv(4096)
+        client.sendall(b"GET /health HTTP/1.1\r\n")  # the next head, never finished
+        waited = _closed_within(client, 4)
+    assert waited is not None, "the server kept a connection whose next head never ended"
+    assert waited < 2, f"closed after {waited} s, not at the head deadline"

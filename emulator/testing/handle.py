@@ -360,8 +360,10 @@ class Postscript:
         timeout_rate: float = 0.0,
         timeout_ms: float = 3000.0,
         seed: int | None = None,
+        rate_limit: float | None = None,
     ) -> Faults:
-        """Replace the fault setting (no arguments: no faults); the rate limit stays.
+        """Replace the fault setting (no arguments: no faults); the rate limit stays, unless
+        `rate_limit` gives a new one (as `rate_limit()`, in the same call).
 
         Each API request then draws, from `seed`'s sequence: a timeout (held
         `timeout_ms`, then the connection drops), an error answer (one of
@@ -374,6 +376,7 @@ class Postscript:
             "timeout_rate": timeout_rate,
             "timeout_ms": timeout_ms,
             "seed": seed,
+            **({} if rate_limit is None else {"rate_limit_rps": rate_limit}),
         }
         return Faults.from_json(self._call("PUT", "/_emulator/faults", body))
 

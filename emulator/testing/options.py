@@ -117,8 +117,8 @@ class EmulatorOptions:
         limit, faults and seed, and its handle's clients the chosen authentication."""
         postscript.set_shops(**self.tenancy())
         postscript.use_auth(self.auth)
-        postscript.rate_limit(self.rate_limit)
-        postscript.faults(**self.faults)
+        # one admin call for both: it is a request through the app, on every test's setup
+        postscript.faults(**self.faults, rate_limit=self.rate_limit)
         if self.subscribers:
             postscript.seed_many(self.subscribers)
 

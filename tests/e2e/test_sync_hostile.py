@@ -237,7 +237,7 @@ def test_a_write_postscript_refuses_is_set_aside_and_the_run_exits_0_saying_so(
 ) -> None:
     """Three audience keys of 400 KB for one shopper make a PATCH over Postscript's 1 MiB (413,
     every time), each line under the 1 MiB intake limit: the 19 good events around them are
-    applied, the refusal is in the summary, and the run exits 0 (#22's poison write)."""
+    applied, the refusal is in the summary, and the run exits 0."""
     others = [f"+1555555{n:04d}" for n in range(1, 20)]
     seed(emulator_url, PHONE, *others)
     huge = [json.loads(entered(f"m-huge-{n}")) for n in range(3)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -34,8 +35,13 @@ def new_pending_id() -> str:
     return f"sp_{uuid.uuid4().hex[:24]}"
 
 
+@functools.lru_cache(maxsize=65_536)
 def format_time(moment: datetime) -> str:
-    """ISO 8601 in UTC with microseconds, e.g. `2026-01-02T03:04:05.000000+00:00`."""
+    """ISO 8601 in UTC with microseconds, e.g. `2026-01-02T03:04:05.000000+00:00`.
+
+    Cached: every subscriber answered formats its two times, and they rarely change
+    (equal moments in any offset give the same text, so the cache cannot mix them up).
+    """
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
 
 

@@ -100,9 +100,13 @@ async def me(request: Request) -> Response:
 
 
 async def list_subscribers(request: Request) -> Response:
+    # the hot path of lookups: the emulator is looked up once, not once per helper
     emulator = emulator_of(request)
-    query = parse_query(_query(request), emulator.config.default_region, strict=_strict(request))
-    page, total_pages = query.run(shop_store(request), emulator.config.page_size)
+    config = emulator.config
+    query = parse_query(_query(request), config.default_region, strict=config.strict)
+    shop = caller_of(request).shop
+    assert shop is not None, "auth lets a partner without a shop token reach /me only"
+    page, total_pages = query.run(emulator.store_of(shop.id), config.page_size)
     return JSONResponse(
         {
             "page_info": {"page": query.page, "total_pages": total_pages},

@@ -51,6 +51,7 @@ __all__ = [
 UNAUTHORIZED_MESSAGE = "Missing or invalid API key; send Authorization: Bearer <secret key>"
 UNKNOWN_SHOP_MESSAGE = "X-Postscript-Shop-Token names no shop; send the shop's API token"
 SHOP_TOKEN_HEADER = "X-Postscript-Shop-Token"  # noqa: S105 - a header name
+_SHOP_TOKEN_NAME = SHOP_TOKEN_HEADER.lower().encode()  # as ASGI gives it
 
 # Path prefixes of the published reference's operation groups.
 _GROUPS = (
@@ -166,7 +167,7 @@ class AuthMiddleware:
             caller = identify(
                 self.tenancy(),
                 key_from_header(header(scope, b"authorization")),
-                header(scope, SHOP_TOKEN_HEADER.lower().encode()),
+                header(scope, _SHOP_TOKEN_NAME),
                 group,
             )
             if group in caller.forbidden:

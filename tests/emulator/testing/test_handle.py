@@ -200,6 +200,13 @@ def test_rate_limit_answers_429_past_the_limit_and_keeps_the_faults(
     assert postscript.fault_settings.rate_limit_rps == 2.0
 
 
+def test_faults_can_set_the_rate_limit_in_the_same_call_and_otherwise_keep_it(
+    postscript: Postscript,
+) -> None:
+    assert postscript.faults(seed=3, rate_limit=4) == Faults(seed=3, rate_limit_rps=4.0)
+    assert postscript.faults(error_rate=0.5) == Faults(error_rate=0.5, rate_limit_rps=4.0)
+
+
 def test_a_bad_fault_setting_is_refused_with_the_emulators_reason(postscript: Postscript) -> None:
     with pytest.raises(EmulatorAdminError, match="error_rate: must be a probability") as refused:
         postscript.faults(error_rate=2.0)

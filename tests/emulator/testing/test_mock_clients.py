@@ -121,3 +121,14 @@ def test_a_responses_mock_already_active_keeps_the_hosts_it_routes() -> None:
             postscript.seed(phone_number=ADA)
             assert requests.get("https://hooks.example.com/ping").status_code == 204
             assert len(lookup_with_requests(ADA)) == 1
+
+
+def test_a_mock_postscript_inside_another_serves_aiohttp_and_restores_the_outer() -> None:
+    with mock_postscript() as outer:
+        outer.seed(phone_number=ADA)
+        with mock_postscript() as inner:
+            inner.seed(phone_number=ADA)
+            assert asyncio.run(tag_with_aiohttp(ADA, "inner")) == 200
+            assert inner.subscriber(phone=ADA).tags == ["inner"]
+        assert asyncio.run(tag_with_aiohttp(ADA, "outer")) == 200
+        assert outer.subscriber(phone=ADA).tags == ["outer"]

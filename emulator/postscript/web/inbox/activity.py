@@ -84,7 +84,7 @@ since start or reset; admin calls and this page are not journaled).</p>"""
 
 def _journal_row(entry: dict[str, object]) -> str:
     moment = entry["time"]
-    when = format_time(moment)[:23] if not isinstance(moment, str) else moment  # type: ignore[arg-type]
+    when = format_time(moment)[:23] if not isinstance(moment, str) else moment
     status = "dropped" if entry["status"] is None else entry["status"]
     details = (
         f"<details><summary>{esc(entry['duration_ms'])} ms</summary><dl>"
