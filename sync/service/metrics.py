@@ -156,11 +156,14 @@ def endpoint_of(request: httpx.Request) -> str:
         ("/api/v2/me", "me"),
         ("/api/v2/events", "events.create"),
         ("/api/v2/subscribers", "subscribers.list"),
+        ("/api/v2/webhooks/token", "webhooks.token"),
     ):
         if path.endswith(suffix):
             return name
     if "/api/v2/subscribers/" in path:
         return "subscribers.patch" if method == "PATCH" else "subscribers.get"
+    if path.endswith("/api/v2/webhooks"):  # serve --webhook-url's subscription at start
+        return "webhooks.create" if method == "POST" else "webhooks.list"
     return "other"
 
 

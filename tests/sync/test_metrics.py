@@ -23,6 +23,9 @@ pytestmark = pytest.mark.anyio
         ("PATCH", "https://api.postscript.io/api/v2/subscribers/s_1", "subscribers.patch"),
         ("POST", "https://api.postscript.io/api/v2/events", "events.create"),
         ("POST", "http://proxy/postscript/api/v2/events/", "events.create"),
+        ("GET", "https://api.postscript.io/api/v2/webhooks/token", "webhooks.token"),
+        ("GET", "https://api.postscript.io/api/v2/webhooks", "webhooks.list"),
+        ("POST", "https://api.postscript.io/api/v2/webhooks", "webhooks.create"),
         ("GET", "https://api.postscript.io/api/v2/keywords", "other"),
     ],
 )
