@@ -21,6 +21,7 @@ A leaf module: it imports nothing of the package.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import resource
 from dataclasses import dataclass
@@ -208,9 +209,4 @@ def raise_open_file_limit(limits: ConnectionLimits) -> ConnectionLimits:
         "connections_limited",
         extra={"fields": {"asked": limits.max_connections, "open_files": soft, "kept": fitting}},
     )
-    return ConnectionLimits(
-        max_connections=fitting,
-        head_timeout_s=limits.head_timeout_s,
-        body_timeout_s=limits.body_timeout_s,
-        keep_alive_s=limits.keep_alive_s,
-    )
+    return dataclasses.replace(limits, max_connections=fitting)

@@ -20,7 +20,8 @@ from __future__ import annotations
 import statistics
 import tempfile
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -245,29 +246,20 @@ class Engine:
         """
         if self._shop_checked:
             return
-        client = self._new_client()
-        try:
-            async with client:
-                self._client = client
-                await self._check_shop()
-        finally:
-            self.report.api_calls.update(client.calls)
+        async with self._session():
+            await self._check_shop()
 
     async def subscribe_to_opt_ins(self, callback_url: str) -> str:
         """Have Postscript post `shop.subscriber.opt_in` to `callback_url` (once: an existing
         subscription to it is kept) and return the token its deliveries are signed with."""
-        client = self._new_client()
-        try:
-            async with client:
-                token = await client.webhook_token()
-                subscribed = await client.webhook_subscriptions()
-                if not any(
-                    item.get("event") == OPT_IN_EVENT and item.get("callback_url") == callback_url
-                    for item in subscribed
-                ):
-                    await client.subscribe_webhook(OPT_IN_EVENT, callback_url)
-        finally:
-            self.report.api_calls.update(client.calls)
+        async with self._session() as client:
+            token = await client.webhook_token()
+            subscribed = await client.webhook_subscriptions()
+            if not any(
+                item.get("event") == OPT_IN_EVENT and item.get("callback_url") == callback_url
+                for item in subscribed
+            ):
+                await client.subscribe_webhook(OPT_IN_EVENT, callback_url)
         return token
 
     async def drain(self, *, unpark: bool = True) -> Report:
@@ -276,22 +268,33 @@ class Engine:
         `unpark=False` leaves parked changes parked (a process that drains often retries
         them now and then, not on every drain).
         """
+        try:
+            async with self._session() as client:
+                try:
+                    if self._stop_asked or not self.ledger.has_work():
+                        return self.report
+                    await self._check_shop()
+                    await self._resume()
+                    if unpark:
+                        self.report.unparked += self.ledger.unpark()
+                    await self._work_off_pending()
+                finally:
+                    self._report_pace(client)
+        finally:
+            self.count_leftovers()
+        return self.report
+
+    @asynccontextmanager
+    async def _session(self) -> AsyncIterator[PostscriptClient]:
+        """A client for one exchange with Postscript (the one `self._client` names), its calls
+        added to the report however the exchange ends."""
         client = self._new_client()
         try:
             async with client:
                 self._client = client
-                if self._stop_asked or not self.ledger.has_work():
-                    return self.report
-                await self._check_shop()
-                await self._resume()
-                if unpark:
-                    self.report.unparked += self.ledger.unpark()
-                await self._work_off_pending()
+                yield client
         finally:
             self.report.api_calls.update(client.calls)
-            self._report_pace(client)
-            self.count_leftovers()
-        return self.report
 
     def _report_pace(self, client: PostscriptClient) -> None:
         report = self.report

@@ -311,7 +311,7 @@ class Service:
             "accepting": self.accepting,
             "shop": ledger.meta("shop"),
             "pending": figures.pending,
-            "writes_in_progress": counts.intents,
+            "writes_in_progress": self.engine.report.journaled,
             "parked": figures.parked,
             "parked_retry_s": self.drain.parked_retry_s,
             "next_parked_retry_in_s": _rounded(self.drain.next_parked_retry_in_s()),
